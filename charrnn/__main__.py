@@ -1,0 +1,5 @@
+"""python -m charrnn"""
+
+from .cli import main
+
+main(prog_name="charrnn")

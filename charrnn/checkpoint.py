@@ -1,0 +1,559 @@
+"""The model file: save, load and describe a versioned ``.npz``, with no pickle anywhere.
+
+**Format 1.** A zip archive of ``.npy`` arrays (what ``np.savez`` writes; charrnn stores them
+uncompressed, deflated members are read too). Every member below must be present with exactly
+this dtype and shape, and no other member may be. F is the float dtype named by ``dtype`` in
+the metadata (``<f4`` float32 or ``<f8`` float64); V vocabulary size, H hidden size, G gate
+blocks (RNN 1, GRU 3, LSTM 4), L layers, S state parts (LSTM 2, else 1), B the run's batch size.
+
+| member                          | dtype | shape        | holds                                |
+|---------------------------------|-------|--------------|--------------------------------------|
+| `meta.npy`                      | `u1`  | (n,)         | UTF-8 JSON text, schema below        |
+| `vocab.npy`                     | `<i4` | (V,)         | code point of each id's character    |
+| `params/<p>.npy`                | F     | shape of <p> | best-validation weights              |
+| `resume/params/<p>.npy`         | F     | shape of <p> | latest weights                       |
+| `resume/optim/<slot>/<p>.npy`   | F     | shape of <p> | optimizer moments                    |
+| `resume/optim/t.npy`            | `<i8` | ()           | optimizer step count                 |
+| `resume/hidden.npy`             | F     | (L, S, B, H) | hidden state carried between windows |
+
+`<p>`: `layers.{l}.W_x` (D, G*H) with D = V for l = 0, else H; `layers.{l}.W_h` (H, G*H);
+`layers.{l}.b` (G*H,); GRU only: `layers.{l}.b_hn` (H,); `head.W` (H, V); `head.b` (V,).
+`<slot>`: adam `m`, `v`; rmsprop `ms`; adagrad `mem`; sgd `v`. The `resume/` members are there
+exactly when `resume` in the metadata is not null. `meta.npy` holds strict JSON (no NaN)::
+
+    {"format": "charrnn-model", "format_version": 1, "charrnn_version": "0.1.0",
+     "dtype": "float32" | "float64",
+     "model_config": {"cell", "vocab_size", "hidden_size", "num_layers", "dropout"},
+     "best": null | {"step": int, "val_loss": number | null, ...numbers},
+     "history": [{"step": int, "time": seconds, "train_loss": number,
+                  "val_loss": number | null, "lr": number, ...numbers}, ...],
+     "corpus": null | {"name": str, "size": bytes, "sha256": hex, "chars": int,
+                       "files": [str], ...},
+     "resume": null | {"train_config": {every TrainConfig field}, "optimizer": name,
+                       "step": int, "elapsed": seconds, "window": int, "epoch": int,
+                       "rng_state": PCG64 bit_generator.state (128-bit ints)}}
+
+**Versions.** Any change an older reader could misread increases `format_version`. A reader
+loads every version up to its own and refuses a newer file, naming the charrnn that wrote it;
+`meta.npy` and its first three keys keep their meaning in every version.
+
+**Safety.** Before any array is allocated, the zip directory (size, duplicate names, compression
+ratio, sizes against the file's) and every member's npy header (at most 10,000 bytes; dtype,
+shape, byte count) are checked against what the metadata implies; weights must be finite. Any
+failure is a one-line `CheckpointError` naming the file. A save checks the same, writes a
+temporary file in the same folder, fsyncs it and renames it over the target.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import secrets
+import stat
+import struct
+import warnings
+import zipfile
+import zlib
+from collections import Counter
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import OPTIMIZERS, ModelConfig, TrainConfig
+from .errors import CheckpointError, ConfigError, DataError
+from .model import CharRNN
+
+__all__ = ["FORMAT_VERSION", "Checkpoint", "ResumeState", "ModelNotFound", "save", "load",
+           "describe"]
+
+FORMAT_VERSION = 1
+MAGIC = "charrnn-model"
+MAX_HEADER = 10_000  # bytes of an npy header
+MAX_META = 64 << 20  # bytes of JSON metadata
+MAX_TOTAL_BYTES = 16 << 30  # all members, uncompressed
+MAX_RATIO, RATIO_FREE = 1000, 1 << 20  # uncompressed / compressed, for members above 1 MiB
+MAX_DIRECTORY = 4 << 20  # bytes of the zip's central directory (a real one: ~100 KB at most)
+_CHUNK = 1 << 22
+_FLOATS = {"float32": "<f4", "float64": "<f8"}
+
+
+class ModelNotFound(CheckpointError):
+    """No model file at the path (the CLI then says how to train one)."""
+
+
+class _Invalid(Exception):
+    """A problem with the contents; load and save prefix it with the file name."""
+
+
+def _version() -> str:
+    from . import __version__  # late: charrnn/__init__ imports this module
+
+    return __version__
+
+
+@dataclass
+class ResumeState:
+    """Everything ``train --resume`` needs to continue a run as if it had never stopped."""
+
+    params: dict[str, np.ndarray]  # latest weights, keyed and shaped like CharRNN.params
+    optimizer: str  # optimizer name, one of config.OPTIMIZERS
+    optimizer_state: dict[str, np.ndarray]  # Optimizer.state_dict(): `slot/param` moments, `t`
+    rng_state: dict[str, Any]  # np.random.Generator(PCG64).bit_generator.state
+    hidden: np.ndarray  # carried recurrent state (L, S, B, H), B = train_config.batch_size
+    train_config: TrainConfig  # how the run trains
+    step: int = 0  # optimizer steps taken so far in the run
+    elapsed: float = 0.0  # seconds of training so far
+    window: int = 0  # index of the next training window within the epoch
+    epoch: int = 0  # completed passes over the training text
+
+
+@dataclass
+class Checkpoint:
+    """A loaded model file."""
+
+    model: CharRNN  # best-validation weights in the stored dtype, .vocab set
+    resume: ResumeState | None = None  # None if the file cannot resume training
+    history: list[dict[str, Any]] = field(default_factory=list)  # step, time, losses, lr
+    corpus: dict[str, Any] | None = None  # name, size (bytes), sha256, chars, files
+    best: dict[str, Any] | None = None  # {"step", "val_loss"} of the model's weights
+    format_version: int = FORMAT_VERSION
+    charrnn_version: str = field(default_factory=_version)  # the version that wrote it
+    path: Path | None = None
+
+
+# ----------------------------------------------------------------------------- metadata
+
+def _show(v: Any) -> str:
+    """A value from the file, fit for a one-line message: ASCII, escaped, short."""
+    s = ascii(v)
+    return s if len(s) <= 60 else s[:57] + "..."
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise _Invalid(message)
+
+
+def _is_num(v: Any) -> bool:
+    return type(v) is int or type(v) is float and math.isfinite(v)
+
+
+def _int(v: Any, what: str) -> None:
+    _check(type(v) is int and v >= 0, f"{what} must be a non-negative integer, not {_show(v)}")
+
+
+def _num(v: Any, what: str) -> None:
+    _check(_is_num(v), f"{what} must be a number, not {_show(v)}")
+
+
+def _num_or_null(v: Any, what: str) -> None:
+    _check(v is None or _is_num(v), f"{what} must be a number or null, not {_show(v)}")
+
+
+def _str(v: Any, what: str) -> None:
+    _check(isinstance(v, str), f"{what} must be a string, not {_show(v)}")
+
+
+def _flat(d: Any, what: str, required: dict, lists: bool = False) -> None:
+    """A flat JSON object: required keys pass their checks; the others hold plain values."""
+    _check(isinstance(d, dict), f"{what} must be a JSON object, not {_show(d)}")
+    for k, check in required.items():
+        _check(k in d, f"{what} has no {k!r}")
+        check(d[k], f"{what} {k}")
+    def plain(x):
+        return x is None or isinstance(x, str | bool) or _is_num(x)
+
+    for k, v in d.items():
+        _check(k in required or plain(v) or lists and isinstance(v, list) and all(map(plain, v)),
+               f"{what} {_show(k)} must be a plain value, not {_show(v)}")
+
+
+def _config(cls, d: Any, what: str):
+    try:
+        return cls.from_dict(d)
+    except ConfigError as e:
+        raise _Invalid(f"{what}: {e}") from None
+
+
+_KEYS = {"format", "format_version", "charrnn_version", "dtype", "model_config", "best",
+         "history", "corpus", "resume"}
+_RESUME = {"train_config", "optimizer", "step", "elapsed", "window", "epoch", "rng_state"}
+_ROW = {"step": _int, "time": _num, "train_loss": _num, "val_loss": _num_or_null, "lr": _num}
+
+
+def _parse_meta(meta: Any) -> dict:
+    """Check the metadata's JSON; return it with the configs as objects."""
+    _check(isinstance(meta, dict) and meta.get("format") == MAGIC,
+           "not a charrnn model file (meta.npy has no charrnn format tag)")
+    version, writer = meta.get("format_version"), meta.get("charrnn_version")
+    _check(isinstance(writer, str) and len(writer) <= 40,
+           f"charrnn_version must be a short string, not {_show(writer)}")
+    _int(version, "format_version")
+    _check(version <= FORMAT_VERSION, f"written by charrnn {_show(writer)[1:-1]} (format "
+           f"{version}); this charrnn {_version()} reads format {FORMAT_VERSION} — upgrade charrnn")
+    _check(set(meta) == _KEYS, f"metadata keys differ from format {version}: "
+           f"{_show(sorted(set(meta) ^ _KEYS))}")
+    _check(meta["dtype"] in list(_FLOATS), f"dtype must be float32 or float64, not "
+           f"{_show(meta['dtype'])}")
+    out = dict(meta, model_config=_config(ModelConfig, meta["model_config"], "model config"))
+    if meta["best"] is not None:
+        _flat(meta["best"], "best", {"step": _int, "val_loss": _num_or_null})
+    _check(isinstance(meta["history"], list), "history must be a JSON list")
+    for i, row in enumerate(meta["history"]):
+        _flat(row, f"history row {i}", _ROW)
+    if meta["corpus"] is not None:
+        _flat(meta["corpus"], "corpus", {"name": _str, "size": _int, "sha256": _str}, True)
+    r = meta["resume"]
+    if r is not None:
+        _check(isinstance(r, dict) and set(r) == _RESUME,
+               f"resume must be a JSON object with the keys {sorted(_RESUME)}")
+        _check(r["optimizer"] in OPTIMIZERS, f"resume optimizer must be one of "
+               f"{', '.join(OPTIMIZERS)}, not {_show(r['optimizer'])}")
+        for k in ("step", "window", "epoch"):
+            _int(r[k], f"resume {k}")
+        _num(r["elapsed"], "resume elapsed")
+        s = r["rng_state"]
+        _check(isinstance(s, dict) and s.get("bit_generator") == "PCG64"
+               and set(s) == {"bit_generator", "state", "has_uint32", "uinteger"}
+               and isinstance(s["state"], dict) and set(s["state"]) == {"state", "inc"}
+               and all(type(x) is int and 0 <= x < 2**128 for x in s["state"].values())
+               and s["has_uint32"] in (0, 1) and type(s["uinteger"]) is int
+               and 0 <= s["uinteger"] < 2**32, "resume rng_state is not a PCG64 state")
+        np.random.PCG64().state = s  # and the generator's own checks
+        out["resume"] = dict(r, train_config=_config(TrainConfig, r["train_config"],
+                                                     "resume train config"))
+    return out
+
+
+def _expected(meta: dict) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Every member but meta, without .npy -> (dtype.str, shape), as the metadata implies."""
+    from .optim import optimizer_class
+
+    cfg: ModelConfig = meta["model_config"]
+    f, shapes, r = _FLOATS[meta["dtype"]], cfg.parameter_shapes(), meta["resume"]
+    out = {"vocab": ("<i4", (cfg.vocab_size,)), **{f"params/{k}": (f, s)
+                                                   for k, s in shapes.items()}}
+    if r is not None:
+        out.update({f"resume/params/{k}": (f, s) for k, s in shapes.items()})
+        for k, s in optimizer_class(r["optimizer"]).state_shapes(shapes).items():
+            out[f"resume/optim/{k}"] = ("<i8" if k == "t" else f, s)
+        B = r["train_config"].batch_size
+        out["resume/hidden"] = (f, (cfg.num_layers, cfg.state_parts, B, cfg.hidden_size))
+    total = sum(math.prod(s) * int(d[-1]) for d, s in out.values())
+    _check(total <= MAX_TOTAL_BYTES,
+           f"the configuration implies {total:,} bytes of arrays (limit {MAX_TOTAL_BYTES:,})")
+    return out
+
+
+def _finite(arrays: dict[str, np.ndarray]) -> None:
+    for k, a in arrays.items():  # min/max propagate NaN and see Inf, with no temporary array
+        _check(a.dtype.kind != "f" or bool(np.isfinite(a.min()) and np.isfinite(a.max())),
+               f"member {k!r} contains NaN or infinite values")
+
+
+def _dtype_name(dt: np.dtype) -> str:
+    if dt.hasobject or dt.names or dt.subdtype:
+        return "object" if dt.hasobject else f"structured {_show(dt.str)}"
+    return dt.name + (" big-endian" if dt.byteorder == ">" else "")
+
+
+def _check_member(key: str, dtype: np.dtype, shape: tuple, want: tuple) -> None:
+    _check(dtype.str == want[0], f"member {key!r} has dtype {_dtype_name(dtype)}, "
+           f"expected {_dtype_name(np.dtype(want[0]))}")
+    _check(tuple(shape) == want[1], f"member {key!r} has shape {tuple(shape)}, expected {want[1]}")
+
+
+# ----------------------------------------------------------------------------- reading
+
+def _read_exact(f, n: int, what: str) -> bytes:
+    data = f.read(n)
+    _check(len(data) == n, f"{what} is truncated")
+    return data
+
+
+def _open_zip(f) -> tuple[zipfile.ZipFile, dict[str, zipfile.ZipInfo]]:
+    """Check the archive's directory; return it and its members by file name."""
+    size = os.fstat(f.fileno()).st_size
+    _check(size > 0, "the file is empty")
+    # the stdlib's own reader of the end record: bound the directory before zipfile parses it
+    end = getattr(zipfile, "_EndRecData", lambda f: [0] * 6)(f)
+    _check(end is not None, "not a charrnn model file (not a zip/.npz archive)")
+    _check(end[4] <= 65535 and end[5] <= MAX_DIRECTORY,  # entries, bytes of the directory
+           f"the archive directory is too large ({end[4]:,} entries, {end[5]:,} bytes)")
+    zf = zipfile.ZipFile(f)
+    infos = {i.filename: i for i in zf.infolist()}
+    if len(infos) < len(zf.filelist):
+        dup = next(n for n, k in Counter(zf.namelist()).items() if k > 1)
+        raise _Invalid(f"member {_show(dup)} appears more than once")
+    for name, i in infos.items():
+        stored = i.compress_type == zipfile.ZIP_STORED
+        _check(not i.flag_bits & 1 and (stored or i.compress_type == zipfile.ZIP_DEFLATED),
+               f"member {_show(name)} is encrypted or uses an unsupported compression")
+        _check((not stored or i.file_size == i.compress_size)
+               and i.file_size <= max(RATIO_FREE, MAX_RATIO * i.compress_size),
+               f"member {_show(name)} declares {i.file_size:,} bytes from {i.compress_size:,} "
+               "stored (compression ratio too high)")
+    total = sum(i.file_size for i in infos.values())
+    packed = sum(i.compress_size for i in infos.values())  # overlapping members count twice
+    _check(packed <= size and total <= MAX_TOTAL_BYTES,
+           f"the archive declares {total:,} bytes ({packed:,} stored) in a {size:,}-byte file")
+    return zf, infos
+
+
+def _header(zf, info, key: str) -> tuple[np.dtype, tuple, int]:
+    """(dtype, shape, header length) of a member, reading at most MAX_HEADER bytes of it."""
+    with zf.open(info) as f:
+        magic = f.read(8)
+        _check(magic[:6] == b"\x93NUMPY" and magic[6:] in (b"\1\0", b"\2\0"),
+               f"member {key!r} is not a .npy array of version 1 or 2")
+        fmt = "<H" if magic[6] == 1 else "<I"
+        raw = _read_exact(f, struct.calcsize(fmt), f"member {key!r} header")
+        (n,) = struct.unpack(fmt, raw)
+        _check(n <= MAX_HEADER, f"member {key!r} has a {n:,}-byte header (limit {MAX_HEADER:,})")
+        raw += _read_exact(f, n, f"member {key!r} header")
+    npy = np.lib.format
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            read = npy.read_array_header_1_0 if magic[6] == 1 else npy.read_array_header_2_0
+            shape, fortran, dtype = read(io.BytesIO(raw), max_header_size=MAX_HEADER)
+    except Exception as e:  # numpy's parser meeting hostile text raises all kinds
+        raise _Invalid(f"member {key!r} has an unreadable npy header ({_line(e)})") from None
+    _check(not fortran, f"member {key!r} is in Fortran order")
+    return dtype, shape, 8 + len(raw)
+
+
+def _scan(zf, infos) -> tuple[dict, dict[str, tuple]]:
+    """Check all but the arrays' values; return the metadata and {key: (dtype, shape, hlen)}."""
+    info = infos.get("meta.npy")
+    _check(info is not None, "not a charrnn model file (no meta.npy member)")
+    dtype, shape, hlen = _header(zf, info, "meta")
+    _check(dtype.str == "|u1" and len(shape) == 1 and hlen + shape[0] == info.file_size,
+           f"member 'meta' must be 1-D uint8 text filling the member, not "
+           f"{_dtype_name(dtype)} {tuple(shape)}")
+    _check(shape[0] <= MAX_META, f"member 'meta' has {shape[0]:,} bytes (limit {MAX_META:,})")
+    text = _read(zf, info, dtype, shape, hlen).tobytes().decode("utf-8")
+    meta = _parse_meta(json.loads(text, parse_constant=_no_constant))
+    want = _expected(meta)
+    names = {k + ".npy" for k in want} | {"meta.npy"}
+    missing, extra = sorted(names - set(infos)), sorted(set(infos) - names)
+    what = [f"missing member {_show(missing[0])}"] if missing else []
+    what += [f"unexpected member {_show(extra[0])}"] if extra else []
+    n = len(missing) + len(extra)
+    _check(not n, ", ".join(what) + (f" ({n} members differ)" if n > 1 else ""))
+    heads = {}
+    for key, w in want.items():
+        info = infos[key + ".npy"]
+        dtype, shape, hlen = heads[key] = _header(zf, info, key)
+        _check_member(key, dtype, shape, w)
+        _check(hlen + math.prod(shape) * dtype.itemsize == info.file_size,
+               f"member {key!r} declares {math.prod(shape):,} elements but holds "
+               f"{info.file_size - hlen:,} bytes of data")
+    return meta, heads
+
+
+def _no_constant(name: str):
+    raise _Invalid(f"metadata JSON contains {name}")
+
+
+def _read(zf, info, dtype, shape, hlen) -> np.ndarray:
+    """Read a checked member's data into an array of exactly the checked size."""
+    arr = np.empty(shape, dtype)
+    buf, pos = memoryview(arr.reshape(-1).view(np.uint8)), 0
+    with zf.open(info) as f:
+        _read_exact(f, hlen, "header")
+        while pos < len(buf):
+            n = f.readinto(buf[pos:pos + _CHUNK])
+            _check(n > 0, f"member {info.filename!r} is truncated")
+            pos += n
+        _check(not f.read(1), f"member {info.filename!r} has trailing data")  # and CRC checked
+    return arr
+
+
+def _line(e: BaseException) -> str:
+    s = " ".join(str(e).split()) or type(e).__name__
+    return s if len(s) <= 200 else s[:197] + "..."
+
+
+@contextmanager
+def _reading(path):
+    """Open a model file; turn every failure into a CheckpointError naming the file."""
+    name = os.fspath(path)
+    try:
+        mode = os.stat(path).st_mode  # a FIFO or a device would block or never end
+        _check(not stat.S_ISDIR(mode), "is a directory, not a model file")
+        _check(stat.S_ISREG(mode), "is not a regular file")
+        with open(path, "rb") as f:
+            zf, infos = _open_zip(f)
+            with zf:
+                yield zf, infos
+    except FileNotFoundError:
+        raise ModelNotFound(f"{name}: no such model file") from None
+    except (_Invalid, DataError, ConfigError) as e:
+        raise CheckpointError(f"{name}: {_line(e)}") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError) as e:
+        raise CheckpointError(f"{name}: the archive is corrupt ({_line(e)})") from None
+    except OSError as e:
+        raise CheckpointError(f"{name}: cannot read the file: {e.strerror or _line(e)}") from None
+    except (ValueError, TypeError, KeyError, IndexError, struct.error, OverflowError,
+            MemoryError, RecursionError, RuntimeError, NotImplementedError) as e:
+        raise CheckpointError(f"{name}: not a valid model file "
+                              f"({type(e).__name__}: {_line(e)})") from None
+
+
+def load(path, *, resume: bool = True) -> Checkpoint:
+    """Check and read a model file; with resume=False the resume arrays are checked, not read."""
+    from .data import Vocab
+
+    with _reading(path) as (zf, infos):
+        meta, heads = _scan(zf, infos)
+        a = {k: _read(zf, infos[k + ".npy"], *h) for k, h in heads.items()
+             if resume or not k.startswith("resume/")}
+        _finite(a)
+        cfg, r, state = meta["model_config"], meta["resume"], None
+        names = cfg.parameter_shapes()
+        model = CharRNN(cfg, {k: a[f"params/{k}"] for k in names},
+                        vocab=Vocab.from_codepoints(a["vocab"]), dtype=meta["dtype"])
+        if r is not None and resume:
+            opt = {k.removeprefix("resume/optim/"): v for k, v in a.items()
+                   if k.startswith("resume/optim/")}
+            state = ResumeState(
+                params={k: a[f"resume/params/{k}"] for k in names}, optimizer=r["optimizer"],
+                optimizer_state=opt, rng_state=r["rng_state"], hidden=a["resume/hidden"],
+                train_config=r["train_config"], step=r["step"], elapsed=float(r["elapsed"]),
+                window=r["window"], epoch=r["epoch"])
+    return Checkpoint(model=model, resume=state, history=meta["history"], corpus=meta["corpus"],
+                      best=meta["best"], format_version=meta["format_version"],
+                      charrnn_version=meta["charrnn_version"], path=Path(path))
+
+
+def describe(path) -> dict[str, Any]:
+    """The whole file as plain data but the arrays' values (shapes and dtypes, yes).
+
+    Cheap: reads the JSON, the npy headers and the vocabulary, never the weights."""
+    from .data import Vocab
+
+    with _reading(path) as (zf, infos):
+        meta, heads = _scan(zf, infos)
+        vocab = Vocab.from_codepoints(_read(zf, infos["vocab.npy"], *heads["vocab"]))
+    cfg, r = meta["model_config"], meta["resume"]
+    out = dict(meta, path=os.fspath(path), file_size=os.path.getsize(path),
+               model_config=cfg.to_dict(), num_parameters=cfg.num_parameters(),
+               vocab="".join(vocab.chars),
+               arrays={k: {"shape": s, "dtype": d.name} for k, (d, s, _) in heads.items()})
+    if r is not None:
+        out["resume"] = dict(r, train_config=r["train_config"].to_dict())
+    return out
+
+
+# ----------------------------------------------------------------------------- writing
+
+def _plain(v: Any) -> Any:
+    """numpy scalars -> Python scalars, tuples -> lists, so that json can write them."""
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_plain(x) for x in v]
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def _pack(model: CharRNN, resume, history, corpus, best) -> tuple[bytes, dict]:
+    _check(isinstance(model, CharRNN), f"expected a CharRNN, not {type(model).__name__}")
+    _check(model.vocab is not None, "the model has no vocabulary (set model.vocab)")
+    if corpus is not None and not isinstance(corpus, dict):  # a charrnn.data.Corpus
+        corpus = {"name": corpus.name, "size": corpus.size_bytes, "sha256": corpus.sha256,
+                  "chars": len(corpus), "files": list(corpus.files)}
+    meta = {"format": MAGIC, "format_version": FORMAT_VERSION, "charrnn_version": _version(),
+            "dtype": model.dtype.name, "model_config": model.config.to_dict(),
+            "best": best, "history": list(history), "corpus": corpus, "resume": None}
+    arrays = {"vocab": model.vocab.codepoints(),
+              **{f"params/{k}": v for k, v in model.params.items()}}
+    if resume is not None:
+        meta["resume"] = {
+            "train_config": resume.train_config.to_dict(), "optimizer": resume.optimizer,
+            "step": resume.step, "elapsed": resume.elapsed, "window": resume.window,
+            "epoch": resume.epoch, "rng_state": resume.rng_state}
+        arrays.update({f"resume/params/{k}": v for k, v in resume.params.items()})
+        arrays.update({f"resume/optim/{k}": v for k, v in resume.optimizer_state.items()})
+        arrays["resume/hidden"] = resume.hidden
+    arrays = {k: np.asarray(a) for k, a in arrays.items()}
+    arrays = {k: a.astype(a.dtype.newbyteorder("<"), copy=False) if a.dtype.kind in "fiu" else a
+              for k, a in arrays.items()}
+    text = json.dumps(_plain(meta), separators=(",", ":"))  # ASCII: any str survives
+    # check all as load will (NaN in the JSON included), so that a save never replaces a good
+    # file with one that does not load
+    want = _expected(_parse_meta(json.loads(text)))
+    _check(set(want) == set(arrays), f"arrays differ from the format: "
+           f"{_show(sorted(set(want) ^ set(arrays)))}")
+    for k, w in want.items():
+        _check_member(k, arrays[k].dtype, arrays[k].shape, w)
+    _finite(arrays)
+    return text.encode("ascii"), arrays
+
+
+def _clean_stale(path: Path) -> None:
+    """Remove temporary files of crashed saves to this target: our pattern, process gone."""
+    prefix = f".{path.name}.tmp-"
+    with suppress(OSError):
+        for entry in os.scandir(path.parent):
+            pid, _, tag = entry.name.removeprefix(prefix).partition("-")
+            if (entry.name.startswith(prefix) and pid.isdigit() and len(tag) == 8
+                    and set(tag) <= set("0123456789abcdef") and os.name == "posix"):
+                try:
+                    os.kill(int(pid), 0)  # signal 0 only asks: does the process exist?
+                except (ProcessLookupError, OverflowError):
+                    with suppress(OSError):
+                        os.unlink(entry.path)
+                except OSError:  # EPERM: alive, someone else's
+                    pass
+
+
+def _write_atomic(path: Path, meta: bytes, arrays: dict[str, np.ndarray]) -> None:
+    """A temporary file in the same folder, flushed and fsynced, renamed over the target."""
+    _clean_stale(path)
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        with open(tmp, "xb") as f:
+            with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+                for key, a in {"meta": np.frombuffer(meta, np.uint8), **arrays}.items():
+                    with zf.open(key + ".npy", "w", force_zip64=True) as m:
+                        np.lib.format.write_array(m, a, version=(1, 0), allow_pickle=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:  # Ctrl-C too: never leave the temporary file behind
+        with suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise CheckpointError(f"cannot write {os.fspath(path)}: "
+                                  f"{e.strerror or _line(e)}") from None
+        raise
+    with suppress(OSError):  # make the rename itself durable
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def save(path, model, *, resume: ResumeState | None = None, history=(), corpus=None,
+         best=None) -> Path:
+    """Write a model file atomically; ``save(model, path)`` works too.
+
+    ``corpus`` is a dict of facts or a ``charrnn.data.Corpus``. Everything is first checked
+    as ``load`` checks it, so a save never replaces a good file with one that does not load.
+    """
+    if isinstance(path, CharRNN) and not isinstance(model, CharRNN):
+        path, model = model, path
+    path = Path(path)
+    try:
+        meta, arrays = _pack(model, resume, history, corpus, best)
+    except (_Invalid, ConfigError, DataError, TypeError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"cannot save {os.fspath(path)}: {_line(e)}") from None
+    _write_atomic(path, meta, arrays)
+    return path

@@ -1,0 +1,205 @@
+"""The command line: parse options into configs, call one library function, render the result."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import signal
+import sys
+from contextlib import contextmanager
+
+import click
+from click.core import ParameterSource
+
+from . import __version__
+from .config import CELLS, OPTIMIZERS, ModelConfig, TrainConfig
+from .errors import CharRNNError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+_MD, _TD = ModelConfig(), TrainConfig()
+
+
+class Duration(click.ParamType):
+    """A time span: 90, 90s, 10m, 1.5h, 1h30m -> seconds."""
+
+    name = "duration"
+    _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int | float):
+            return float(value)
+        text = str(value).strip().lower()
+        if re.fullmatch(r"\d+(\.\d+)?", text):
+            return float(text)
+        parts = re.findall(r"(\d+(?:\.\d+)?)([smhd])", text)
+        if not parts or "".join(n + u for n, u in parts) != text.replace(" ", ""):
+            self.fail(f"{value!r} is not a duration (examples: 90s, 10m, 1h30m)", param, ctx)
+        return float(sum(float(n) * self._UNITS[u] for n, u in parts))
+
+
+def _range(kind, lo=None, hi=None, lo_open=False, hi_open=False):
+    return kind(min=lo, max=hi, min_open=lo_open, max_open=hi_open)
+
+
+def _given(ctx: click.Context, names) -> dict:
+    """The options the user set explicitly (command line or environment), by field name."""
+    return {n: ctx.params[n] for n in names
+            if ctx.get_parameter_source(n) not in (ParameterSource.DEFAULT, None)}
+
+
+@contextmanager
+def _errors(debug: bool):
+    """Turn charrnn's errors into a one-line `Error: ...` and the error's exit code."""
+    try:
+        yield
+    except CharRNNError as e:
+        if debug:
+            raise
+        click.echo(f"Error: {e}", err=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        click.echo("Error: interrupted; files are as they were at the last save", err=True)
+        sys.exit(130)
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, "--version", prog_name="charrnn")
+def main():
+    """Train character-level RNN, GRU and LSTM language models on any text, sample from them,
+    and look inside them.
+
+    \b
+      charrnn train corpora/sonnets.txt     # -> model.npz
+      charrnn sample --temp 0.8             # text to stdout
+      charrnn inspect model.npz             # what is inside
+    """
+
+
+# ----------------------------------------------------------------------------- train
+
+@main.command(context_settings=CONTEXT)
+@click.argument("corpus", nargs=-1, required=True, metavar="CORPUS...")
+@click.option("-o", "--output", default="model.npz", show_default=True,
+              help="Model file to write (atomically, at every evaluation).")
+@click.option("--cell", type=click.Choice(CELLS), default=_MD.cell, show_default=True,
+              help="Recurrent cell.")
+@click.option("--hidden-size", type=_range(click.IntRange, 1, 16384), default=_MD.hidden_size,
+              show_default=True, help="Units per layer.")
+@click.option("--num-layers", type=_range(click.IntRange, 1, 64), default=_MD.num_layers,
+              show_default=True, help="Stacked recurrent layers.")
+@click.option("--dropout", type=_range(click.FloatRange, 0, 1, hi_open=True),
+              default=_MD.dropout, show_default=True,
+              help="Dropout rate between layers and before the output (training only).")
+@click.option("--seq-len", type=_range(click.IntRange, 1), default=_TD.seq_len,
+              show_default=True, help="Characters per backpropagation-through-time window.")
+@click.option("--batch-size", type=_range(click.IntRange, 1), default=_TD.batch_size,
+              show_default=True, help="Parallel streams per step.")
+@click.option("--lr", type=_range(click.FloatRange, 0, lo_open=True), default=_TD.lr,
+              show_default=True, help="Learning rate.")
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=_TD.optimizer,
+              show_default=True, help="Optimizer.")
+@click.option("--lr-decay", type=_range(click.FloatRange, 0, 1, lo_open=True),
+              default=_TD.lr_decay, show_default=True,
+              help="Multiply the learning rate by this every --lr-decay-every steps.")
+@click.option("--lr-decay-every", type=_range(click.IntRange, 0), default=_TD.lr_decay_every,
+              show_default=True, help="Steps between learning-rate decays (0: never).")
+@click.option("--grad-clip", type=_range(click.FloatRange, 0), default=_TD.grad_clip,
+              show_default=True, help="Clip the global gradient norm to this (0: off).")
+@click.option("--epochs", type=_range(click.FloatRange, 0), default=_TD.epochs,
+              show_default=True, help="Passes over the training text (0: no limit).")
+@click.option("--max-steps", type=_range(click.IntRange, 0), default=_TD.max_steps,
+              show_default=True, help="Total steps of the run, resumes included (0: no limit).")
+@click.option("--max-time", type=Duration(), default=_TD.max_time,
+              help="Stop after this much training time in this invocation: 90s, 10m, 1h.")
+@click.option("--val-frac", type=_range(click.FloatRange, 0, 1, hi_open=True),
+              default=_TD.val_frac, show_default=True,
+              help="Fraction of the text (its end) held out for validation.")
+@click.option("--eval-every", type=_range(click.IntRange, 1), default=_TD.eval_every,
+              show_default=True, help="Steps between validation + checkpoint.")
+@click.option("--sample-every", type=_range(click.IntRange, 0), default=_TD.sample_every,
+              show_default=True, help="Steps between progress samples (0: none).")
+@click.option("--sample-length", type=_range(click.IntRange, 1), default=_TD.sample_length,
+              show_default=True, help="Characters per progress sample.")
+@click.option("--seed", type=_range(click.IntRange, 0, 2**63 - 1), default=_TD.seed,
+              show_default=True, help="Seed for initialisation, dropout and samples.")
+@click.option("--resume", is_flag=True, help="Continue training the model in --output.")
+@click.option("--force", is_flag=True, help="Overwrite an existing --output.")
+@click.option("--encoding", default="utf-8", show_default=True,
+              help="Text encoding of the corpus files (e.g. latin-1, cp1252).")
+@click.option("--no-color", is_flag=True, help="No colors (also: NO_COLOR=1).")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.pass_context
+def train(ctx, corpus, output, resume, force, encoding, no_color, debug, **options):
+    """Train a model on CORPUS (files, a directory of text files, or - for stdin).
+
+    Shows live progress on stderr and writes the model to --output at every evaluation, at
+    the end, and on Ctrl-C (then resume with --resume). By default training stops after
+    --epochs passes; --max-steps and --max-time stop it earlier.
+    """
+    from . import display, training
+    from .data import read_corpus
+
+    model_options = _given(ctx, ("cell", "hidden_size", "num_layers", "dropout"))
+    train_fields = [f for f in TrainConfig.__dataclass_fields__ if f in ctx.params]
+    train_options = _given(ctx, train_fields) if resume else \
+        {f: ctx.params[f] for f in train_fields}
+    if not resume:
+        model_options = {f: ctx.params[f] for f in ("cell", "hidden_size", "num_layers",
+                                                     "dropout")}
+    console = display.make_console(no_color=no_color)
+    stop = _StopFlag(console)
+    with _errors(debug):
+        text = read_corpus(corpus, encoding=encoding, stdin=click.get_binary_stream("stdin"))
+        run = training.train(text, output, model_options=model_options,
+                             train_options=train_options, resume=resume, force=force,
+                             should_stop=stop)
+        with stop.installed(), display.TrainingView(console) as view:
+            last = None
+            for report in run:
+                view.update(report)
+                last = report
+        hint = f"charrnn sample -m {shlex.quote(output)}" if output != "model.npz" else \
+            "charrnn sample"
+        if last.info.get("stopped") == "interrupted":
+            again = " ".join(shlex.quote(a) for a in sys.argv[1:] if a != "--resume")
+            hint = f"resume with: charrnn {again} --resume"
+        console.print(display.training_summary(last, hint))
+        if last.info.get("stopped") == "interrupted":
+            sys.exit(130)
+
+
+class _StopFlag:
+    """Ctrl-C once: finish the step, save, exit 130. Twice: stop at once (the file stays safe)."""
+
+    def __init__(self, console):
+        self.console = console
+        self.requested = False
+
+    def __call__(self) -> bool:
+        return self.requested
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        self.console.print("[yellow]stopping after this step and saving "
+                           "(Ctrl-C again to quit without saving)[/]")
+
+    @contextmanager
+    def installed(self):
+        try:
+            previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread (e.g. embedded): no handler
+            yield
+            return
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
+

@@ -1,0 +1,153 @@
+"""Frozen, validated configuration: what a model is and how it is trained."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ConfigError
+
+CELLS = ("rnn", "gru", "lstm")
+#: gate blocks per cell: the width of W_x, W_h and b is GATES[cell] * hidden_size
+GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+OPTIMIZERS = ("adam", "rmsprop", "adagrad", "sgd")
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_num(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+class _Config:
+    """Shared helpers: plain-dict round trip with unknown/missing keys reported clearly."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Any):
+        if not isinstance(d, dict):
+            raise ConfigError(f"{cls.__name__} must be a JSON object")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ConfigError(f"unknown {cls.__name__} field(s): {', '.join(map(str, unknown))}")
+        try:
+            return cls(**d)
+        except TypeError as e:  # a required field is missing
+            raise ConfigError(f"{cls.__name__}: {e}") from None
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class ModelConfig(_Config):
+    """What the network is; fixed for the life of a model."""
+
+    cell: str = "lstm"  # recurrent cell: rnn (tanh), gru (cuDNN form) or lstm
+    vocab_size: int = 65  # V: number of distinct characters
+    hidden_size: int = 256  # H: units per layer
+    num_layers: int = 2  # L: stacked recurrent layers
+    dropout: float = 0.0  # inverted-dropout rate between layers and before the head (training only)
+
+    def __post_init__(self) -> None:
+        _check(self.cell in CELLS, f"cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
+        _check(_is_int(self.vocab_size) and 1 <= self.vocab_size <= 1_114_112,
+               f"vocab_size must be an integer from 1 to 1114112, not {self.vocab_size!r}")
+        _check(_is_int(self.hidden_size) and 1 <= self.hidden_size <= 16384,
+               f"hidden size must be an integer from 1 to 16384, not {self.hidden_size!r}")
+        _check(_is_int(self.num_layers) and 1 <= self.num_layers <= 64,
+               f"number of layers must be an integer from 1 to 64, not {self.num_layers!r}")
+        _check(_is_num(self.dropout) and 0.0 <= self.dropout < 1.0,
+               f"dropout must be at least 0 and below 1, not {self.dropout!r}")
+
+    @property
+    def gates(self) -> int:
+        """G: gate blocks per layer (RNN 1, GRU 3, LSTM 4)."""
+        return GATES[self.cell]
+
+    @property
+    def state_parts(self) -> int:
+        """S: arrays in a layer's recurrent state (h, and c for the LSTM)."""
+        return 2 if self.cell == "lstm" else 1
+
+    def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Every parameter's name (the checkpoint key) and exact shape, in a fixed order."""
+        V, H, G = self.vocab_size, self.hidden_size, self.gates
+        shapes: dict[str, tuple[int, ...]] = {}
+        for layer in range(self.num_layers):
+            D = V if layer == 0 else H
+            shapes[f"layers.{layer}.W_x"] = (D, G * H)
+            shapes[f"layers.{layer}.W_h"] = (H, G * H)
+            shapes[f"layers.{layer}.b"] = (G * H,)
+            if self.cell == "gru":
+                shapes[f"layers.{layer}.b_hn"] = (H,)
+        shapes["head.W"] = (H, V)
+        shapes["head.b"] = (V,)
+        return shapes
+
+    def num_parameters(self) -> int:
+        return sum(math.prod(s) for s in self.parameter_shapes().values())
+
+
+@dataclass(frozen=True)
+class TrainConfig(_Config):
+    """How a model is trained; may change between resumed runs."""
+
+    seq_len: int = 64  # T: characters per truncated-BPTT window
+    batch_size: int = 32  # B: parallel contiguous streams
+    lr: float = 2e-3  # peak learning rate
+    optimizer: str = "adam"  # adam, rmsprop, adagrad or sgd (with momentum 0.9)
+    lr_decay: float = 1.0  # multiply the learning rate by this ...
+    lr_decay_every: int = 0  # ... every this many steps (0: never)
+    grad_clip: float = 5.0  # clip the global gradient norm to this (0: no clipping)
+    epochs: float = 0.0  # stop after this many passes over the training text (0: no limit)
+    max_steps: int = 0  # stop after this many steps in the whole run (0: no limit)
+    max_time: float = 0.0  # stop after this many seconds of training in this run (0: no limit)
+    val_frac: float = 0.1  # fraction of the text (its tail) held out for validation
+    eval_every: int = 200  # evaluate and checkpoint every this many steps
+    sample_every: int = 0  # show a sample every this many steps (0: never)
+    sample_length: int = 200  # characters in each progress sample
+    seed: int = 0  # seeds initialisation, dropout, batching and samples
+
+    def __post_init__(self) -> None:
+        _check(_is_int(self.seq_len) and 1 <= self.seq_len <= 100_000,
+               f"sequence length must be a positive integer, not {self.seq_len!r}")
+        _check(_is_int(self.batch_size) and 1 <= self.batch_size <= 100_000,
+               f"batch size must be a positive integer, not {self.batch_size!r}")
+        _check(_is_num(self.lr) and self.lr > 0, f"learning rate must be positive, not {self.lr!r}")
+        _check(self.optimizer in OPTIMIZERS,
+               f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}")
+        _check(_is_num(self.lr_decay) and 0 < self.lr_decay <= 1,
+               f"lr decay must be in (0, 1], not {self.lr_decay!r}")
+        _check(_is_int(self.lr_decay_every) and self.lr_decay_every >= 0,
+               f"lr decay interval must be a non-negative integer, not {self.lr_decay_every!r}")
+        _check(_is_num(self.grad_clip) and self.grad_clip >= 0,
+               f"gradient clip must be non-negative, not {self.grad_clip!r}")
+        _check(_is_num(self.epochs) and self.epochs >= 0,
+               f"epochs must be non-negative, not {self.epochs!r}")
+        _check(_is_int(self.max_steps) and self.max_steps >= 0,
+               f"max steps must be a non-negative integer, not {self.max_steps!r}")
+        _check(_is_num(self.max_time) and self.max_time >= 0,
+               f"max time must be non-negative, not {self.max_time!r}")
+        _check(_is_num(self.val_frac) and 0 <= self.val_frac < 1,
+               f"validation fraction must be at least 0 and below 1, not {self.val_frac!r}")
+        _check(_is_int(self.eval_every) and self.eval_every >= 1,
+               f"eval interval must be a positive integer, not {self.eval_every!r}")
+        _check(_is_int(self.sample_every) and self.sample_every >= 0,
+               f"sample interval must be a non-negative integer, not {self.sample_every!r}")
+        _check(_is_int(self.sample_length) and self.sample_length >= 1,
+               f"sample length must be a positive integer, not {self.sample_length!r}")
+        _check(_is_int(self.seed) and 0 <= self.seed < 2**63,
+               f"seed must be a non-negative integer, not {self.seed!r}")

@@ -1,0 +1,32 @@
+"""The one error hierarchy of charrnn; every message is a sentence fit for a user."""
+
+
+class CharRNNError(Exception):
+    """Base of every error charrnn raises on purpose; the CLI prints it as `Error: ...`."""
+
+    #: exit code the command line uses for this error (1 runtime, 2 usage)
+    exit_code = 1
+
+
+class ConfigError(CharRNNError, ValueError):
+    """A configuration value is out of range or inconsistent."""
+
+    exit_code = 2
+
+
+class DataError(CharRNNError):
+    """A corpus cannot be read, decoded or cut into batches."""
+
+
+class CheckpointError(CharRNNError):
+    """A model file is missing, broken, hostile, or cannot be written."""
+
+
+class VocabularyError(CharRNNError):
+    """Text contains characters the model's vocabulary does not have."""
+
+    exit_code = 2
+
+
+class DivergenceError(CharRNNError):
+    """Training produced a NaN or infinite loss or gradient."""

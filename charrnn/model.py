@@ -1,0 +1,225 @@
+"""CharRNN: one-hot input -> L stacked recurrent layers -> dropout -> linear head -> softmax.
+
+Shapes: B batch, T time, V vocab, H hidden, G gate blocks, L layers, S state parts (LSTM 2:
+h and c; RNN/GRU 1). Public ids are batch-first (B, T); inside, sequences are time-major.
+
+    xw_0 = W_x^0[ids] + b^0                     (one-hot input: a row gather)
+    hs_l = cell(xw_l, state_l)                  (T, B, H)
+    xw_{l+1} = drop(hs_l) W_x^{l+1} + b^{l+1}   (one matmul over all T*B positions)
+    logits = drop(hs_{L-1}) W + b               (T*B, V)
+    loss = mean over positions of -log softmax(logits)[target]   (nats per character)
+
+The recurrent state of the whole stack is one array of shape (L, S, B, H), so it can be
+carried from window to window (truncated BPTT) and stored in a model file as it is.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .cells import CELLS
+from .config import ModelConfig
+from .errors import ConfigError
+
+__all__ = ["CharRNN", "init_params", "softmax_cross_entropy"]
+
+
+def init_params(config: ModelConfig, rng: np.random.Generator, dtype=np.float32):
+    """Fresh parameters.
+
+    - W_h: each H x H gate block orthogonal, so the recurrence neither shrinks nor blows up
+      the state at the start (singular values 1).
+    - W_x: uniform(+-1/sqrt(H)) per block, as PyTorch does; for the one-hot layer 0 these
+      rows act as the character embeddings.
+    - biases 0, except the LSTM forget gate (1), so the cell remembers by default.
+    - head.W: uniform(+-1/sqrt(H)): the initial logits are small and the loss starts near ln V.
+    """
+    H, G = config.hidden_size, config.gates
+    bound = 1.0 / np.sqrt(H)
+    params = {}
+    for name, shape in config.parameter_shapes().items():
+        kind = name.rsplit(".", 1)[1]
+        if kind == "W_h":
+            blocks = [_orthogonal(H, rng) for _ in range(G)]
+            value = np.concatenate(blocks, axis=1)
+        elif kind in ("W_x", "W"):
+            value = rng.uniform(-bound, bound, size=shape)
+        else:
+            value = np.zeros(shape)
+            if config.cell == "lstm" and kind == "b":
+                value[H:2 * H] = 1.0
+        params[name] = np.ascontiguousarray(value, dtype=dtype)
+    return params
+
+
+def _orthogonal(n: int, rng: np.random.Generator) -> np.ndarray:
+    q, r = np.linalg.qr(rng.standard_normal((n, n)))
+    return q * np.sign(np.diag(r))  # sign fix makes the distribution uniform (Haar)
+
+
+def softmax_cross_entropy(logits: np.ndarray, targets: np.ndarray, need_grad: bool = True):
+    """Mean cross-entropy of softmax(logits) against targets; turns logits into d(loss)/d(logits).
+
+    logits (N, V) is overwritten: afterwards it holds ``(softmax - onehot) / N`` when need_grad
+    (the gradient of the mean loss), otherwise the shifted exponentials. Returns the per-position
+    losses -log p(target) as float64, shape (N,).
+    """
+    N = logits.shape[0]
+    rows = np.arange(N)
+    logits -= logits.max(axis=1, keepdims=True)
+    target_logit = logits[rows, targets].astype(np.float64)
+    np.exp(logits, out=logits)
+    total = logits.sum(axis=1, keepdims=True)
+    losses = np.log(total[:, 0], dtype=np.float64) - target_logit
+    if need_grad:
+        logits /= total
+        logits[rows, targets] -= 1.0
+        logits *= 1.0 / N
+    return losses
+
+
+class CharRNN:
+    """A stacked character-level recurrent network; parameters are a flat dict of arrays.
+
+    ``vocab`` (a ``charrnn.data.Vocab``) is optional: it is only needed to turn text into ids
+    and back (sampling, evaluation on text).
+    """
+
+    def __init__(self, config: ModelConfig, params=None, *, vocab=None, dtype=np.float32,
+                 seed: int | np.random.Generator = 0):
+        self.config = config
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise ConfigError(f"dtype must be float32 or float64, not {self.dtype}")
+        if vocab is not None and len(vocab) != config.vocab_size:
+            raise ConfigError(f"vocabulary has {len(vocab)} characters but the model expects "
+                              f"{config.vocab_size}")
+        self.vocab = vocab
+        if params is None:
+            rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+            params = init_params(config, rng, self.dtype)
+        else:
+            shapes = config.parameter_shapes()
+            if set(params) != set(shapes):
+                raise ConfigError("parameters do not match the configuration: expected "
+                                  f"{sorted(shapes)}, got {sorted(params)}")
+            for name, shape in shapes.items():
+                if params[name].shape != shape:
+                    raise ConfigError(f"parameter {name} has shape {params[name].shape}, "
+                                      f"expected {shape}")
+            params = {k: np.ascontiguousarray(params[k], dtype=self.dtype) for k in shapes}
+        self.params = params
+        self.cell = CELLS[config.cell]
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.size for p in self.params.values())
+
+    def initial_state(self, batch_size: int) -> np.ndarray:
+        """Zero state for a batch: (L, S, B, H)."""
+        c = self.config
+        return np.zeros((c.num_layers, c.state_parts, batch_size, c.hidden_size), self.dtype)
+
+    def _layer(self, layer: int) -> dict[str, np.ndarray]:
+        p = self.params
+        out = {"W_h": p[f"layers.{layer}.W_h"]}
+        if self.config.cell == "gru":
+            out["b_hn"] = p[f"layers.{layer}.b_hn"]
+        return out
+
+    def forward(self, ids: np.ndarray, state: np.ndarray | None = None,
+                rng: np.random.Generator | None = None):
+        """Logits for every position: ids (B, T) -> logits (T*B, V) time-major, new state, cache.
+
+        Dropout is applied when ``rng`` is given (training) and the config's rate is above 0.
+        """
+        B, T = ids.shape
+        c = self.config
+        H, L = c.hidden_size, c.num_layers
+        if state is None:
+            state = self.initial_state(B)
+        ids_tm = np.ascontiguousarray(ids.T)
+        new_state = np.empty_like(state)
+        layers = []
+        x = None  # input of the current layer, (T, B, H) for layers above 0
+        for layer in range(L):
+            W_x, b = self.params[f"layers.{layer}.W_x"], self.params[f"layers.{layer}.b"]
+            if layer == 0:
+                xw = np.take(W_x, ids_tm, axis=0)  # one-hot x W_x, (T, B, G*H)
+            else:
+                xw = (x.reshape(T * B, H) @ W_x).reshape(T, B, -1)
+            xw += b
+            hs, final, cache = self.cell.forward(xw, tuple(state[layer]), self._layer(layer))
+            new_state[layer] = final
+            mask = None
+            if rng is not None and c.dropout > 0:
+                keep = 1.0 - c.dropout
+                mask = (rng.random(hs.shape, dtype=self.dtype) < keep) * self.dtype.type(1 / keep)
+                hs = hs * mask
+            layers.append((x, cache, mask))
+            x = hs
+        logits = x.reshape(T * B, H) @ self.params["head.W"]
+        logits += self.params["head.b"]
+        return logits, new_state, (ids_tm, layers, x)
+
+    def backward(self, dlogits: np.ndarray, cache, dstate: np.ndarray | None = None):
+        """Gradients of every parameter (and of the initial state) from d(loss)/d(logits).
+
+        dlogits (T*B, V); dstate (L, S, B, H) is the gradient arriving at the final state, or
+        None. Returns (grads, dstate0) with grads keyed like ``params``.
+        """
+        ids_tm, layers, top = cache
+        T, B = ids_tm.shape
+        c = self.config
+        H = c.hidden_size
+        p = self.params
+        grads = {"head.W": top.reshape(T * B, H).T @ dlogits, "head.b": dlogits.sum(axis=0)}
+        dx = (dlogits @ p["head.W"].T).reshape(T, B, H)
+        dstate0 = np.empty((c.num_layers, c.state_parts, B, H), self.dtype)
+        for layer in range(c.num_layers - 1, -1, -1):
+            x, cell_cache, mask = layers[layer]
+            if mask is not None:
+                dx *= mask
+            dfinal = None if dstate is None else tuple(dstate[layer])
+            dxw, ds0, dcell = self.cell.backward(dx, dfinal, cell_cache)
+            dstate0[layer] = ds0
+            for k, v in dcell.items():
+                grads[f"layers.{layer}.{k}"] = v
+            dxw = dxw.reshape(T * B, -1)
+            grads[f"layers.{layer}.b"] = dxw.sum(axis=0)
+            W_x = p[f"layers.{layer}.W_x"]
+            if layer == 0:
+                # one-hot input: dW_x = onehot^T dxw, i.e. row v sums dxw over the positions
+                # holding id v; as a matmul this is ~10x faster than np.add.at
+                onehot = np.zeros((c.vocab_size, T * B), self.dtype)
+                onehot[ids_tm.reshape(-1), np.arange(T * B)] = 1.0
+                grads["layers.0.W_x"] = onehot @ dxw
+            else:
+                grads[f"layers.{layer}.W_x"] = x.reshape(T * B, H).T @ dxw
+                dx = (dxw @ W_x.T).reshape(T, B, H)
+        return grads, dstate0
+
+    def loss_and_grad(self, ids: np.ndarray, targets: np.ndarray, state: np.ndarray | None = None,
+                      rng: np.random.Generator | None = None):
+        """One truncated-BPTT window: (mean loss in nats/char, grads, final state)."""
+        logits, new_state, cache = self.forward(ids, state, rng)
+        losses = softmax_cross_entropy(logits, np.ascontiguousarray(targets.T).reshape(-1))
+        grads, _ = self.backward(logits, cache)
+        return float(losses.mean()), grads, new_state
+
+    def losses(self, ids: np.ndarray, targets: np.ndarray, state: np.ndarray | None = None):
+        """Per-position losses -log p(target) (B, T) as float64, and the final state; no dropout."""
+        logits, new_state, _ = self.forward(ids, state)
+        B, T = ids.shape
+        out = softmax_cross_entropy(logits, np.ascontiguousarray(targets.T).reshape(-1),
+                                    need_grad=False)
+        return out.reshape(T, B).T, new_state
+
+    def log_probs(self, ids: np.ndarray, state: np.ndarray | None = None):
+        """log softmax of the next-character distribution at every position: (B, T, V), state."""
+        logits, new_state, _ = self.forward(ids, state)
+        B, T = ids.shape
+        logits = logits.astype(np.float64)
+        logits -= logits.max(axis=1, keepdims=True)
+        logits -= np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        return logits.reshape(T, B, -1).transpose(1, 0, 2), new_state

@@ -1,0 +1,370 @@
+"""Training: the fit loop (truncated BPTT, clipping, schedule), evaluation, and ``train``.
+
+``train(...)`` is a generator of ``Report`` events (start, step, eval, sample, saved, done);
+the command line renders them, a library user may simply exhaust it. Everything a run needs
+to continue bit for bit is saved at every evaluation, at the end and when stopped early.
+
+Evaluation scores every character of a text exactly once:
+
+    loss = -(1/N) sum_i log p(x_{i+1} | x_0..x_i)    over the N = n - 1 predictions
+
+computed as S parallel streams (so it is fast) that each start from the zero state; S and the
+window depend only on the text's length, so ``charrnn eval`` on the validation text reports
+exactly what training reported.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import checkpoint
+from .config import ModelConfig, TrainConfig
+from .data import Corpus, StreamBatches, min_chars, split_train_val
+from .errors import CharRNNError, ConfigError, DivergenceError
+from .model import CharRNN
+from .optim import clip_grad_norm, make_optimizer
+
+__all__ = ["Report", "TrainingUsageError", "evaluate", "evaluation_losses", "train"]
+
+EVAL_WINDOW = 256  # characters per forward call in evaluation
+EVAL_STREAM_CHARS = 2048  # evaluation uses one stream per this many characters (at most 64)
+MIN_VAL_CHARS = 2  # fewer validation characters than this: no validation at all
+SAMPLE_TEMPERATURE = 0.8  # progress samples: a little sharper than the raw distribution
+
+
+class TrainingUsageError(CharRNNError):
+    """A problem with the command's arguments found before any work starts (exit code 2)."""
+
+    exit_code = 2
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+def _eval_layout(n_predictions: int) -> tuple[int, int]:
+    """(streams, stream length) for scoring n predictions; depends on n alone."""
+    streams = max(1, min(64, n_predictions // EVAL_STREAM_CHARS))
+    return streams, -(-n_predictions // streams)
+
+
+def evaluation_losses(model: CharRNN, ids: np.ndarray,
+                      on_progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """-log p of each next character: ids (n,) -> (n - 1,) float64, every prediction once."""
+    n = len(ids) - 1
+    if n < 1:
+        return np.zeros(0)
+    S, per = _eval_layout(n)
+    # streams of `per` predictions; the last one is padded and its padding ignored
+    inputs = np.zeros(S * per, np.int64)
+    targets = np.zeros(S * per, np.int64)
+    inputs[:n] = ids[:-1]
+    targets[:n] = ids[1:]
+    inputs, targets = inputs.reshape(S, per), targets.reshape(S, per)
+    out = np.empty((S, per))
+    state = model.initial_state(S)
+    for start in range(0, per, EVAL_WINDOW):
+        stop = min(per, start + EVAL_WINDOW)
+        out[:, start:stop], state = model.losses(inputs[:, start:stop], targets[:, start:stop],
+                                                 state)
+        if on_progress is not None:
+            on_progress(min(n, stop * S), n)
+    return out.reshape(-1)[:n]
+
+
+def evaluate(model: CharRNN, ids: np.ndarray) -> float:
+    """Mean loss in nats per character of predicting ids[1:] from what precedes (see module)."""
+    losses = evaluation_losses(model, ids)
+    return float(losses.mean()) if len(losses) else math.nan
+
+
+# ----------------------------------------------------------------------------- reports
+
+@dataclass
+class Report:
+    """One event of a training run, with a snapshot of everything the live view shows."""
+
+    kind: str  # start | step | eval | sample | saved | notice | done
+    step: int = 0  # optimizer steps taken in the whole run
+    total_steps: int | None = None  # steps the run will stop at, if a step/epoch limit is set
+    epoch: float = 0.0  # passes over the training text so far (fractional)
+    train_loss: float = math.nan  # smoothed training loss (nats/char)
+    val_loss: float | None = None  # latest validation loss
+    best_val: float | None = None  # best validation loss so far
+    best_step: int | None = None
+    lr: float = 0.0
+    chars_per_s: float = 0.0  # training throughput over the recent steps
+    elapsed: float = 0.0  # seconds of training in this invocation
+    time_limit: float = 0.0  # --max-time in seconds (0: none)
+    text: str = ""  # the sample, or the notice
+    path: str = ""  # the model file
+    info: dict[str, Any] = field(default_factory=dict)  # start/done details
+
+
+# ----------------------------------------------------------------------------- the run
+
+@dataclass
+class _Run:
+    """Mutable state of a run: exactly what a model file's resume section holds."""
+
+    model: CharRNN
+    optimizer: Any
+    rng: np.random.Generator
+    hidden: np.ndarray
+    step: int = 0
+    window: int = 0
+    epoch: int = 0
+    elapsed_before: float = 0.0  # training seconds of earlier invocations
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_params: dict[str, np.ndarray] | None = None
+    best: dict[str, Any] | None = None
+
+
+def _lr_at(cfg: TrainConfig, step: int) -> float:
+    """Step decay: lr * lr_decay ** (step // lr_decay_every)."""
+    if cfg.lr_decay_every <= 0 or cfg.lr_decay == 1.0:
+        return cfg.lr
+    return cfg.lr * cfg.lr_decay ** (step // cfg.lr_decay_every)
+
+
+def _corpus_facts(corpus: Corpus) -> dict[str, Any]:
+    counts = np.bincount(corpus.ids, minlength=len(corpus.vocab))
+    return {"name": corpus.name, "size": corpus.size_bytes, "sha256": corpus.sha256,
+            "chars": len(corpus), "char_counts": [int(k) for k in counts]}  # in vocab order
+
+
+def _check_output(path: Path, resume: bool, force: bool) -> None:
+    folder = path.parent
+    if not folder.is_dir():
+        raise TrainingUsageError(f"cannot write {path}: folder {folder} does not exist")
+    if path.is_dir():
+        raise TrainingUsageError(f"cannot write {path}: it is a directory")
+    if not os.access(folder, os.W_OK):
+        raise TrainingUsageError(f"cannot write {path}: folder {folder} is not writable")
+    if path.exists() and not (resume or force):
+        raise TrainingUsageError(f"{path} already exists; pass --resume to continue training it "
+                                 "or --force to overwrite it")
+    if resume and not path.exists():
+        raise TrainingUsageError(f"cannot resume: {path} does not exist")
+
+
+def _fit_to_corpus(cfg: TrainConfig, n_chars: int) -> tuple[TrainConfig, list[str]]:
+    """Shrink the batch (and drop validation) so a small corpus still trains; say so."""
+    notes = []
+    val_n = int(n_chars * cfg.val_frac + 0.5)
+    if cfg.val_frac > 0 and val_n < MIN_VAL_CHARS:
+        cfg = cfg.replace(val_frac=0.0)
+        notes.append("the corpus is too small to hold out validation text; training without "
+                     "validation (the saved weights are the latest)")
+        val_n = 0
+    train_n = n_chars - val_n
+    if train_n < min_chars(1, cfg.seq_len):
+        raise ConfigError(
+            f"the corpus has {train_n} training characters but one window needs "
+            f"{min_chars(1, cfg.seq_len)} (--seq-len {cfg.seq_len} + 1); use a larger corpus "
+            f"or a smaller --seq-len (at most {max(1, train_n - 1)})")
+    fit = (train_n - 1) // cfg.seq_len
+    if fit < cfg.batch_size:
+        notes.append(f"the corpus has {train_n} training characters, enough for {fit} "
+                     f"stream(s) of --seq-len {cfg.seq_len}: using --batch-size {fit} "
+                     f"instead of {cfg.batch_size}")
+        cfg = cfg.replace(batch_size=fit)
+    return cfg, notes
+
+
+def _resumed(ck: checkpoint.Checkpoint, corpus: Corpus, model_options: dict[str, Any],
+             train_options: dict[str, Any], path: Path) -> tuple[_Run, TrainConfig]:
+    """Rebuild a run from a model file, refusing what would not continue the same run."""
+    if ck.resume is None:
+        raise TrainingUsageError(f"cannot resume: {path} holds no training state (it was saved "
+                                 "for sampling only); use --force to start a new model")
+    rs = ck.resume
+    cfg = ck.model.config
+    if ck.model.vocab != corpus.vocab:
+        raise TrainingUsageError(
+            f"cannot resume: the corpus's characters differ from the model's vocabulary "
+            f"({len(corpus.vocab)} vs {len(ck.model.vocab)} characters); train on the same "
+            "text or start a new model with --force")
+    if ck.corpus and ck.corpus.get("sha256") != corpus.sha256:
+        raise TrainingUsageError(
+            f"cannot resume: the corpus differs from the one {path} was trained on "
+            f"({ck.corpus.get('name')}, sha256 {str(ck.corpus.get('sha256'))[:12]}...); "
+            "train on the same text or start a new model with --force")
+    differs = [f"--{k.replace('_', '-')} {v} (model has {getattr(cfg, k)})"
+               for k, v in model_options.items() if getattr(cfg, k) != v]
+    tcfg = rs.train_config.replace(**train_options)
+    for k in ("batch_size", "seq_len", "val_frac"):
+        if getattr(tcfg, k) != getattr(rs.train_config, k):
+            differs.append(f"--{k.replace('_', '-')} {getattr(tcfg, k)} (the run uses "
+                           f"{getattr(rs.train_config, k)}; it fixes the data layout)")
+    if differs:
+        raise TrainingUsageError("cannot resume with different options: " + "; ".join(differs))
+    model = CharRNN(cfg, rs.params, vocab=ck.model.vocab, dtype=ck.model.dtype)
+    optimizer = make_optimizer(rs.train_config.optimizer, model.params)
+    optimizer.load_state_dict(rs.optimizer_state)
+    if tcfg.optimizer != rs.train_config.optimizer:
+        raise TrainingUsageError(f"cannot resume with --optimizer {tcfg.optimizer}: the run "
+                                 f"uses {rs.train_config.optimizer}")
+    rng = np.random.default_rng()
+    rng.bit_generator.state = rs.rng_state
+    run = _Run(model, optimizer, rng, rs.hidden.copy(), rs.step, rs.window, rs.epoch,
+               rs.elapsed, list(ck.history),
+               {k: v.copy() for k, v in ck.model.params.items()}, ck.best)
+    return run, tcfg
+
+
+def train(corpus: Corpus, output: str | Path, *, model_options: dict[str, Any] | None = None,
+          train_options: dict[str, Any] | None = None, resume: bool = False,
+          force: bool = False, should_stop: Callable[[], bool] = lambda: False,
+          dtype=np.float32) -> Iterator[Report]:
+    """Train a model on a corpus, checkpointing to ``output``; yields ``Report`` events.
+
+    ``model_options``/``train_options`` are ModelConfig/TrainConfig fields the user set; on
+    resume, the others come from the model file. ``should_stop`` is polled after every step
+    (Ctrl-C): the run then saves and ends with a ``done`` report whose ``info["stopped"]``
+    is "interrupted".
+    """
+    model_options = dict(model_options or {})
+    train_options = dict(train_options or {})
+    path = Path(output)
+    _check_output(path, resume, force)
+    if resume:
+        ck = checkpoint.load(path)
+        run, cfg = _resumed(ck, corpus, model_options, train_options, path)
+        notes = []
+    else:
+        cfg, notes = _fit_to_corpus(TrainConfig(**train_options), len(corpus))
+        mcfg = ModelConfig(**{**model_options, "vocab_size": len(corpus.vocab)})
+        rng = np.random.default_rng(cfg.seed)
+        model = CharRNN(mcfg, vocab=corpus.vocab, dtype=dtype, seed=rng)
+        run = _Run(model, make_optimizer(cfg.optimizer, model.params), rng,
+                   model.initial_state(cfg.batch_size))
+    yield from _fit(run, cfg, corpus, path, notes, should_stop)
+
+
+def _fit(run: _Run, cfg: TrainConfig, corpus: Corpus, path: Path, notes: list[str],
+         should_stop: Callable[[], bool]) -> Iterator[Report]:
+    model = run.model
+    train_ids, val_ids = split_train_val(corpus.ids, cfg.val_frac)
+    batches = StreamBatches(train_ids, cfg.batch_size, cfg.seq_len)
+    per_epoch = len(batches)
+    limits = [s for s in (cfg.max_steps, math.ceil(cfg.epochs * per_epoch)) if s > 0]
+    total = min(limits) if limits else None
+    facts = _corpus_facts(corpus)
+    chars_per_step = cfg.batch_size * cfg.seq_len
+    started = time.perf_counter()
+    snap = Report("start", total_steps=total, time_limit=cfg.max_time, path=str(path))
+
+    def report(kind: str, **kw) -> Report:
+        nonlocal snap
+        kw = {"text": "", "info": {}, **kw}
+        snap = replace(snap, kind=kind, step=run.step, epoch=run.epoch + run.window / per_epoch,
+                       lr=_lr_at(cfg, run.step), elapsed=time.perf_counter() - started, **kw)
+        return snap
+
+    def save() -> Report:
+        best_params = run.best_params if run.best_params is not None else model.params
+        best_model = CharRNN(model.config, best_params, vocab=model.vocab, dtype=model.dtype)
+        state = checkpoint.ResumeState(
+            params=model.params, optimizer=cfg.optimizer,
+            optimizer_state=run.optimizer.state_dict(), rng_state=run.rng.bit_generator.state,
+            hidden=run.hidden, train_config=cfg, step=run.step,
+            elapsed=run.elapsed_before + time.perf_counter() - started, window=run.window,
+            epoch=run.epoch)
+        checkpoint.save(path, best_model, resume=state, history=run.history, corpus=facts,
+                        best=run.best)
+        return report("saved")
+
+    def validate() -> Report:
+        val = evaluate(model, val_ids) if len(val_ids) >= MIN_VAL_CHARS else None
+        row = {"step": run.step, "time": run.elapsed_before + time.perf_counter() - started,
+               "train_loss": recent_loss(), "val_loss": val, "lr": _lr_at(cfg, run.step)}
+        run.history.append(row)
+        if val is None or run.best is None or run.best.get("val_loss") is None \
+                or val < run.best["val_loss"]:
+            run.best = {"step": run.step, "val_loss": val}
+            run.best_params = None if val is None else {k: v.copy()
+                                                       for k, v in model.params.items()}
+        return report("eval", val_loss=val, best_val=run.best["val_loss"],
+                      best_step=run.best["step"])
+
+    window_losses: list[float] = []
+
+    def recent_loss() -> float:
+        out = float(np.mean(window_losses)) if window_losses else math.nan
+        window_losses.clear()
+        return out
+
+    yield report("start", info={
+        "model": model.config, "train": cfg, "parameters": model.num_parameters,
+        "corpus": facts, "train_chars": len(train_ids), "val_chars": len(val_ids),
+        "steps_per_epoch": per_epoch, "resumed_at": run.step})
+    for note in notes:
+        yield report("notice", text=note)
+    if run.best is not None:
+        snap = replace(snap, best_val=run.best.get("val_loss"), best_step=run.best.get("step"))
+
+    first_step = run.step
+    smooth, smooth_weight = 0.0, 0.0
+    rate_t, rate_steps = time.perf_counter(), 0
+    stopped = "done"
+    while True:
+        if total is not None and run.step >= total:
+            break
+        if cfg.max_time and time.perf_counter() - started >= cfg.max_time:
+            stopped = "time"
+            break
+        if should_stop():
+            stopped = "interrupted"
+            break
+        x, y = batches.window(run.window)
+        loss, grads, hidden = model.loss_and_grad(x, y, run.hidden, run.rng)
+        norm = clip_grad_norm(grads, cfg.grad_clip) if math.isfinite(loss) else math.nan
+        if not (math.isfinite(loss) and math.isfinite(norm)):
+            what = "loss" if not math.isfinite(loss) else "gradient norm"
+            last = (f"{path} (step {run.history[-1]['step']}) is intact"
+                    if path.exists() and run.history else f"nothing was saved to {path}")
+            raise DivergenceError(
+                f"training diverged at step {run.step + 1}: the {what} is "
+                f"{loss if what == 'loss' else norm}; the update was not applied and {last}. "
+                "Try a lower --lr or --grad-clip, then --resume")
+        run.optimizer.step(model.params, grads, _lr_at(cfg, run.step))
+        run.hidden = hidden
+        run.step += 1
+        run.window += 1
+        if run.window == per_epoch:  # a new pass starts at the streams' beginnings
+            run.window, run.epoch = 0, run.epoch + 1
+            run.hidden = model.initial_state(cfg.batch_size)
+        window_losses.append(loss)
+        smooth = 0.98 * smooth + 0.02 * loss
+        smooth_weight = 0.98 * smooth_weight + 0.02
+        rate_steps += 1
+        now = time.perf_counter()
+        if now - rate_t >= 1.0 or rate_steps >= 50:
+            snap = replace(snap, chars_per_s=rate_steps * chars_per_step / (now - rate_t))
+            rate_t, rate_steps = now, 0
+        yield report("step", train_loss=smooth / smooth_weight)
+        if cfg.sample_every and run.step % cfg.sample_every == 0:
+            from . import sampling
+
+            text = sampling.sample(model, cfg.sample_length, temperature=SAMPLE_TEMPERATURE,
+                                   seed=[cfg.seed, run.step])
+            yield report("sample", text=text)
+        if run.step % cfg.eval_every == 0:
+            yield validate()
+            yield save()
+    if not run.history or run.history[-1]["step"] != run.step:
+        yield validate()
+    yield save()
+    elapsed = time.perf_counter() - started
+    steps = run.step - first_step
+    yield report("done", info={
+        "stopped": stopped, "steps_this_run": steps, "seconds": elapsed,
+        "total_seconds": run.elapsed_before + elapsed,
+        "chars_per_s": steps * chars_per_step / elapsed if elapsed > 0 else 0.0})

@@ -1,0 +1,205 @@
+"""Forward values from the equations, initial loss, memorisation, and the package's layout."""
+
+import ast
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from charrnn.cells import CELLS
+from charrnn.config import ModelConfig
+from charrnn.errors import ConfigError
+from charrnn.model import CharRNN
+from charrnn.optim import clip_grad_norm, make_optimizer
+
+
+def sig(a):
+    return 1 / (1 + math.exp(-a))
+
+
+def test_rnn_forward_by_hand():
+    # H = 1: h_t = tanh(xw_t + h_{t-1} * w)
+    xw = np.array([[[0.3]], [[-0.2]]])
+    hs, (h,), _ = CELLS["rnn"].forward(xw, (np.array([[0.1]]),), {"W_h": np.array([[0.5]])})
+    h1 = math.tanh(0.3 + 0.1 * 0.5)
+    h2 = math.tanh(-0.2 + h1 * 0.5)
+    np.testing.assert_allclose(hs[:, 0, 0], [h1, h2], rtol=1e-12)
+    np.testing.assert_allclose(h[0, 0], h2, rtol=1e-12)
+
+
+def test_gru_forward_by_hand():
+    # H = 1, blocks r z n; xw = (0.2, -0.1, 0.4), W_h = (0.3, 0.5, -0.6), b_hn = 0.05, h = 0.5
+    xw = np.array([[[0.2, -0.1, 0.4]]])
+    params = {"W_h": np.array([[0.3, 0.5, -0.6]]), "b_hn": np.array([0.05])}
+    hs, (h,), _ = CELLS["gru"].forward(xw, (np.array([[0.5]]),), params)
+    r = sig(0.2 + 0.5 * 0.3)
+    z = sig(-0.1 + 0.5 * 0.5)
+    n = math.tanh(0.4 + r * (0.5 * -0.6 + 0.05))
+    expected = (1 - z) * n + z * 0.5
+    np.testing.assert_allclose(hs[0, 0, 0], expected, rtol=1e-12)
+    np.testing.assert_allclose(h[0, 0], expected, rtol=1e-12)
+
+
+def test_lstm_forward_by_hand():
+    # H = 1, blocks i f g o; two steps from h = 0.2, c = -0.3
+    xw = np.array([[[0.1, 0.7, -0.4, 0.2]], [[-0.3, 0.2, 0.5, 0.0]]])
+    W = [0.4, -0.2, 0.3, 0.6]
+    hs, (h, c), _ = CELLS["lstm"].forward(xw, (np.array([[0.2]]), np.array([[-0.3]])),
+                                          {"W_h": np.array([W])})
+    hp, cp = 0.2, -0.3
+    expected = []
+    for t in range(2):
+        a = [xw[t, 0, k] + hp * W[k] for k in range(4)]
+        i, f, g, o = sig(a[0]), sig(a[1]), math.tanh(a[2]), sig(a[3])
+        cp = f * cp + i * g
+        hp = o * math.tanh(cp)
+        expected.append(hp)
+    np.testing.assert_allclose(hs[:, 0, 0], expected, rtol=1e-12)
+    np.testing.assert_allclose([h[0, 0], c[0, 0]], [hp, cp], rtol=1e-12)
+
+
+def test_model_stacks_layers_by_hand():
+    """One RNN layer of H=1 on a one-hot input, then the head: logits by hand."""
+    cfg = ModelConfig(cell="rnn", vocab_size=2, hidden_size=1, num_layers=1)
+    params = {"layers.0.W_x": np.array([[0.5], [-1.0]]), "layers.0.W_h": np.array([[0.8]]),
+              "layers.0.b": np.array([0.1]), "head.W": np.array([[2.0, -1.0]]),
+              "head.b": np.array([0.0, 0.3])}
+    m = CharRNN(cfg, params, dtype=np.float64)
+    logits, state, _ = m.forward(np.array([[1, 0]]))
+    h1 = math.tanh(-1.0 + 0.1)
+    h2 = math.tanh(0.5 + 0.1 + 0.8 * h1)
+    np.testing.assert_allclose(logits, [[2 * h1, -h1 + 0.3], [2 * h2, -h2 + 0.3]], rtol=1e-12)
+    np.testing.assert_allclose(state[0, 0, 0, 0], h2, rtol=1e-12)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_fresh_model_loss_is_near_log_vocab(cell):
+    V = 65
+    m = CharRNN(ModelConfig(cell=cell, vocab_size=V, hidden_size=128, num_layers=2), seed=3)
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, V, (16, 50))
+    loss, _ = m.losses(ids, rng.integers(0, V, (16, 50)))
+    assert abs(loss.mean() - math.log(V)) < 0.05
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_two_layer_model_memorises_a_string(cell):
+    """Full-batch BPTT over a fixed 200-character string drives the loss below 0.05."""
+    rng = np.random.default_rng(0)
+    text = rng.integers(0, 20, 201)
+    ids, targets = text[None, :-1], text[None, 1:]
+    m = CharRNN(ModelConfig(cell=cell, vocab_size=20, hidden_size=64, num_layers=2), seed=0)
+    opt = make_optimizer("adam", m.params)
+    for _ in range(400):
+        loss, grads, _ = m.loss_and_grad(ids, targets)
+        if loss < 0.05:
+            break
+        clip_grad_norm(grads, 5.0)
+        opt.step(m.params, grads, 1e-2)
+    assert loss < 0.05
+
+
+def test_float32_by_default_and_float64_on_request():
+    cfg = ModelConfig(cell="gru", vocab_size=7, hidden_size=8, num_layers=2)
+    m32 = CharRNN(cfg)
+    m64 = CharRNN(cfg, dtype=np.float64)
+    assert {p.dtype for p in m32.params.values()} == {np.dtype(np.float32)}
+    assert {p.dtype for p in m64.params.values()} == {np.dtype(np.float64)}
+    logits, state, _ = m32.forward(np.zeros((2, 3), np.uint8))
+    assert logits.dtype == np.float32 and state.dtype == np.float32
+    loss, grads, _ = m32.loss_and_grad(np.zeros((2, 3), int), np.ones((2, 3), int))
+    assert {g.dtype for g in grads.values()} == {np.dtype(np.float32)}
+
+
+def test_parameter_count_and_state_shape():
+    cfg = ModelConfig(cell="lstm", vocab_size=65, hidden_size=256, num_layers=2)
+    m = CharRNN(cfg)
+    # layer 0: 65*1024 + 256*1024 + 1024; layer 1: 2 * 256*1024 + 1024; head 256*65 + 65
+    expected = 65 * 1024 + 256 * 1024 + 1024 + 2 * 256 * 1024 + 1024 + 256 * 65 + 65
+    assert m.num_parameters == expected == cfg.num_parameters()
+    assert m.initial_state(7).shape == (2, 2, 7, 256)
+    b = m.params["layers.0.b"]
+    assert np.all(b[256:512] == 1) and np.all(b[:256] == 0) and np.all(b[512:] == 0)
+
+
+def test_recurrent_blocks_start_orthogonal():
+    m = CharRNN(ModelConfig(cell="gru", vocab_size=5, hidden_size=16, num_layers=1), seed=2)
+    W = m.params["layers.0.W_h"].astype(np.float64)
+    for k in range(3):
+        block = W[:, 16 * k:16 * (k + 1)]
+        np.testing.assert_allclose(block.T @ block, np.eye(16), atol=1e-5)
+
+
+def test_carried_state_equals_one_long_sequence():
+    """Two windows with the state carried give the same logits as one window of both."""
+    m = CharRNN(ModelConfig(cell="lstm", vocab_size=9, hidden_size=8, num_layers=2),
+                dtype=np.float64)
+    ids = np.random.default_rng(1).integers(0, 9, (3, 10))
+    whole, _, _ = m.forward(ids)
+    first, state, _ = m.forward(ids[:, :4])
+    second, _, _ = m.forward(ids[:, 4:], state)
+    T = lambda x, t: x.reshape(t, 3, 9)  # noqa: E731 - time-major (T*B, V) -> (T, B, V)
+    np.testing.assert_allclose(T(whole, 10), np.concatenate([T(first, 4), T(second, 6)]),
+                               rtol=1e-12)
+
+
+def test_bad_parameters_are_refused():
+    cfg = ModelConfig(cell="rnn", vocab_size=3, hidden_size=2, num_layers=1)
+    good = CharRNN(cfg).params
+    with pytest.raises(ConfigError, match="shape"):
+        CharRNN(cfg, {**good, "head.b": np.zeros((1, 3))})
+    with pytest.raises(ConfigError, match="do not match"):
+        CharRNN(cfg, {k: v for k, v in good.items() if k != "head.W"})
+
+
+# ----------------------------------------------------------------------------- layout
+
+PACKAGE = Path(__file__).resolve().parents[1] / "charrnn"
+# who may import whom (DESIGN.md section 2): cli on top, numpy at the bottom
+ALLOWED = {
+    "cli": {"display", "training", "checkpoint", "model", "data", "sampling", "config",
+            "errors"},
+    "display": {"data", "config", "errors"},
+    "training": {"checkpoint", "model", "data", "sampling", "optim", "config", "errors"},
+    "checkpoint": {"model", "data", "optim", "config", "errors"},
+    "model": {"cells", "data", "sampling", "config", "errors"},
+    "optim": {"config", "errors"},
+    "cells": {"config", "errors"},
+    "data": {"config", "errors"},
+    "sampling": {"cells", "data", "config", "errors"},
+    "config": {"errors"},
+    "errors": set(),
+}
+THIRD_PARTY = {"click": {"cli"}, "rich": {"display"}}
+
+
+def _imports(path: Path):
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                if node.module:
+                    yield "charrnn." + node.module.split(".")[0]
+                else:
+                    yield from ("charrnn." + a.name for a in node.names)
+            elif node.module:
+                yield node.module
+        elif isinstance(node, ast.Import):
+            yield from (a.name for a in node.names)
+
+
+@pytest.mark.parametrize("module", sorted(ALLOWED))
+def test_imports_go_one_way(module):
+    path = PACKAGE / f"{module}.py"
+    if not path.exists():
+        pytest.skip(f"{module}.py not present")
+    for name in _imports(path):
+        top = name.split(".")[0]
+        if top == "charrnn":
+            inner = name.split(".")[1] if "." in name else ""
+            if inner in ("", "__version__"):
+                continue
+            assert inner in ALLOWED[module], f"{module} imports {inner}"
+        elif top in THIRD_PARTY:
+            assert module in THIRD_PARTY[top], f"{module} imports {top}"
