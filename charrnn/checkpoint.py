@@ -1,9 +1,9 @@
-"""The model file: save, load and describe a versioned ``.npz``, with no pickle anywhere.
+"""The model file: save, load and describe a versioned `.npz`, with no pickle anywhere.
 
-**Format 1.** A zip archive of ``.npy`` arrays (what ``np.savez`` writes; charrnn stores them
+**Format 1.** A zip archive of `.npy` arrays (what `np.savez` writes; charrnn stores them
 uncompressed, deflated members are read too). Every member below must be present with exactly
-this dtype and shape, and no other member may be. F is the float dtype named by ``dtype`` in
-the metadata (``<f4`` float32 or ``<f8`` float64); V vocabulary size, H hidden size, G gate
+this dtype and shape, and no other member may be. F is the float dtype named by `dtype` in
+the metadata (`<f4` float32 or `<f8` float64); V vocabulary size, H hidden size, G gate
 blocks (RNN 1, GRU 3, LSTM 4), L layers, S state parts (LSTM 2, else 1), B the run's batch size.
 
 | member                          | dtype | shape        | holds                                |
@@ -24,11 +24,12 @@ exactly when `resume` in the metadata is not null. `meta.npy` holds strict JSON 
     {"format": "charrnn-model", "format_version": 1, "charrnn_version": "0.1.0",
      "dtype": "float32" | "float64",
      "model_config": {"cell", "vocab_size", "hidden_size", "num_layers", "dropout"},
-     "best": null | {"step": int, "val_loss": number | null, ...numbers},
+     "best": null | {"step": int, "val_loss": number | null, ...},
      "history": [{"step": int, "time": seconds, "train_loss": number,
-                  "val_loss": number | null, "lr": number, ...numbers}, ...],
+                  "val_loss": number | null, "lr": number, ...}, ...],
      "corpus": null | {"name": str, "size": bytes, "sha256": hex, "chars": int,
                        "files": [str], ...},
+    ("..." are optional extra keys holding plain values: number, string, bool, null)
      "resume": null | {"train_config": {every TrainConfig field}, "optimizer": name,
                        "step": int, "elapsed": seconds, "window": int, "epoch": int,
                        "rng_state": PCG64 bit_generator.state (128-bit ints)}}
@@ -77,6 +78,7 @@ MAX_HEADER = 10_000  # bytes of an npy header
 MAX_META = 64 << 20  # bytes of JSON metadata
 MAX_TOTAL_BYTES = 16 << 30  # all members, uncompressed
 MAX_RATIO, RATIO_FREE = 1000, 1 << 20  # uncompressed / compressed, for members above 1 MiB
+FILE_RATIO, FILE_FREE = 100, 64 << 20  # all members / file size, for archives above 64 MiB
 MAX_DIRECTORY = 4 << 20  # bytes of the zip's central directory (a real one: ~100 KB at most)
 _CHUNK = 1 << 22
 _FLOATS = {"float32": "<f4", "float64": "<f8"}
@@ -143,20 +145,17 @@ def _is_num(v: Any) -> bool:
     return type(v) is int or type(v) is float and math.isfinite(v)
 
 
-def _int(v: Any, what: str) -> None:
-    _check(type(v) is int and v >= 0, f"{what} must be a non-negative integer, not {_show(v)}")
+def _kind(test, noun: str):
+    """A check(value, what) that the JSON value passes test."""
+    def check(v: Any, what: str) -> None:
+        _check(test(v), f"{what} must be {noun}, not {_show(v)}")
+    return check
 
 
-def _num(v: Any, what: str) -> None:
-    _check(_is_num(v), f"{what} must be a number, not {_show(v)}")
-
-
-def _num_or_null(v: Any, what: str) -> None:
-    _check(v is None or _is_num(v), f"{what} must be a number or null, not {_show(v)}")
-
-
-def _str(v: Any, what: str) -> None:
-    _check(isinstance(v, str), f"{what} must be a string, not {_show(v)}")
+_int = _kind(lambda v: type(v) is int and v >= 0, "a non-negative integer")
+_num = _kind(_is_num, "a number")
+_num_or_null = _kind(lambda v: v is None or _is_num(v), "a number or null")
+_str = _kind(lambda v: isinstance(v, str), "a string")
 
 
 def _flat(d: Any, what: str, required: dict, lists: bool = False) -> None:
@@ -300,7 +299,7 @@ def _open_zip(f) -> tuple[zipfile.ZipFile, dict[str, zipfile.ZipInfo]]:
                "stored (compression ratio too high)")
     total = sum(i.file_size for i in infos.values())
     packed = sum(i.compress_size for i in infos.values())  # overlapping members count twice
-    _check(packed <= size and total <= MAX_TOTAL_BYTES,
+    _check(packed <= size and total <= min(MAX_TOTAL_BYTES, max(FILE_FREE, FILE_RATIO * size)),
            f"the archive declares {total:,} bytes ({packed:,} stored) in a {size:,}-byte file")
     return zf, infos
 
@@ -482,7 +481,8 @@ def _pack(model: CharRNN, resume, history, corpus, best) -> tuple[bytes, dict]:
         arrays.update({f"resume/optim/{k}": v for k, v in resume.optimizer_state.items()})
         arrays["resume/hidden"] = resume.hidden
     arrays = {k: np.asarray(a) for k, a in arrays.items()}
-    arrays = {k: a.astype(a.dtype.newbyteorder("<"), copy=False) if a.dtype.kind in "fiu" else a
+    arrays = {k: a.astype(a.dtype.newbyteorder("<") if a.dtype.kind in "fiu" else a.dtype,
+                          order="C", copy=False)  # so that it is stored in C order
               for k, a in arrays.items()}
     text = json.dumps(_plain(meta), separators=(",", ":"))  # ASCII: any str survives
     # check all as load will (NaN in the JSON included), so that a save never replaces a good

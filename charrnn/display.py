@@ -46,7 +46,7 @@ def safe(text: str) -> str:
 def ppl(loss: float | None) -> str:
     if loss is None or not math.isfinite(loss):
         return "-"
-    return f"{math.exp(min(loss, 700)):.2f}"
+    return f"{math.exp(loss):.2f}" if loss < 20 else f"{math.exp(min(loss, 700)):.2e}"
 
 
 def bpc(loss: float | None) -> str:

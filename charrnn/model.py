@@ -23,14 +23,20 @@ from .errors import ConfigError
 
 __all__ = ["CharRNN", "init_params", "softmax_cross_entropy"]
 
+EMBEDDING_STD = 0.4  # initial std of layer 0's input weights (see init_params)
+
 
 def init_params(config: ModelConfig, rng: np.random.Generator, dtype=np.float32):
     """Fresh parameters.
 
     - W_h: each H x H gate block orthogonal, so the recurrence neither shrinks nor blows up
       the state at the start (singular values 1).
-    - W_x: uniform(+-1/sqrt(H)) per block, as PyTorch does; for the one-hot layer 0 these
-      rows act as the character embeddings.
+    - W_x above layer 0: uniform(+-1/sqrt(H)), as PyTorch does.
+    - W_x of layer 0 (one row per character, the embedding): normal with std 0.4, whatever H.
+      A one-hot input reaches a gate through a single weight, so PyTorch's +-1/sqrt(H) makes
+      the input a whisper next to the recurrent term and the loss sits on the unigram plateau
+      (~3.1) for a long time. Measured on the Sonnets, LSTM 2x128, Adam 2e-3, B=32, T=32:
+      validation loss after 300 steps 2.35 with +-1/sqrt(H), 2.14 with std 0.4.
     - biases 0, except the LSTM forget gate (1), so the cell remembers by default.
     - head.W: uniform(+-1/sqrt(H)): the initial logits are small and the loss starts near ln V.
     """
@@ -42,6 +48,8 @@ def init_params(config: ModelConfig, rng: np.random.Generator, dtype=np.float32)
         if kind == "W_h":
             blocks = [_orthogonal(H, rng) for _ in range(G)]
             value = np.concatenate(blocks, axis=1)
+        elif name == "layers.0.W_x":
+            value = rng.normal(0.0, EMBEDDING_STD, size=shape)
         elif kind in ("W_x", "W"):
             value = rng.uniform(-bound, bound, size=shape)
         else:

@@ -28,7 +28,7 @@ import numpy as np
 from . import checkpoint
 from .config import ModelConfig, TrainConfig
 from .data import Corpus, StreamBatches, min_chars, split_train_val
-from .errors import CharRNNError, ConfigError, DivergenceError
+from .errors import CharRNNError, DataError, DivergenceError
 from .model import CharRNN
 from .optim import clip_grad_norm, make_optimizer
 
@@ -165,7 +165,7 @@ def _fit_to_corpus(cfg: TrainConfig, n_chars: int) -> tuple[TrainConfig, list[st
         val_n = 0
     train_n = n_chars - val_n
     if train_n < min_chars(1, cfg.seq_len):
-        raise ConfigError(
+        raise DataError(
             f"the corpus has {train_n} training characters but one window needs "
             f"{min_chars(1, cfg.seq_len)} (--seq-len {cfg.seq_len} + 1); use a larger corpus "
             f"or a smaller --seq-len (at most {max(1, train_n - 1)})")

@@ -1,0 +1,79 @@
+"""Sampling speed: characters per second for 2-layer H=256 LSTM, GRU and RNN at batch 1 and 32.
+
+    python benchmarks/bench_sample.py [--length 2000] [--repeats 7] [--cells lstm,gru,rnn]
+                                      [--batches 1,32] [--hidden 256] [--layers 2]
+
+Models are built through the library (random init, V = 65, the tiny-shakespeare alphabet) and
+sampled with `charrnn.sampling.sample` at temperature 1 after a short prime. Each config gets a
+warm-up run, then `--repeats` timed runs; the median is reported, one JSON line per config:
+
+    {"kind": "sample", "cell", "hidden", "layers", "batch", "chars_per_s_median" (all N streams),
+     "ms_per_step", "time_ratio_vs_batch1" (batch > 1: ms_per_step / ms_per_step at batch 1)}
+
+Reference: the PyTorch char-rnn sampler does ~2,500 chars/s (LSTM 2x256, batch 1, CPU).
+OpenBLAS threading is left as numpy set it up; run with OPENBLAS_NUM_THREADS=1 to compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+
+import numpy as np
+
+from charrnn.config import ModelConfig
+from charrnn.data import Vocab
+from charrnn.model import CharRNN
+from charrnn.sampling import sample
+
+ALPHABET = "\n !$&',-.3:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"  # 65 characters
+PRIME = "First Citizen:\n"
+
+
+def time_config(cell: str, hidden: int, layers: int, batch: int, length: int,
+                repeats: int) -> float:
+    """Median seconds per generated step (all `batch` streams advance one character)."""
+    vocab = Vocab(ALPHABET)
+    config = ModelConfig(cell=cell, vocab_size=len(vocab), hidden_size=hidden, num_layers=layers)
+    model = CharRNN(config, vocab=vocab, seed=0)
+    sample(model, min(length, 200), prime=PRIME, seed=0, num_samples=batch)  # warm-up
+    times = []
+    for r in range(repeats):
+        start = time.perf_counter()
+        sample(model, length, prime=PRIME, seed=r, num_samples=batch)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) / length
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--length", type=int, default=2000, help="characters per timed run")
+    ap.add_argument("--repeats", type=int, default=7, help="timed runs per config")
+    ap.add_argument("--cells", default="lstm,gru,rnn")
+    ap.add_argument("--batches", default="1,32")
+    ap.add_argument("--hidden", type=int, default=256)
+    ap.add_argument("--layers", type=int, default=2)
+    args = ap.parse_args()
+    batches = sorted({int(b) for b in args.batches.split(",")} | {1})
+    env = {k: v for k, v in os.environ.items() if k.startswith(("OPENBLAS", "OMP_"))}
+    for cell in args.cells.split(","):
+        per_step = {}
+        for batch in batches:
+            per_step[batch] = time_config(cell, args.hidden, args.layers, batch, args.length,
+                                          args.repeats)
+            row = {"kind": "sample", "cell": cell, "hidden": args.hidden, "layers": args.layers,
+                   "batch": batch, "chars_per_s_median": round(batch / per_step[batch]),
+                   "ms_per_step": round(per_step[batch] * 1e3, 4)}
+            if batch > 1:
+                row["time_ratio_vs_batch1"] = round(per_step[batch] / per_step[1], 2)
+            row.update(numpy=np.__version__, machine=platform.machine(), cpus=os.cpu_count(),
+                       env=env)
+            print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()

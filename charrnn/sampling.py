@@ -1,0 +1,361 @@
+"""Sampling text from a model: priming, temperature / top-k / top-p / greedy, N streams at once.
+
+Shapes: N parallel samples, V vocab, H hidden, L layers, G gate blocks, S state parts.
+
+    logits_t = net(prefix)                  (N, V), from `Stepper` one character at a time
+    w = exp((logits_t - max) / T)           temperature T > 0
+    w[j] = 0 unless j is among the top_k    (ties with the k-th largest are kept)
+    w[j] = 0 unless j is in the nucleus     smallest most-probable set with mass >= top_p
+    x_t ~ w / sum(w)                        one uniform u per sample: first j with cdf_j > u*sum
+    greedy: x_t = argmax logits_t           (no randomness; N greedy samples are identical)
+
+The model is taken duck-typed (`.config`, `.params`, `.dtype`, `.vocab`, `.forward`,
+`.initial_state`), so this module sits below `charrnn.model` and never imports it.
+
+A prime is read by `model.forward` (one matmul per layer over the whole prime, in chunks).
+An empty prime starts from the zero state as if the text began after a line break: the model
+reads an implicit '\\n' (not emitted) when '\\n' is in the vocabulary, otherwise the first
+character is drawn uniformly from the vocabulary (and emitted). The returned text never includes
+the prime. Same seed, same text (on the same numpy and BLAS; float rounding can differ between
+CPUs, which may rarely flip a draw).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import numpy as np
+
+from .errors import ConfigError
+
+__all__ = ["Stepper", "Stream", "probabilities", "sample", "stream"]
+
+PRIME_CHUNK = 2048  # prime characters per forward call: bounds the forward cache's memory
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int | np.integer) and not isinstance(x, bool)
+
+
+def _check_filters(temperature, top_k, top_p) -> None:
+    _check(isinstance(temperature, int | float | np.floating) and not isinstance(temperature, bool)
+           and math.isfinite(temperature) and temperature > 0,
+           f"temperature must be a positive number, not {temperature!r}")
+    _check(top_k is None or (_is_int(top_k) and top_k >= 1),
+           f"top-k must be a positive integer, not {top_k!r}")
+    _check(top_p is None or (isinstance(top_p, int | float | np.floating)
+                             and not isinstance(top_p, bool) and 0 < top_p <= 1),
+           f"top-p must be in (0, 1], not {top_p!r}")
+
+
+class _Chooser:
+    """Turns (N, V) logits into N character ids in place, with preallocated buffers.
+
+    The per-step path is ufunc methods with `out=` on views made here once (``np.sum`` and
+    friends cost a microsecond more per call than ``np.add.reduce``; at batch 1 that matters).
+    """
+
+    def __init__(self, n: int, v: int, temperature=1.0, top_k=None, top_p=None, greedy=False,
+                 dtype=np.float32):
+        self.greedy = greedy
+        # temperature is applied after subtracting the max (logits <= 0), so a huge 1/T cannot
+        # overflow into inf - inf; clamped to the dtype's range it makes T -> 0 tend to greedy
+        self.inv_t = min(1.0 / temperature, float(np.finfo(dtype).max))
+        self.top_k = top_k if top_k is not None and top_k < v else None
+        self.top_p = top_p if top_p is not None and top_p < 1 else None
+        self.rows = np.arange(n)
+        self.max = np.empty((n, 1), dtype)
+        self.cdf = np.empty((n, v), np.float64)  # float64: u has 53 bits, tiny p stay exact-ish
+        self.total = self.cdf[:, -1]
+        self.u = np.empty(n, np.float64)
+        self.u_col = self.u[:, None]
+        self.below = np.empty((n, v), bool)
+        self.ids = np.empty(n, np.intp)
+
+    def weights(self, x: np.ndarray) -> np.ndarray:
+        """x (N, V) logits -> unnormalised filtered weights, in place (max weight of a row 1)."""
+        np.maximum.reduce(x, axis=1, keepdims=True, out=self.max)
+        np.subtract(x, self.max, out=x)
+        if self.inv_t != 1.0:
+            np.multiply(x, self.inv_t, out=x)
+        v = x.shape[1]
+        if self.top_k is not None:  # on logits, so ties are decided before exp rounds them
+            kth = np.partition(x, v - self.top_k, axis=1)[:, v - self.top_k, None]
+            np.copyto(x, -np.inf, where=x < kth)
+        np.exp(x, out=x)
+        if self.top_p is not None:
+            desc = np.sort(x, axis=1)[:, ::-1]
+            mass = np.cumsum(desc, axis=1)
+            # keep the m most probable, m = 1 + #{j: mass of the top j+1 < top_p * total}
+            m = (mass < self.top_p * mass[:, -1:]).sum(axis=1)
+            thr = desc[self.rows, np.minimum(m, v - 1)]
+            np.copyto(x, 0, where=x < thr[:, None])
+        return x
+
+    def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Ids (N,) drawn from logits x (N, V) (overwritten); a view of an internal buffer."""
+        if self.greedy:
+            return np.argmax(x, axis=1, out=self.ids)
+        np.add.accumulate(self.weights(x), axis=1, dtype=np.float64, out=self.cdf)
+        rng.random(out=self.u)
+        np.multiply(self.u, self.total, out=self.u)  # u sum < sum (u <= 1 - 2^-53, rounding)
+        # first j with cdf_j > u*sum: a zero weight repeats its left neighbour and is never hit
+        np.less_equal(self.cdf, self.u_col, out=self.below)
+        return np.add.reduce(self.below, axis=1, out=self.ids)
+
+
+def probabilities(logits, temperature=1.0, top_k=None, top_p=None) -> np.ndarray:
+    """The distribution sampling draws from: softmax(logits / T), top-k and top-p applied.
+
+    logits (V,) or (N, V) -> probabilities of the same shape (a new array; rows sum to 1).
+    Top-k comes first, then top-p on what remains (as in Hugging Face `generate`).
+    """
+    _check_filters(temperature, top_k, top_p)
+    x = np.array(logits, dtype=np.result_type(logits, np.float32), copy=True)
+    x2 = x.reshape(-1, x.shape[-1])
+    _Chooser(len(x2), x2.shape[1], temperature, top_k, top_p, dtype=x.dtype).weights(x2)
+    x2 /= x2.sum(axis=1, keepdims=True)
+    return x
+
+
+class Stepper:
+    """The network unrolled one character at a time for N parallel streams; no gradients.
+
+    Per call, each layer's weights are re-laid once so a step is one matmul and a handful of
+    in-place ufuncs on (N, G*H): sigmoid gate columns come first and are pre-halved
+    (``s(a) = tanh(a/2)/2 + 1/2``, so one tanh covers every gate); layer 0's one-hot input is a
+    row gather from ``(W_x + b)``; LSTM/RNN layers above 0 do ``[x, h] @ [W_x; W_h]`` in one
+    matmul, reading x and h straight from the state buffer ``[h_0 | h_1 | ... ]`` (N, L*H),
+    where h_{l-1} and h_l sit side by side. The GRU needs ``h W_hn`` apart from ``x W_xn`` (r
+    multiplies it), so its upper layers take two matmuls. `logits` (N, V) is a buffer
+    overwritten by every step.
+    """
+
+    def __init__(self, model, batch_size: int = 1):
+        cfg, p, dt = model.config, model.params, np.dtype(model.dtype)
+        H, L, G, N = cfg.hidden_size, cfg.num_layers, cfg.gates, batch_size
+        self.model, self.batch_size = model, N
+        # gate blocks reordered so the sigmoid ones come first: LSTM i f o g, GRU r z n
+        order, n_sig = {"lstm": ((0, 1, 3, 2), 3), "gru": ((0, 1, 2), 2), "rnn": ((0,), 0)}[
+            cfg.cell]
+        cols = np.concatenate([np.arange(k * H, (k + 1) * H) for k in order])
+        scale = np.ones(G * H, dt)
+        scale[:n_sig * H] = 0.5
+        # [h_0 | h_1 | ... | h_{L-1} | 1] per row: the trailing 1 folds biases into matmuls
+        self.h = np.zeros((N, L * H + 1), dt)
+        self.h[:, -1] = 1
+        self._hs = self.h[:, :-1].reshape(N, L, H)  # a view: splitting a contiguous axis
+        self.c = np.zeros((L, N, H), dt)  # LSTM cell state (unused otherwise)
+        self.logits = np.empty((N, cfg.vocab_size), dt)
+        self._head = (self.h[:, (L - 1) * H:], np.concatenate([p["head.W"], p["head.b"][None]]))
+        self._layers = []
+        for k in range(L):
+            W_x, W_h, b = (p[f"layers.{k}.{n}"][..., cols] * scale for n in ("W_x", "W_h", "b"))
+            h = self.h[:, k * H:(k + 1) * H]
+            a = np.empty((N, G * H), dt)  # pre-activations, then activations in place
+            buf = np.empty((N, G * H), dt)  # layer-0 gather / GRU x-projection
+            if k == 0:
+                W_in, x = W_x + b, None  # (V, G*H) table: W_x[id] + b
+            elif cfg.cell == "gru":
+                W_in, x = W_x, self.h[:, (k - 1) * H:k * H]
+            elif k == L - 1:  # (2H+1, G*H) against the (N, 2H+1) view [h_{k-1} | h_k | 1]
+                W_in, x, b = np.concatenate([W_x, W_h, b[None]]), self.h[:, (k - 1) * H:], None
+            else:  # (2H, G*H) against the (N, 2H) view [h_{k-1} | h_k]
+                W_in, x = np.concatenate([W_x, W_h]), self.h[:, (k - 1) * H:(k + 1) * H]
+            gates = tuple(a[:, j * H:(j + 1) * H] for j in range(G))
+            common = (k == 0, np.ascontiguousarray(W_in), np.ascontiguousarray(W_h), b, x, h, a,
+                      buf)
+            if cfg.cell == "lstm":
+                extra = (a[:, :3 * H], gates, self.c[k], np.empty((N, H), dt))
+            elif cfg.cell == "gru":
+                extra = (a[:, :2 * H], buf[:, :2 * H], buf[:, 2 * H:], gates, p[f"layers.{k}.b_hn"])
+            else:
+                extra = ()
+            self._layers.append(common + extra)
+        self._step = {"lstm": self._lstm, "gru": self._gru, "rnn": self._rnn}[cfg.cell]
+
+    @property
+    def state(self) -> np.ndarray:
+        """The recurrent state in the model's layout, (L, S, N, H) (a copy)."""
+        L, N, H = self._hs.shape[1], self.batch_size, self._hs.shape[2]
+        out = np.empty((L, self.model.config.state_parts, N, H), self.h.dtype)
+        out[:, 0] = self._hs.transpose(1, 0, 2)
+        if out.shape[1] == 2:
+            out[:, 1] = self.c
+        return out
+
+    @state.setter
+    def state(self, state: np.ndarray) -> None:
+        """Load a (L, S, N, H) state; a batch of 1 is copied to all N streams."""
+        self._hs[:] = state[:, 0].transpose(1, 0, 2)
+        if state.shape[1] == 2:
+            self.c[:] = state[:, 1]
+
+    def prime(self, ids) -> np.ndarray:
+        """Read ids (T,) (shared by all streams) or (N, T) through `model.forward`; returns logits.
+
+        Starts from the current state; afterwards state and `logits` are those after the last id.
+        A shared prime from a shared state (e.g. the zero state) is read once, as a batch of 1.
+        """
+        state, ids = self.state, np.asarray(ids)
+        if ids.ndim == 1:
+            shared = (state == state[:, :, :1]).all()
+            ids = ids[None] if shared else np.broadcast_to(ids, (self.batch_size, len(ids)))
+        state = state[:, :, :len(ids)]
+        for t in range(0, ids.shape[1], PRIME_CHUNK):
+            chunk = ids[:, t:t + PRIME_CHUNK]
+            logits, state, _ = self.model.forward(chunk, state)
+        if ids.shape[1]:
+            self.state = state
+            self.logits[:] = logits[-len(ids):]  # time-major: the last step's B rows
+        return self.logits
+
+    def step(self, ids: np.ndarray) -> np.ndarray:
+        """Feed one id per stream, (N,) ints; returns the next logits (N, V) (the buffer)."""
+        self._step(ids)
+        x1, W = self._head  # [h_{L-1} | 1] @ [head.W; head.b]
+        return np.matmul(x1, W, out=self.logits)
+
+    def _lstm(self, ids):
+        for first, W_in, W_h, b, xh, h, a, buf, sig, (i, f, o, g), c, tmp in self._layers:
+            if first:
+                np.matmul(h, W_h, out=a)
+                a += np.take(W_in, ids, axis=0, out=buf)
+            else:
+                np.matmul(xh, W_in, out=a)
+                if b is not None:
+                    a += b
+            np.tanh(a, out=a)
+            sig *= 0.5  # i f o: s(a) = tanh(a/2)/2 + 1/2, a was pre-halved
+            sig += 0.5
+            c *= f  # c' = f c + i g ;  h' = o tanh(c')
+            c += np.multiply(i, g, out=tmp)
+            np.multiply(o, np.tanh(c, out=tmp), out=h)
+
+    def _gru(self, ids):
+        for first, W_in, W_h, b, x, h, a, xw, rz, xw_rz, xw_n, (r, z, n), b_hn in self._layers:
+            if first:
+                np.take(W_in, ids, axis=0, out=xw)  # x W_x + b (r, z pre-halved)
+            else:
+                np.matmul(x, W_in, out=xw)
+                xw += b
+            np.matmul(h, W_h, out=a)  # a = [h W_hr, h W_hz, h W_hn]
+            rz += xw_rz
+            np.tanh(rz, out=rz)
+            rz *= 0.5
+            rz += 0.5
+            n += b_hn  # n = tanh(x W_xn + b_n + r (h W_hn + b_hn))
+            n *= r
+            n += xw_n
+            np.tanh(n, out=n)
+            h -= n  # h' = n + z (h - n)
+            h *= z
+            h += n
+
+    def _rnn(self, ids):
+        for first, W_in, W_h, b, xh, h, a, buf in self._layers:
+            if first:
+                np.matmul(h, W_h, out=a)
+                a += np.take(W_in, ids, axis=0, out=buf)
+            else:
+                np.matmul(xh, W_in, out=a)
+                if b is not None:
+                    a += b
+            np.tanh(a, out=h)  # h' = tanh(x W_x + h W_h + b)
+
+class Stream:
+    """Sampled text as an iterator: one str per character (N = 1) or a tuple of N per step.
+
+    Built eagerly: options are checked and the prime encoded and read on construction, so a
+    bad option (ConfigError) or an unknown prime character (VocabularyError) surfaces before
+    any output. `dropped` lists the distinct prime characters skipped with `skip_unknown`.
+    `stepper` holds the network state; `rng` is the only source of randomness.
+    """
+
+    def __init__(self, model, length: int, *, prime: str = "", temperature: float = 1.0,
+                 top_k: int | None = None, top_p: float | None = None, greedy: bool = False,
+                 seed: int | np.random.Generator | None = None, num_samples: int = 1,
+                 skip_unknown: bool = False):
+        _check(_is_int(length) and length >= 0,
+               f"length must be a non-negative integer, not {length!r}")
+        _check(_is_int(num_samples) and num_samples >= 1,
+               f"number of samples must be a positive integer, not {num_samples!r}")
+        _check_filters(temperature, top_k, top_p)
+        _check(seed is None or isinstance(seed, np.random.Generator)
+               or (_is_int(seed) and seed >= 0),
+               f"seed must be a non-negative integer or a numpy Generator, not {seed!r}")
+        _check(isinstance(prime, str), f"prime must be text, not {type(prime).__name__}")
+        vocab = model.vocab
+        _check(vocab is not None, "the model has no vocabulary, so it cannot turn ids into text")
+        self.rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        ids = vocab.encode(prime, skip_unknown)
+        self.dropped: list[str] = vocab.unknown(prime) if len(ids) < len(prime) else []
+        self.num_samples, self.remaining, self.vocab = num_samples, length, vocab
+        self.stepper = Stepper(model, num_samples)
+        self._choose = _Chooser(num_samples, len(vocab), temperature, top_k, top_p, greedy,
+                                model.dtype)
+        self._chars = vocab.chars
+        self._fed = None  # ids drawn last, fed to the network only when the next are needed
+        self._first = None
+        if len(ids) == 0:
+            ids = vocab.encode("\n", skip_unknown=True)  # empty prime: text begins after a '\n'
+            if len(ids) == 0:  # ... or, without '\n', with a uniformly drawn character
+                self._first = self.rng.integers(len(vocab), size=num_samples).astype(np.intp)
+        if len(ids):
+            self.stepper.prime(ids)
+
+    def next_ids(self) -> np.ndarray | None:
+        """The next step's ids (N,) (a buffer reused by the next call), or None at the end."""
+        if self.remaining <= 0:
+            return None
+        self.remaining -= 1
+        if self._first is not None:
+            ids, self._first = self._first, None
+        else:
+            if self._fed is not None:
+                self.stepper.step(self._fed)
+            ids = self._choose(self.stepper.logits, self.rng)
+        self._fed = ids
+        return ids
+
+    def __iter__(self) -> Iterator[str | tuple[str, ...]]:
+        return self
+
+    def __next__(self) -> str | tuple[str, ...]:
+        ids = self.next_ids()
+        if ids is None:
+            raise StopIteration
+        if self.num_samples == 1:
+            return self._chars[ids[0]]
+        return tuple(self._chars[i] for i in ids.tolist())
+
+    def texts(self) -> list[str]:
+        """The rest of every sample as one str each (N strs)."""
+        out = np.empty((self.remaining, self.num_samples), np.intp)
+        for t in range(len(out)):
+            out[t] = self.next_ids()
+        return [self.vocab.decode(out[:, i]) for i in range(self.num_samples)]
+
+
+def stream(model, length: int, *, prime: str = "", temperature: float = 1.0,
+           top_k: int | None = None, top_p: float | None = None, greedy: bool = False,
+           seed: int | np.random.Generator | None = None, num_samples: int = 1,
+           skip_unknown: bool = False) -> Stream:
+    """Sample `length` characters after `prime`, as they are produced (see `Stream`)."""
+    return Stream(model, length, prime=prime, temperature=temperature, top_k=top_k, top_p=top_p,
+                  greedy=greedy, seed=seed, num_samples=num_samples, skip_unknown=skip_unknown)
+
+
+def sample(model, length: int, **options) -> str | list[str]:
+    """`length` sampled characters after the prime: a str, or a list of N strs if num_samples > 1.
+
+    Options are those of `stream`.
+    """
+    texts = stream(model, length, **options).texts()
+    return texts[0] if len(texts) == 1 and options.get("num_samples", 1) == 1 else texts

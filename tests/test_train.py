@@ -1,0 +1,288 @@
+"""`charrnn train`: behaviour, bad input, checkpoints, exact resume, reproducibility."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from charrnn import checkpoint
+from charrnn.cli import main
+from charrnn.model import CharRNN
+
+ROOT = Path(__file__).resolve().parents[1]
+SONNETS = ROOT / "corpora" / "sonnets.txt"
+TINY = ["--hidden-size", "16", "--num-layers", "2", "--batch-size", "4", "--seq-len", "16"]
+
+
+def run(args, input=None):
+    return CliRunner().invoke(main, [str(a) for a in args], input=input)
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    path = tmp_path / "text.txt"
+    path.write_text(SONNETS.read_text()[:6000])
+    return path
+
+
+def train(corpus, out, *extra):
+    return run(["train", corpus, "-o", out, *TINY, *extra])
+
+
+def test_trains_and_saves_a_loadable_model(corpus, tmp_path):
+    out = tmp_path / "m.npz"
+    r = train(corpus, out, "--max-steps", "12", "--eval-every", "5")
+    assert r.exit_code == 0, r.output
+    ck = checkpoint.load(out)
+    assert ck.resume.step == 12
+    assert [row["step"] for row in ck.history] == [5, 10, 12]
+    assert all(row["val_loss"] > 0 for row in ck.history)
+    assert ck.best["val_loss"] == min(row["val_loss"] for row in ck.history)
+    assert ck.corpus["sha256"] and ck.corpus["size"] == corpus.stat().st_size
+    # plain log mode (not a terminal): figures as lines, then the summary
+    assert "step 12/12" in r.output and "best validation" in r.output
+    assert "charrnn sample -m" in r.output
+
+
+def test_loss_falls_on_real_text(tmp_path):
+    out = tmp_path / "m.npz"
+    r = run(["train", SONNETS, "-o", out, "--hidden-size", "64", "--max-steps", "300",
+             "--eval-every", "100", "--seq-len", "32"])
+    assert r.exit_code == 0, r.output
+    vals = [row["val_loss"] for row in checkpoint.load(out).history]
+    # from the unigram plateau (~3.1 nats) to words: well below it after 300 steps
+    assert vals[0] > vals[1] > vals[2] and vals[-1] < 2.6
+
+
+def test_refuses_to_overwrite_before_any_work(corpus, tmp_path):
+    out = tmp_path / "m.npz"
+    out.write_bytes(b"precious")
+    r = train(corpus, out, "--max-steps", "2")
+    assert r.exit_code == 2
+    assert "already exists" in r.output and "--resume" in r.output and "--force" in r.output
+    assert out.read_bytes() == b"precious"
+    r = train(corpus, out, "--max-steps", "2", "--force")
+    assert r.exit_code == 0, r.output
+    assert checkpoint.load(out).resume.step == 2
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_resume_is_bit_exact(corpus, tmp_path, cell):
+    """N steps in one go equal N/2 steps, stop, and --resume for the rest — bit for bit."""
+    common = ["--cell", cell, "--dropout", "0.2", "--eval-every", "5", "--seed", "7"]
+    whole, half = tmp_path / "whole.npz", tmp_path / "half.npz"
+    assert train(corpus, whole, "--max-steps", "20", *common).exit_code == 0
+    assert train(corpus, half, "--max-steps", "10", *common).exit_code == 0
+    r = run(["train", corpus, "-o", half, "--resume", "--max-steps", "20"])
+    assert r.exit_code == 0, r.output
+    a, b = checkpoint.load(whole), checkpoint.load(half)
+    for k in a.model.params:
+        np.testing.assert_array_equal(a.model.params[k], b.model.params[k])
+        np.testing.assert_array_equal(a.resume.params[k], b.resume.params[k])
+    for k in a.resume.optimizer_state:
+        np.testing.assert_array_equal(a.resume.optimizer_state[k], b.resume.optimizer_state[k])
+    np.testing.assert_array_equal(a.resume.hidden, b.resume.hidden)
+    assert a.resume.rng_state == b.resume.rng_state
+    drop_time = lambda h: [{k: v for k, v in row.items() if k != "time"} for row in h]  # noqa
+    assert drop_time(a.history) == drop_time(b.history)
+
+
+def test_epochs_cross_and_resume_finishes_the_run(corpus, tmp_path):
+    out = tmp_path / "m.npz"
+    r = train(corpus, out, "--epochs", "2", "--eval-every", "1000")
+    assert r.exit_code == 0, r.output
+    ck = checkpoint.load(out)
+    per_epoch = (int(6000 * 0.9 + 0.5) - 1) // 4 // 16
+    assert ck.resume.step == 2 * per_epoch and ck.resume.epoch == 2 and ck.resume.window == 0
+    r = run(["train", corpus, "-o", out, "--resume"])
+    assert r.exit_code == 0 and checkpoint.load(out).resume.step == 2 * per_epoch
+
+
+def test_resume_refuses_a_different_model_or_corpus(corpus, tmp_path):
+    out = tmp_path / "m.npz"
+    assert train(corpus, out, "--max-steps", "3").exit_code == 0
+    r = run(["train", corpus, "-o", out, "--resume", "--hidden-size", "32"])
+    assert r.exit_code == 2 and "--hidden-size 32 (model has 16)" in r.output
+    other = tmp_path / "other.txt"
+    other.write_text(corpus.read_text()[:-100])
+    r = run(["train", other, "-o", out, "--resume"])
+    assert r.exit_code == 2 and "corpus" in r.output
+    r = run(["train", corpus, "-o", out, "--resume", "--lr", "0.001", "--max-steps", "5"])
+    assert r.exit_code == 0, r.output
+    assert checkpoint.load(out).resume.train_config.lr == 0.001
+
+
+def test_same_seed_same_model(corpus, tmp_path):
+    a, b, c = (tmp_path / f"{n}.npz" for n in "abc")
+    for out, seed in ((a, 1), (b, 1), (c, 2)):
+        assert train(corpus, out, "--max-steps", "6", "--seed", seed).exit_code == 0
+    la, lb, lc = (checkpoint.load(p) for p in (a, b, c))
+    for k in la.model.params:
+        np.testing.assert_array_equal(la.model.params[k], lb.model.params[k])
+    assert not np.array_equal(la.model.params["head.W"], lc.model.params["head.W"])
+
+
+def test_small_corpus_adapts_batch_and_validation(tmp_path):
+    text = tmp_path / "small.txt"
+    text.write_text("to be or not to be, that is the question\n" * 3)
+    out = tmp_path / "m.npz"
+    r = run(["train", text, "-o", out, "--max-steps", "3", "--hidden-size", "8"])
+    assert r.exit_code == 0, r.output
+    assert "using --batch-size 1 instead of 32" in r.output
+    assert checkpoint.load(out).resume.train_config.batch_size == 1
+
+
+def test_too_small_corpus_says_what_to_change(tmp_path):
+    text = tmp_path / "tiny.txt"
+    text.write_text("hello world")
+    r = run(["train", text, "-o", tmp_path / "m.npz"])
+    assert r.exit_code == 1
+    assert "--seq-len" in r.output and "characters" in r.output
+    assert "Traceback" not in r.output and not (tmp_path / "m.npz").exists()
+
+
+def test_reads_stdin_and_directories(corpus, tmp_path):
+    out = tmp_path / "m.npz"
+    r = run(["train", "-", "-o", out, *TINY, "--max-steps", "2"], input=corpus.read_text())
+    assert r.exit_code == 0, r.output
+    assert checkpoint.load(out).corpus["name"] == "<stdin>"
+    folder = tmp_path / "texts"
+    folder.mkdir()
+    (folder / "b.txt").write_text(corpus.read_text()[3000:])
+    (folder / "a.txt").write_text(corpus.read_text()[:3000])
+    r = run(["train", folder, "-o", out, *TINY, "--max-steps", "2", "--force"])
+    assert r.exit_code == 0, r.output
+    assert checkpoint.load(out).corpus["sha256"] == checkpoint.load(out).corpus["sha256"]
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["missing.txt"], 2, "not found"),
+    (["--hidden-size", "0"], 2, "--hidden-size"),
+    (["--dropout", "1.5"], 2, "--dropout"),
+    (["--lr", "-1"], 2, "--lr"),
+    (["--max-time", "5x"], 2, "duration"),
+    (["-o", "no/such/folder/m.npz"], 2, "does not exist"),
+])
+def test_bad_input_is_one_clear_line(corpus, tmp_path, args, code, message):
+    if args[0] != "missing.txt":
+        args = [corpus, *args]
+    r = run(["train", *args])
+    assert r.exit_code == code, r.output
+    assert message in r.output
+    assert "Traceback" not in r.output
+    assert not list(tmp_path.glob("*.npz"))
+
+
+def test_empty_corpus_and_bad_bytes(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"\xef\xbb\xbf")
+    r = run(["train", empty, "-o", tmp_path / "m.npz"])
+    assert r.exit_code == 1 and "empty" in r.output
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"hello " * 100 + b"\xff world")
+    r = run(["train", bad, "-o", tmp_path / "m.npz"])
+    assert r.exit_code == 1 and "offset 600" in r.output and "--encoding" in r.output
+    r = run(["train", bad, "-o", tmp_path / "m.npz", "--encoding", "latin-1", *TINY,
+             "--max-steps", "1"])
+    assert r.exit_code == 0, r.output
+    empty_dir = tmp_path / "nothing"
+    empty_dir.mkdir()
+    assert run(["train", empty_dir, "-o", tmp_path / "x.npz"]).exit_code == 2
+
+
+def test_unwritable_folder_is_refused_before_training(corpus, tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        if os.access(folder, os.W_OK):
+            pytest.skip("running as a user who can write anywhere")
+        r = train(corpus, folder / "m.npz")
+        assert r.exit_code == 2 and "not writable" in r.output
+    finally:
+        folder.chmod(0o700)
+
+
+def test_divergence_stops_without_applying_the_update(corpus, tmp_path, monkeypatch):
+    out = tmp_path / "m.npz"
+    assert train(corpus, out, "--max-steps", "4", "--eval-every", "2").exit_code == 0
+    before = out.read_bytes()
+    good = checkpoint.load(out).resume.params
+    real = CharRNN.loss_and_grad
+    calls = []
+
+    def poisoned(self, *args, **kw):  # the third step's gradient overflows
+        loss, grads, state = real(self, *args, **kw)
+        calls.append(1)
+        if len(calls) == 3:
+            grads["layers.1.W_h"][0, 0] = np.inf
+        return loss, grads, state
+
+    monkeypatch.setattr(CharRNN, "loss_and_grad", poisoned)
+    r = run(["train", corpus, "-o", out, "--resume", "--max-steps", "50", "--eval-every", "100"])
+    assert r.exit_code == 1, r.output
+    assert "diverged at step 7" in r.output and "gradient norm is inf" in r.output
+    assert f"{out} (step 4) is intact" in r.output and "Traceback" not in r.output
+    assert out.read_bytes() == before
+    for k, v in checkpoint.load(out).resume.params.items():
+        np.testing.assert_array_equal(v, good[k])
+
+
+def _start(tmp_path, out, *extra):
+    corpus = tmp_path / "big.txt"
+    corpus.write_text(SONNETS.read_text())
+    cmd = [sys.executable, "-m", "charrnn", "train", str(corpus), "-o", str(out),
+           "--hidden-size", "32", "--eval-every", "3", "--seq-len", "32", *extra]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path)
+
+
+def _wait_for(path, proc, seconds=60):
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def test_ctrl_c_saves_and_exits_130(tmp_path):
+    out = tmp_path / "m.npz"
+    proc = _start(tmp_path, out)
+    _wait_for(out, proc)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "--resume" in err and "Traceback" not in err
+    ck = checkpoint.load(out)
+    assert ck.resume.step >= 3
+
+
+def test_killed_at_random_moments_leaves_a_complete_file(tmp_path):
+    out = tmp_path / "m.npz"
+    rng = np.random.default_rng(0)
+    proc = _start(tmp_path, out)
+    _wait_for(out, proc)
+    steps = []
+    for sig in (signal.SIGKILL, signal.SIGINT, signal.SIGKILL, signal.SIGKILL):
+        time.sleep(float(rng.uniform(0.1, 1.5)))
+        proc.send_signal(sig)
+        proc.communicate(timeout=60)
+        steps.append(checkpoint.load(out).resume.step)  # always a complete, loadable file
+        proc = _start(tmp_path, out, "--resume")
+    proc.kill()
+    proc.communicate()
+    assert steps == sorted(steps)
+    # a clean finish also sweeps the temporary files the killed saves left behind
+    step = checkpoint.load(out).resume.step
+    proc = _start(tmp_path, out, "--resume", "--max-steps", str(step + 3))
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert checkpoint.load(out).resume.step == step + 3
+    assert [p.name for p in tmp_path.iterdir() if ".tmp" in p.name] == []
