@@ -47,7 +47,7 @@ def cell_problem(name, T=5, B=3, H=4, seed=0):
 
 def cell_loss(cell, params, xw, state, dhs, dfinal):
     hs, final, _ = cell.forward(xw, state, params)
-    return float((hs * dhs).sum() + sum((f * d).sum() for f, d in zip(final, dfinal)))
+    return float((hs * dhs).sum() + sum((f * d).sum() for f, d in zip(final, dfinal, strict=True)))
 
 
 def check_cell(name, backward=None):
@@ -60,7 +60,7 @@ def check_cell(name, backward=None):
         return cell_loss(cell, params, xw, state, dhs, dfinal)
 
     errors = [rel_error(numeric_grad(f, xw), dxw)]
-    errors += [rel_error(numeric_grad(f, s), ds) for s, ds in zip(state, dstate)]
+    errors += [rel_error(numeric_grad(f, s), ds) for s, ds in zip(state, dstate, strict=True)]
     errors += [rel_error(numeric_grad(f, params[k]), dparams[k]) for k in params]
     assert set(dparams) == set(params)
     return max(errors)
