@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import sampling
 from .cells import CELLS
 from .config import ModelConfig
 from .errors import ConfigError
@@ -231,3 +232,27 @@ class CharRNN:
         logits -= logits.max(axis=1, keepdims=True)
         logits -= np.log(np.exp(logits).sum(axis=1, keepdims=True))
         return logits.reshape(T, B, -1).transpose(1, 0, 2), new_state
+
+    def hidden_states(self, ids: np.ndarray, state: np.ndarray | None = None):
+        """Every layer's output at every position (no dropout): a list of L arrays (B, T, H)."""
+        _, _, (_, layers, top) = self.forward(ids, state)
+        outs = [x for x, _, _ in layers[1:]] + [top]
+        return [h.transpose(1, 0, 2) for h in outs]
+
+    def sample(self, length: int = 500, *, prime: str = "", temperature: float = 1.0,
+               top_k: int | None = None, top_p: float | None = None, greedy: bool = False,
+               seed=None, num_samples: int = 1, skip_unknown: bool = False):
+        """``length`` characters continuing ``prime`` (not included): a str, or N strs.
+
+        temperature > 0 sharpens (< 1) or flattens (> 1) the distribution; top_k keeps the k
+        likeliest characters, top_p the smallest set holding that much probability; greedy
+        takes the likeliest. The same seed gives the same text.
+        """
+        return sampling.sample(self, length, prime=prime, temperature=temperature, top_k=top_k,
+                               top_p=top_p, greedy=greedy, seed=seed, num_samples=num_samples,
+                               skip_unknown=skip_unknown)
+
+    def stream(self, length: int = 500, **options) -> sampling.Stream:
+        """Like ``sample`` but yields characters as they are produced (a tuple of N per step
+        when num_samples > 1)."""
+        return sampling.stream(self, length, **options)

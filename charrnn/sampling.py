@@ -6,6 +6,7 @@ Shapes: N parallel samples, V vocab, H hidden, L layers, G gate blocks, S state 
     w = exp((logits_t - max) / T)           temperature T > 0
     w[j] = 0 unless j is among the top_k    (ties with the k-th largest are kept)
     w[j] = 0 unless j is in the nucleus     smallest most-probable set with mass >= top_p
+                                            (ties with its least probable member are kept)
     x_t ~ w / sum(w)                        one uniform u per sample: first j with cdf_j > u*sum
     greedy: x_t = argmax logits_t           (no randomness; N greedy samples are identical)
 
@@ -58,19 +59,18 @@ class _Chooser:
     """Turns (N, V) logits into N character ids in place, with preallocated buffers.
 
     The per-step path is ufunc methods with `out=` on views made here once (``np.sum`` and
-    friends cost a microsecond more per call than ``np.add.reduce``; at batch 1 that matters).
+    friends cost a microsecond more per call than ``np.add.reduce``; at batch 1 that matters,
+    so N = 1 also takes a 1-D path with a scalar max and `searchsorted`).
     """
 
     def __init__(self, n: int, v: int, temperature=1.0, top_k=None, top_p=None, greedy=False,
                  dtype=np.float32):
-        self.greedy = greedy
+        self.greedy, self.single = greedy, n == 1
         # temperature is applied after subtracting the max (logits <= 0), so a huge 1/T cannot
         # overflow into inf - inf; clamped to the dtype's range it makes T -> 0 tend to greedy
         self.inv_t = min(1.0 / temperature, float(np.finfo(dtype).max))
         self.top_k = top_k if top_k is not None and top_k < v else None
         self.top_p = top_p if top_p is not None and top_p < 1 else None
-        self.rows = np.arange(n)
-        self.max = np.empty((n, 1), dtype)
         self.cdf = np.empty((n, v), np.float64)  # float64: u has 53 bits, tiny p stay exact-ish
         self.total = self.cdf[:, -1]
         self.u = np.empty(n, np.float64)
@@ -79,29 +79,35 @@ class _Chooser:
         self.ids = np.empty(n, np.intp)
 
     def weights(self, x: np.ndarray) -> np.ndarray:
-        """x (N, V) logits -> unnormalised filtered weights, in place (max weight of a row 1)."""
-        np.maximum.reduce(x, axis=1, keepdims=True, out=self.max)
-        np.subtract(x, self.max, out=x)
+        """Logits (..., V) -> unnormalised filtered weights, in place (a row's max weight is 1)."""
+        if x.ndim == 1:
+            x -= np.maximum.reduce(x)
+        else:
+            x -= np.maximum.reduce(x, axis=-1, keepdims=True)
         if self.inv_t != 1.0:
             np.multiply(x, self.inv_t, out=x)
-        v = x.shape[1]
+        v = x.shape[-1]
         if self.top_k is not None:  # on logits, so ties are decided before exp rounds them
-            kth = np.partition(x, v - self.top_k, axis=1)[:, v - self.top_k, None]
+            kth = np.partition(x, v - self.top_k, axis=-1)[..., v - self.top_k, None]
             np.copyto(x, -np.inf, where=x < kth)
         np.exp(x, out=x)
         if self.top_p is not None:
-            desc = np.sort(x, axis=1)[:, ::-1]
-            mass = np.cumsum(desc, axis=1)
+            desc = np.sort(x, axis=-1)[..., ::-1]
+            mass = np.cumsum(desc, axis=-1)
             # keep the m most probable, m = 1 + #{j: mass of the top j+1 < top_p * total}
-            m = (mass < self.top_p * mass[:, -1:]).sum(axis=1)
-            thr = desc[self.rows, np.minimum(m, v - 1)]
-            np.copyto(x, 0, where=x < thr[:, None])
+            m = (mass < self.top_p * mass[..., -1:]).sum(axis=-1, keepdims=True)
+            thr = np.take_along_axis(desc, np.minimum(m, v - 1), axis=-1)
+            np.copyto(x, 0, where=x < thr)
         return x
 
     def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Ids (N,) drawn from logits x (N, V) (overwritten); a view of an internal buffer."""
         if self.greedy:
             return np.argmax(x, axis=1, out=self.ids)
+        if self.single:  # the same draw as below (one double from rng), with fewer calls
+            cdf = np.add.accumulate(self.weights(x[0]), dtype=np.float64, out=self.cdf[0])
+            self.ids[0] = cdf.searchsorted(rng.random() * cdf[-1], "right")
+            return self.ids
         np.add.accumulate(self.weights(x), axis=1, dtype=np.float64, out=self.cdf)
         rng.random(out=self.u)
         np.multiply(self.u, self.total, out=self.u)  # u sum < sum (u <= 1 - 2^-53, rounding)
@@ -113,28 +119,31 @@ class _Chooser:
 def probabilities(logits, temperature=1.0, top_k=None, top_p=None) -> np.ndarray:
     """The distribution sampling draws from: softmax(logits / T), top-k and top-p applied.
 
-    logits (V,) or (N, V) -> probabilities of the same shape (a new array; rows sum to 1).
+    logits (..., V) -> probabilities of the same shape (a new array; rows sum to 1).
     Top-k comes first, then top-p on what remains (as in Hugging Face `generate`).
     """
     _check_filters(temperature, top_k, top_p)
-    x = np.array(logits, dtype=np.result_type(logits, np.float32), copy=True)
-    x2 = x.reshape(-1, x.shape[-1])
-    _Chooser(len(x2), x2.shape[1], temperature, top_k, top_p, dtype=x.dtype).weights(x2)
-    x2 /= x2.sum(axis=1, keepdims=True)
+    x = np.asarray(logits)
+    x = x.astype(np.result_type(x.dtype, np.float32), copy=True)
+    _Chooser(1, x.shape[-1], temperature, top_k, top_p, dtype=x.dtype).weights(x)
+    x /= x.sum(axis=-1, keepdims=True)
     return x
 
 
 class Stepper:
     """The network unrolled one character at a time for N parallel streams; no gradients.
 
-    Per call, each layer's weights are re-laid once so a step is one matmul and a handful of
-    in-place ufuncs on (N, G*H): sigmoid gate columns come first and are pre-halved
-    (``s(a) = tanh(a/2)/2 + 1/2``, so one tanh covers every gate); layer 0's one-hot input is a
-    row gather from ``(W_x + b)``; LSTM/RNN layers above 0 do ``[x, h] @ [W_x; W_h]`` in one
-    matmul, reading x and h straight from the state buffer ``[h_0 | h_1 | ... ]`` (N, L*H),
-    where h_{l-1} and h_l sit side by side. The GRU needs ``h W_hn`` apart from ``x W_xn`` (r
-    multiplies it), so its upper layers take two matmuls. `logits` (N, V) is a buffer
-    overwritten by every step.
+    On construction each layer's weights are re-laid once, so that a step is one matmul and a
+    handful of in-place ufuncs on (N, G*H) per layer, with no allocation:
+    - sigmoid gate columns come first and are pre-halved: ``s(a) = tanh(a/2)/2 + 1/2``, so one
+      tanh covers every gate and one multiply-add the sigmoid block;
+    - layer 0's one-hot input is a row gather from the table ``W_x + b`` (V, G*H);
+    - the state lives in one buffer ``[h_0 | h_1 | ... | h_{L-1} | 1]`` (N, L*H + 1), so LSTM
+      and RNN layers above 0 read ``[h_{l-1} | h_l]`` as one view and do one matmul with
+      ``[W_x; W_h]`` (the top layer's view also takes the 1, folding in its bias), and the head
+      is ``[h_{L-1} | 1] @ [W; b]``. The GRU needs ``h W_hn`` apart from ``x W_xn`` (r
+      multiplies it), so its upper layers take two matmuls.
+    `logits` (N, V) is a buffer overwritten by every step.
     """
 
     def __init__(self, model, batch_size: int = 1):
@@ -204,6 +213,8 @@ class Stepper:
         A shared prime from a shared state (e.g. the zero state) is read once, as a batch of 1.
         """
         state, ids = self.state, np.asarray(ids)
+        if ids.ndim not in (1, 2) or (ids.ndim == 2 and len(ids) != self.batch_size):
+            raise ValueError(f"prime ids must be (T,) or ({self.batch_size}, T), not {ids.shape}")
         if ids.ndim == 1:
             shared = (state == state[:, :, :1]).all()
             ids = ids[None] if shared else np.broadcast_to(ids, (self.batch_size, len(ids)))
@@ -269,13 +280,20 @@ class Stepper:
                     a += b
             np.tanh(a, out=h)  # h' = tanh(x W_x + h W_h + b)
 
+
 class Stream:
     """Sampled text as an iterator: one str per character (N = 1) or a tuple of N per step.
 
     Built eagerly: options are checked and the prime encoded and read on construction, so a
     bad option (ConfigError) or an unknown prime character (VocabularyError) surfaces before
     any output. `dropped` lists the distinct prime characters skipped with `skip_unknown`.
-    `stepper` holds the network state; `rng` is the only source of randomness.
+    `stepper` holds the network state; `rng` is the only source of randomness. `texts()` gives
+    the rest of each sample as one str (faster than iterating: one decode per sample).
+
+    length: characters to generate (after the prime); temperature > 0; top_k >= 1 or None;
+    top_p in (0, 1] or None; greedy: argmax, ignoring the three; seed: int, list of ints (as
+    `np.random.default_rng` takes them), Generator or None (fresh entropy); num_samples: N
+    independent streams advanced together, one batch.
     """
 
     def __init__(self, model, length: int, *, prime: str = "", temperature: float = 1.0,
@@ -287,9 +305,10 @@ class Stream:
         _check(_is_int(num_samples) and num_samples >= 1,
                f"number of samples must be a positive integer, not {num_samples!r}")
         _check_filters(temperature, top_k, top_p)
+        entropy = seed if isinstance(seed, list | tuple) and seed else [seed]
         _check(seed is None or isinstance(seed, np.random.Generator)
-               or (_is_int(seed) and seed >= 0),
-               f"seed must be a non-negative integer or a numpy Generator, not {seed!r}")
+               or all(_is_int(s) and s >= 0 for s in entropy),
+               f"seed must be a non-negative integer (or a list of them), not {seed!r}")
         _check(isinstance(prime, str), f"prime must be text, not {type(prime).__name__}")
         vocab = model.vocab
         _check(vocab is not None, "the model has no vocabulary, so it cannot turn ids into text")
@@ -343,19 +362,15 @@ class Stream:
         return [self.vocab.decode(out[:, i]) for i in range(self.num_samples)]
 
 
-def stream(model, length: int, *, prime: str = "", temperature: float = 1.0,
-           top_k: int | None = None, top_p: float | None = None, greedy: bool = False,
-           seed: int | np.random.Generator | None = None, num_samples: int = 1,
-           skip_unknown: bool = False) -> Stream:
-    """Sample `length` characters after `prime`, as they are produced (see `Stream`)."""
-    return Stream(model, length, prime=prime, temperature=temperature, top_k=top_k, top_p=top_p,
-                  greedy=greedy, seed=seed, num_samples=num_samples, skip_unknown=skip_unknown)
+def stream(model, length: int, **options) -> Stream:
+    """Sample `length` characters after a prime, as they are produced; options as in `Stream`."""
+    return Stream(model, length, **options)
 
 
 def sample(model, length: int, **options) -> str | list[str]:
-    """`length` sampled characters after the prime: a str, or a list of N strs if num_samples > 1.
+    """`length` sampled characters after the prime: a str, or N strs if num_samples > 1.
 
-    Options are those of `stream`.
+    Options as in `Stream`. The prime is not included.
     """
-    texts = stream(model, length, **options).texts()
-    return texts[0] if len(texts) == 1 and options.get("num_samples", 1) == 1 else texts
+    texts = Stream(model, length, **options).texts()
+    return texts if options.get("num_samples", 1) > 1 else texts[0]

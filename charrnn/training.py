@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from . import checkpoint
+from . import checkpoint, sampling
 from .config import ModelConfig, TrainConfig
 from .data import Corpus, StreamBatches, min_chars, split_train_val
 from .errors import CharRNNError, DataError, DivergenceError
@@ -351,8 +351,6 @@ def _fit(run: _Run, cfg: TrainConfig, corpus: Corpus, path: Path, notes: list[st
             rate_t, rate_steps = now, 0
         yield report("step", train_loss=smooth / smooth_weight)
         if cfg.sample_every and run.step % cfg.sample_every == 0:
-            from . import sampling
-
             text = sampling.sample(model, cfg.sample_length, temperature=SAMPLE_TEMPERATURE,
                                    seed=[cfg.seed, run.step])
             yield report("sample", text=text)
