@@ -113,6 +113,9 @@ def main():
               show_default=True, help="Total steps of the run, resumes included (0: no limit).")
 @click.option("--max-time", type=Duration(), default=_TD.max_time,
               help="Stop after this much training time in this invocation: 90s, 10m, 1h.")
+@click.option("--patience", type=_range(click.IntRange, 0), default=_TD.patience,
+              show_default=True,
+              help="Stop after this many evaluations without a better validation loss (0: off).")
 @click.option("--val-frac", type=_range(click.FloatRange, 0, 1, hi_open=True),
               default=_TD.val_frac, show_default=True,
               help="Fraction of the text (its end) held out for validation.")
@@ -172,14 +175,18 @@ def train(ctx, corpus, output, resume, force, encoding, no_color, debug, **optio
 
 # ----------------------------------------------------------------------------- sample
 
-def _load_model(path: str):
+def _load_checkpoint(path: str, resume: bool = False):
     from .checkpoint import ModelNotFound, load
 
     try:
-        return load(path, resume=False).model
+        return load(path, resume=resume)
     except ModelNotFound:
         raise ModelNotFound(f"no model file at {path}; train one first, e.g. "
                             "`charrnn train corpora/sonnets.txt`") from None
+
+
+def _load_model(path: str):
+    return _load_checkpoint(path).model
 
 
 class _Out:
@@ -275,6 +282,200 @@ def sample(model_path, length, temperature, top_k, top_p, greedy, prime, prime_f
                 out.write(f"{'' if i == 0 else chr(10)}=== sample {i + 1} of {num_samples} "
                           f"===\n{head}{text}\n")
         out.write("", flush=True)
+
+
+# ----------------------------------------------------------------------------- inspect
+
+TEXT_VIEW_CHARS = 2000  # default --max-chars: characters of --text/--prime shown
+
+
+def _read_text(path: str, encoding: str, what: str):
+    """A text file (or - for stdin) as a data.Corpus, with errors that name it as `what`."""
+    from pathlib import Path
+
+    from .data import CorpusNotFound, read_corpus
+    from .errors import DataError
+
+    if path != "-" and not Path(path).exists():
+        raise CorpusNotFound(f"{what} file not found: {click.format_filename(path)}")
+    try:
+        return read_corpus([path], encoding=encoding, stdin=click.get_binary_stream("stdin"))
+    except DataError as e:
+        if str(e).startswith("corpus is empty"):
+            raise DataError(f"the {what} is empty: {click.format_filename(path)}") from None
+        raise
+
+
+def _unknown_message(unknown, what: str) -> str:
+    def times(n: int) -> str:
+        return "once" if n == 1 else f"{n:,} times"
+
+    shown = ", ".join(f"{u['escaped']} (" + ("" if u["escaped"].startswith("U+") else
+                                            f"U+{u['codepoint']:04X}, ") + f"{times(u['count'])})"
+                      for u in unknown[:20])
+    more = f", and {len(unknown) - 20} more" if len(unknown) > 20 else ""
+    n = sum(u["count"] for u in unknown)
+    return (f"the {what} has {n:,} character(s) the model never saw, {len(unknown)} distinct: "
+            f"{shown}{more}; pass --unknown skip to leave them out")
+
+
+def _encode(model, text: str, unknown: str, what: str):
+    """(kept text, ids) of a str over the model's vocabulary; unknowns refused or dropped."""
+    from collections import Counter
+
+    from .diagnostics import unknown_chars
+
+    missing = unknown_chars(model.vocab, Counter(text))
+    if missing and unknown == "error":
+        raise VocabularyError(_unknown_message(missing, what))
+    if missing:
+        drop = {u["char"] for u in missing}
+        text = "".join(c for c in text if c not in drop)
+        click.echo(f"note: left out {sum(u['count'] for u in missing):,} character(s) the "
+                   "model never saw: " + ", ".join(_escaped(u["char"]) for u in missing),
+                   err=True)
+    return text, model.vocab.encode(text)
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("model_path", default="model.npz", envvar="CHARRNN_MODEL", metavar="[MODEL]",
+                required=False)
+@click.option("--text", "text_file", default=None, metavar="FILE",
+              help="Show this text (a file, or - for stdin) through the model's eyes.")
+@click.option("-p", "--prime", default=None, metavar="TEXT",
+              help="Show this text through the model's eyes.")
+@click.option("--neuron", type=_range(click.IntRange, 0), multiple=True, metavar="K",
+              help="Color the text by hidden unit K's activation (repeatable).")
+@click.option("--layer", type=_range(click.IntRange, 0), default=None,
+              help="Layer of --neuron/--top-neurons, from 0 (default: the last).")
+@click.option("--top-neurons", type=_range(click.IntRange, 0, 1000), default=0,
+              help="Color the text by the N units whose activation varies most on it.")
+@click.option("--max-chars", type=_range(click.IntRange, 2), default=TEXT_VIEW_CHARS,
+              show_default=True, help="Characters of the text to read and show.")
+@click.option("--unknown", type=click.Choice(["error", "skip"]), default="error",
+              show_default=True, help="Text characters the model never saw: refuse, or drop.")
+@click.option("--encoding", default="utf-8", show_default=True, help="Encoding of --text.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Everything as one JSON document on stdout (no colored text).")
+@click.option("--no-color", is_flag=True, help="No colors (also: NO_COLOR=1).")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def inspect(model_path, text_file, prime, neuron, layer, top_neurons, max_chars, unknown,
+            encoding, as_json, no_color, debug):
+    """Show what is inside a model file: architecture, parameters, training history,
+    diagnostics, vocabulary, and (with --text or --prime) text colored by the model's
+    surprise and by hidden units' activations.
+
+    MODEL defaults to model.npz (or $CHARRNN_MODEL).
+    """
+    import json
+    import os
+
+    from . import diagnostics, display
+
+    if text_file is not None and prime is not None:
+        raise click.UsageError("give --text or --prime, not both")
+    if (neuron or top_neurons or layer is not None) and text_file is None and prime is None:
+        raise click.UsageError("--neuron, --top-neurons and --layer need --text or --prime")
+    with _errors(debug):
+        ck = _load_checkpoint(model_path, resume=True)
+        cfg = ck.model.config
+        if layer is not None and layer >= cfg.num_layers:
+            raise click.BadParameter(f"the model has layers 0 to {cfg.num_layers - 1}",
+                                     param_hint="--layer")
+        bad = [k for k in neuron if k >= cfg.hidden_size]
+        if bad:
+            raise click.BadParameter(f"unit {bad[0]} does not exist; layers have units 0 to "
+                                     f"{cfg.hidden_size - 1}", param_hint="--neuron")
+        report = diagnostics.model_report(ck, os.path.getsize(model_path))
+        text_rep = None
+        if text_file is not None or prime is not None:
+            what = "prime" if prime is not None else "text"
+            text = prime if prime is not None else _read_text(text_file, encoding, what).text
+            if len(text) > max_chars:
+                click.echo(f"note: showing the first {max_chars:,} of {len(text):,} characters "
+                           "(--max-chars)", err=True)
+                text = text[:max_chars]
+            text, ids = _encode(ck.model, text, unknown, what)
+            text_rep = diagnostics.text_report(ck.model, text, ids, layer=layer,
+                                               neurons=neuron, top_neurons=top_neurons)
+        if as_json:
+            doc = dict(report, text=text_rep)
+            click.echo(json.dumps(diagnostics.plain(doc), indent=2, allow_nan=False))
+            return
+        console = display.make_console(stderr=False, no_color=no_color)
+        display.render_inspect(console, report)
+        if text_rep is not None:
+            color = console.color_system is not None and not console.no_color
+            for item in display.text_views(text_rep, min(console.width, 120), color):
+                console.print(item, soft_wrap=True)
+
+
+# ----------------------------------------------------------------------------- eval
+
+EVAL_PROGRESS_CHARS = 20_000  # texts at least this long get a progress bar (on a terminal)
+
+
+@main.command("eval", context_settings=CONTEXT)
+@click.argument("model_path", metavar="MODEL")
+@click.argument("texts", nargs=-1, required=True, metavar="TEXT...")
+@click.option("--unknown", type=click.Choice(["error", "skip"]), default="error",
+              show_default=True, help="Characters the model never saw: refuse, or leave out.")
+@click.option("--encoding", default="utf-8", show_default=True,
+              help="Text encoding of the files (e.g. latin-1, cp1252).")
+@click.option("--json", "as_json", is_flag=True, help="The figures as one JSON object.")
+@click.option("--no-color", is_flag=True, help="No colors (also: NO_COLOR=1).")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def evaluate(model_path, texts, unknown, encoding, as_json, no_color, debug):
+    """Loss, perplexity and bits per character of MODEL on held-out TEXT (files, a directory,
+    or - for stdin).
+
+    Scores every character after the first exactly as training scores its validation text,
+    so the validation tail of a corpus gives exactly the validation loss training reported.
+    """
+    import json
+    from pathlib import Path
+
+    from . import diagnostics, display, training
+    from .data import CorpusNotFound, read_corpus
+    from .errors import DataError
+
+    with _errors(debug):
+        model = _load_model(model_path)
+        for t in texts:
+            if t != "-" and not Path(t).exists():
+                raise CorpusNotFound(f"text file not found: {click.format_filename(t)}")
+        try:
+            corpus = read_corpus(list(texts), encoding=encoding,
+                                 stdin=click.get_binary_stream("stdin"))
+        except DataError as e:
+            if not str(e).startswith("corpus is empty"):
+                raise
+            raise DataError(f"the text is empty: {str(e).split(': ', 1)[-1]}") from None
+        missing = diagnostics.unknown_chars(model.vocab, diagnostics.char_counts(corpus))
+        if missing and unknown == "error":
+            raise VocabularyError(_unknown_message(missing, "text"))
+        ids = corpus.encode(model.vocab, skip_unknown=True)
+        if missing:
+            click.echo(f"note: left out {sum(u['count'] for u in missing):,} character(s) "
+                       "the model never saw: " + ", ".join(_escaped(u["char"]) for u in missing),
+                       err=True)
+        if len(ids) < 2:
+            raise DataError(f"the text has {len(ids)} character(s)"
+                            + (" the model knows" if missing else "")
+                            + "; at least 2 are needed to predict one")
+        console = display.make_console(no_color=no_color)
+        big = len(ids) >= EVAL_PROGRESS_CHARS
+        with display.eval_progress(console if big else None, len(ids) - 1) as on_progress:
+            losses = training.evaluation_losses(model, ids, on_progress)
+        result = {"model": model_path, "text": corpus.name, "files": list(corpus.files),
+                  "characters": int(len(ids)), "predictions": int(len(losses)),
+                  **diagnostics.figures(float(losses.mean())),
+                  "unknown": {"policy": unknown, "count": sum(u["count"] for u in missing),
+                              "chars": missing}}
+        if as_json:
+            click.echo(json.dumps(diagnostics.plain(result), ensure_ascii=True))
+        else:
+            click.echo(display.eval_lines(result))
 
 
 def _escaped(ch: str) -> str:

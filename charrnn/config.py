@@ -112,9 +112,10 @@ class TrainConfig(_Config):
     lr_decay: float = 1.0  # multiply the learning rate by this ...
     lr_decay_every: int = 0  # ... every this many steps (0: never)
     grad_clip: float = 5.0  # clip the global gradient norm to this (0: no clipping)
-    epochs: float = 0.0  # stop after this many passes over the training text (0: no limit)
+    epochs: float = 20.0  # stop after this many passes over the training text (0: no limit)
     max_steps: int = 0  # stop after this many steps in the whole run (0: no limit)
     max_time: float = 0.0  # stop after this many seconds of training in this run (0: no limit)
+    patience: int = 5  # stop after this many evaluations without a better val loss (0: never)
     val_frac: float = 0.1  # fraction of the text (its tail) held out for validation
     eval_every: int = 200  # evaluate and checkpoint every this many steps
     sample_every: int = 0  # show a sample every this many steps (0: never)
@@ -141,6 +142,8 @@ class TrainConfig(_Config):
                f"max steps must be a non-negative integer, not {self.max_steps!r}")
         _check(_is_num(self.max_time) and self.max_time >= 0,
                f"max time must be non-negative, not {self.max_time!r}")
+        _check(_is_int(self.patience) and self.patience >= 0,
+               f"patience must be a non-negative integer, not {self.patience!r}")
         _check(_is_num(self.val_frac) and 0 <= self.val_frac < 1,
                f"validation fraction must be at least 0 and below 1, not {self.val_frac!r}")
         _check(_is_int(self.eval_every) and self.eval_every >= 1,

@@ -298,7 +298,7 @@ class Stream:
 
     def __init__(self, model, length: int, *, prime: str = "", temperature: float = 1.0,
                  top_k: int | None = None, top_p: float | None = None, greedy: bool = False,
-                 seed: int | np.random.Generator | None = None, num_samples: int = 1,
+                 seed: int | list[int] | np.random.Generator | None = None, num_samples: int = 1,
                  skip_unknown: bool = False):
         _check(_is_int(length) and length >= 0,
                f"length must be a non-negative integer, not {length!r}")

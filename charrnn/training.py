@@ -133,6 +133,14 @@ def _lr_at(cfg: TrainConfig, step: int) -> float:
     return cfg.lr * cfg.lr_decay ** (step // cfg.lr_decay_every)
 
 
+def _stalled(run: _Run, cfg: TrainConfig) -> bool:
+    """True when the last `patience` evaluations all failed to beat the best validation loss."""
+    if not cfg.patience or run.best is None or run.best.get("val_loss") is None:
+        return False
+    since_best = [row for row in run.history if row["step"] > run.best["step"]]
+    return len(since_best) >= cfg.patience
+
+
 def _corpus_facts(corpus: Corpus) -> dict[str, Any]:
     counts = np.bincount(corpus.ids, minlength=len(corpus.vocab))
     return {"name": corpus.name, "size": corpus.size_bytes, "sha256": corpus.sha256,
@@ -357,6 +365,9 @@ def _fit(run: _Run, cfg: TrainConfig, corpus: Corpus, path: Path, notes: list[st
         if run.step % cfg.eval_every == 0:
             yield validate()
             yield save()
+            if _stalled(run, cfg):
+                stopped = "stalled"
+                break
     if not run.history or run.history[-1]["step"] != run.step:
         yield validate()
     yield save()

@@ -310,9 +310,8 @@ def test_unknown_prime_characters():
 @pytest.mark.parametrize("options", [
     {"temperature": 0}, {"temperature": -1.0}, {"temperature": float("nan")},
     {"temperature": float("inf")}, {"top_k": 0}, {"top_k": 2.5}, {"top_p": 0}, {"top_p": 1.01},
-    {"top_p": -0.5}, {"num_samples": 0}, {"num_samples": True}, {"seed": -1}, {"seed": "x"}, {"seed": []},
-    {"seed": [1, -2]}, {"seed": 1.5},
-    {"prime": 5},
+    {"top_p": -0.5}, {"num_samples": 0}, {"num_samples": True}, {"seed": -1}, {"seed": "x"},
+    {"seed": []}, {"seed": [1, -2]}, {"seed": 1.5}, {"prime": 5},
 ])
 def test_bad_options_raise_config_error(options):
     with pytest.raises(ConfigError):

@@ -286,3 +286,22 @@ def test_killed_at_random_moments_leaves_a_complete_file(tmp_path):
     assert proc.returncode == 0, err
     assert checkpoint.load(out).resume.step == step + 3
     assert [p.name for p in tmp_path.iterdir() if ".tmp" in p.name] == []
+
+
+def test_patience_stops_early_and_keeps_the_best_weights(corpus, tmp_path, monkeypatch):
+    from charrnn import training
+
+    short = tmp_path / "short.npz"
+    assert train(corpus, short, "--max-steps", "4", "--eval-every", "2").exit_code == 0
+    losses = iter([3.0, 2.5, 2.6, 2.7, 2.8, 2.9])
+    monkeypatch.setattr(training, "evaluate", lambda model, ids: next(losses))
+    out = tmp_path / "m.npz"
+    r = train(corpus, out, "--max-steps", "100", "--eval-every", "2", "--patience", "2")
+    assert r.exit_code == 0, r.output
+    assert "stopped early" in r.output
+    ck = checkpoint.load(out)
+    assert [row["val_loss"] for row in ck.history] == [3.0, 2.5, 2.6, 2.7]
+    assert ck.resume.step == 8 and ck.best == {"step": 4, "val_loss": 2.5}
+    best_at_4 = checkpoint.load(short).resume.params
+    for k, v in ck.model.params.items():
+        np.testing.assert_array_equal(v, best_at_4[k])
