@@ -12,7 +12,7 @@ import click
 from click.core import ParameterSource
 
 from . import __version__
-from .config import CELLS, OPTIMIZERS, ModelConfig, TrainConfig
+from .config import CELLS, LR_SCHEDULES, OPTIMIZERS, ModelConfig, TrainConfig
 from .errors import CharRNNError, VocabularyError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -100,6 +100,10 @@ def main():
               show_default=True, help="Learning rate.")
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=_TD.optimizer,
               show_default=True, help="Optimizer.")
+@click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default=_TD.lr_schedule,
+              show_default=True,
+              help="constant (with --lr-decay steps), or cosine: decay to 5% of --lr by the end "
+                   "of the run (--max-steps, --epochs or --max-time).")
 @click.option("--lr-decay", type=_range(click.FloatRange, 0, 1, lo_open=True),
               default=_TD.lr_decay, show_default=True,
               help="Multiply the learning rate by this every --lr-decay-every steps.")
@@ -407,7 +411,7 @@ def inspect(model_path, text_file, prime, neuron, layer, top_neurons, max_chars,
         if text_rep is not None:
             color = console.color_system is not None and not console.no_color
             for item in display.text_views(text_rep, min(console.width, 120), color):
-                console.print(item, soft_wrap=True)
+                console.print(item)
 
 
 # ----------------------------------------------------------------------------- eval

@@ -13,6 +13,7 @@ CELLS = ("rnn", "gru", "lstm")
 #: gate blocks per cell: the width of W_x, W_h and b is GATES[cell] * hidden_size
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 OPTIMIZERS = ("adam", "rmsprop", "adagrad", "sgd")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 def _check(ok: bool, message: str) -> None:
@@ -109,6 +110,7 @@ class TrainConfig(_Config):
     batch_size: int = 32  # B: parallel contiguous streams
     lr: float = 2e-3  # peak learning rate
     optimizer: str = "adam"  # adam, rmsprop, adagrad or sgd (with momentum 0.9)
+    lr_schedule: str = "constant"  # constant (with optional step decay) or cosine to the limit
     lr_decay: float = 1.0  # multiply the learning rate by this ...
     lr_decay_every: int = 0  # ... every this many steps (0: never)
     grad_clip: float = 5.0  # clip the global gradient norm to this (0: no clipping)
@@ -130,6 +132,8 @@ class TrainConfig(_Config):
         _check(_is_num(self.lr) and self.lr > 0, f"learning rate must be positive, not {self.lr!r}")
         _check(self.optimizer in OPTIMIZERS,
                f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}")
+        _check(self.lr_schedule in LR_SCHEDULES,
+               f"lr schedule must be one of {', '.join(LR_SCHEDULES)}, not {self.lr_schedule!r}")
         _check(_is_num(self.lr_decay) and 0 < self.lr_decay <= 1,
                f"lr decay must be in (0, 1], not {self.lr_decay!r}")
         _check(_is_int(self.lr_decay_every) and self.lr_decay_every >= 0,

@@ -37,6 +37,7 @@ __all__ = ["Report", "TrainingUsageError", "evaluate", "evaluation_losses", "tra
 EVAL_WINDOW = 256  # characters per forward call in evaluation
 EVAL_STREAM_CHARS = 2048  # evaluation uses one stream per this many characters (at most 64)
 MIN_VAL_CHARS = 2  # fewer validation characters than this: no validation at all
+COSINE_FLOOR = 0.05  # the cosine schedule ends at this fraction of --lr
 SAMPLE_TEMPERATURE = 0.8  # progress samples: a little sharper than the raw distribution
 
 
@@ -126,8 +127,17 @@ class _Run:
     best: dict[str, Any] | None = None
 
 
-def _lr_at(cfg: TrainConfig, step: int) -> float:
-    """Step decay: lr * lr_decay ** (step // lr_decay_every)."""
+def _lr_at(cfg: TrainConfig, step: int, progress: float) -> float:
+    """The learning rate for a step.
+
+    constant: ``lr * lr_decay ** (step // lr_decay_every)`` (step decay, if set).
+    cosine: ``lr * (m + (1 - m) * (1 + cos(pi * progress)) / 2)`` with m = COSINE_FLOOR, where
+    progress in [0, 1] is how far the run is towards its step/epoch limit or its --max-time,
+    whichever is further (no limit: progress stays 0, a constant rate).
+    """
+    if cfg.lr_schedule == "cosine":
+        p = min(1.0, max(0.0, progress))
+        return cfg.lr * (COSINE_FLOOR + (1 - COSINE_FLOOR) * 0.5 * (1 + math.cos(math.pi * p)))
     if cfg.lr_decay_every <= 0 or cfg.lr_decay == 1.0:
         return cfg.lr
     return cfg.lr * cfg.lr_decay ** (step // cfg.lr_decay_every)
@@ -269,11 +279,17 @@ def _fit(run: _Run, cfg: TrainConfig, corpus: Corpus, path: Path, notes: list[st
     started = time.perf_counter()
     snap = Report("start", total_steps=total, time_limit=cfg.max_time, path=str(path))
 
+    def lr_now() -> float:
+        progress = run.step / total if total else 0.0
+        if cfg.max_time:
+            progress = max(progress, (time.perf_counter() - started) / cfg.max_time)
+        return _lr_at(cfg, run.step, progress)
+
     def report(kind: str, **kw) -> Report:
         nonlocal snap
         kw = {"text": "", "info": {}, **kw}
         snap = replace(snap, kind=kind, step=run.step, epoch=run.epoch + run.window / per_epoch,
-                       lr=_lr_at(cfg, run.step), elapsed=time.perf_counter() - started, **kw)
+                       lr=lr_now(), elapsed=time.perf_counter() - started, **kw)
         return snap
 
     def save() -> Report:
@@ -292,7 +308,7 @@ def _fit(run: _Run, cfg: TrainConfig, corpus: Corpus, path: Path, notes: list[st
     def validate() -> Report:
         val = evaluate(model, val_ids) if len(val_ids) >= MIN_VAL_CHARS else None
         row = {"step": run.step, "time": run.elapsed_before + time.perf_counter() - started,
-               "train_loss": recent_loss(), "val_loss": val, "lr": _lr_at(cfg, run.step)}
+               "train_loss": recent_loss(), "val_loss": val, "lr": lr_now()}
         run.history.append(row)
         if val is None or run.best is None or run.best.get("val_loss") is None \
                 or val < run.best["val_loss"]:
@@ -342,7 +358,7 @@ def _fit(run: _Run, cfg: TrainConfig, corpus: Corpus, path: Path, notes: list[st
                 f"training diverged at step {run.step + 1}: the {what} is "
                 f"{loss if what == 'loss' else norm}; the update was not applied and {last}. "
                 "Try a lower --lr or --grad-clip, then --resume")
-        run.optimizer.step(model.params, grads, _lr_at(cfg, run.step))
+        run.optimizer.step(model.params, grads, lr_now())
         run.hidden = hidden
         run.step += 1
         run.window += 1

@@ -305,3 +305,23 @@ def test_patience_stops_early_and_keeps_the_best_weights(corpus, tmp_path, monke
     best_at_4 = checkpoint.load(short).resume.params
     for k, v in ck.model.params.items():
         np.testing.assert_array_equal(v, best_at_4[k])
+
+
+def test_cosine_schedule_decays_to_five_percent_by_the_last_step(corpus, tmp_path):
+    out = tmp_path / "m.npz"
+    r = train(corpus, out, "--max-steps", "8", "--eval-every", "2", "--lr", "0.01",
+              "--lr-schedule", "cosine")
+    assert r.exit_code == 0, r.output
+    lrs = [row["lr"] for row in checkpoint.load(out).history]
+    expected = [0.01 * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * s / 8))) for s in (2, 4, 6, 8)]
+    np.testing.assert_allclose(lrs, expected, rtol=1e-12)
+    assert lrs[-1] == pytest.approx(0.0005)
+
+
+def test_step_decay(corpus, tmp_path):
+    out = tmp_path / "m.npz"
+    r = train(corpus, out, "--max-steps", "6", "--eval-every", "2", "--lr", "0.01",
+              "--lr-decay", "0.5", "--lr-decay-every", "3")
+    assert r.exit_code == 0, r.output
+    # the rate logged at step s is the one the next step uses: 0.01 * 0.5 ** (s // 3)
+    assert [row["lr"] for row in checkpoint.load(out).history] == [0.01, 0.005, 0.0025]
