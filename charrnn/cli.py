@@ -74,6 +74,7 @@ def main():
       charrnn train corpora/sonnets.txt     # -> model.npz
       charrnn sample --temp 0.8             # text to stdout
       charrnn inspect model.npz             # what is inside
+      charrnn eval model.npz held-out.txt   # loss, perplexity, bits/char
     """
 
 
@@ -293,21 +294,28 @@ def sample(model_path, length, temperature, top_k, top_p, greedy, prime, prime_f
 TEXT_VIEW_CHARS = 2000  # default --max-chars: characters of --text/--prime shown
 
 
-def _read_text(path: str, encoding: str, what: str):
-    """A text file (or - for stdin) as a data.Corpus, with errors that name it as `what`."""
+def _read_text(paths, encoding: str, what: str):
+    """Text files (or - for stdin) as one data.Corpus, with errors that name it as `what`."""
     from pathlib import Path
 
     from .data import CorpusNotFound, read_corpus
     from .errors import DataError
 
-    if path != "-" and not Path(path).exists():
-        raise CorpusNotFound(f"{what} file not found: {click.format_filename(path)}")
+    for path in paths:
+        if path != "-" and not Path(path).exists():
+            raise CorpusNotFound(f"{what} file not found: {click.format_filename(path)}")
     try:
-        return read_corpus([path], encoding=encoding, stdin=click.get_binary_stream("stdin"))
+        return read_corpus(list(paths), encoding=encoding,
+                           stdin=click.get_binary_stream("stdin"))
     except DataError as e:
-        if str(e).startswith("corpus is empty"):
-            raise DataError(f"the {what} is empty: {click.format_filename(path)}") from None
-        raise
+        if not str(e).startswith("corpus is empty"):
+            raise
+        raise DataError(f"the {what} is empty: {str(e).split(': ', 1)[-1]}") from None
+
+
+def _note_left_out(missing) -> None:
+    click.echo(f"note: left out {sum(u['count'] for u in missing):,} character(s) the model "
+               "never saw: " + ", ".join(_escaped(u["char"]) for u in missing), err=True)
 
 
 def _unknown_message(unknown, what: str) -> str:
@@ -335,13 +343,12 @@ def _encode(model, text: str, unknown: str, what: str):
     if missing:
         drop = {u["char"] for u in missing}
         text = "".join(c for c in text if c not in drop)
-        click.echo(f"note: left out {sum(u['count'] for u in missing):,} character(s) the "
-                   "model never saw: " + ", ".join(_escaped(u["char"]) for u in missing),
-                   err=True)
+        _note_left_out(missing)
     return text, model.vocab.encode(text)
 
 
-@main.command(context_settings=CONTEXT)
+@main.command(context_settings=CONTEXT,
+              short_help="What is inside a model: parameters, history, diagnostics, text.")
 @click.argument("model_path", default="model.npz", envvar="CHARRNN_MODEL", metavar="[MODEL]",
                 required=False)
 @click.option("--text", "text_file", default=None, metavar="FILE",
@@ -350,12 +357,13 @@ def _encode(model, text: str, unknown: str, what: str):
               help="Show this text through the model's eyes.")
 @click.option("--neuron", type=_range(click.IntRange, 0), multiple=True, metavar="K",
               help="Color the text by hidden unit K's activation (repeatable).")
-@click.option("--layer", type=_range(click.IntRange, 0), default=None,
+@click.option("--layer", type=_range(click.IntRange, 0), default=None, metavar="L",
               help="Layer of --neuron/--top-neurons, from 0 (default: the last).")
-@click.option("--top-neurons", type=_range(click.IntRange, 0, 1000), default=0,
+@click.option("--top-neurons", type=_range(click.IntRange, 0, 1000), default=0, metavar="N",
               help="Color the text by the N units whose activation varies most on it.")
-@click.option("--max-chars", type=_range(click.IntRange, 2), default=TEXT_VIEW_CHARS,
-              show_default=True, help="Characters of the text to read and show.")
+@click.option("--max-chars", type=_range(click.IntRange, 2, 100_000), default=TEXT_VIEW_CHARS,
+              metavar="N", show_default=True,
+              help="Characters of the text to read and show (at most 100,000).")
 @click.option("--unknown", type=click.Choice(["error", "skip"]), default="error",
               show_default=True, help="Text characters the model never saw: refuse, or drop.")
 @click.option("--encoding", default="utf-8", show_default=True, help="Encoding of --text.")
@@ -375,6 +383,7 @@ def inspect(model_path, text_file, prime, neuron, layer, top_neurons, max_chars,
     import os
 
     from . import diagnostics, display
+    from .errors import DataError
 
     if text_file is not None and prime is not None:
         raise click.UsageError("give --text or --prime, not both")
@@ -394,12 +403,16 @@ def inspect(model_path, text_file, prime, neuron, layer, top_neurons, max_chars,
         text_rep = None
         if text_file is not None or prime is not None:
             what = "prime" if prime is not None else "text"
-            text = prime if prime is not None else _read_text(text_file, encoding, what).text
+            text = prime if prime is not None else _read_text([text_file], encoding, what).text
             if len(text) > max_chars:
                 click.echo(f"note: showing the first {max_chars:,} of {len(text):,} characters "
                            "(--max-chars)", err=True)
                 text = text[:max_chars]
+            given = len(text)
             text, ids = _encode(ck.model, text, unknown, what)
+            if not len(ids):
+                raise DataError(f"the {what} is empty" if not given else
+                                f"the {what} has no characters the model knows")
             text_rep = diagnostics.text_report(ck.model, text, ids, layer=layer,
                                                neurons=neuron, top_neurons=top_neurons)
         if as_json:
@@ -419,7 +432,8 @@ def inspect(model_path, text_file, prime, neuron, layer, top_neurons, max_chars,
 EVAL_PROGRESS_CHARS = 20_000  # texts at least this long get a progress bar (on a terminal)
 
 
-@main.command("eval", context_settings=CONTEXT)
+@main.command("eval", context_settings=CONTEXT,
+              short_help="Loss, perplexity and bits/char of a model on held-out text.")
 @click.argument("model_path", metavar="MODEL")
 @click.argument("texts", nargs=-1, required=True, metavar="TEXT...")
 @click.option("--unknown", type=click.Choice(["error", "skip"]), default="error",
@@ -437,32 +451,19 @@ def evaluate(model_path, texts, unknown, encoding, as_json, no_color, debug):
     so the validation tail of a corpus gives exactly the validation loss training reported.
     """
     import json
-    from pathlib import Path
 
     from . import diagnostics, display, training
-    from .data import CorpusNotFound, read_corpus
     from .errors import DataError
 
     with _errors(debug):
         model = _load_model(model_path)
-        for t in texts:
-            if t != "-" and not Path(t).exists():
-                raise CorpusNotFound(f"text file not found: {click.format_filename(t)}")
-        try:
-            corpus = read_corpus(list(texts), encoding=encoding,
-                                 stdin=click.get_binary_stream("stdin"))
-        except DataError as e:
-            if not str(e).startswith("corpus is empty"):
-                raise
-            raise DataError(f"the text is empty: {str(e).split(': ', 1)[-1]}") from None
+        corpus = _read_text(texts, encoding, "text")
         missing = diagnostics.unknown_chars(model.vocab, diagnostics.char_counts(corpus))
         if missing and unknown == "error":
             raise VocabularyError(_unknown_message(missing, "text"))
         ids = corpus.encode(model.vocab, skip_unknown=True)
         if missing:
-            click.echo(f"note: left out {sum(u['count'] for u in missing):,} character(s) "
-                       "the model never saw: " + ", ".join(_escaped(u["char"]) for u in missing),
-                       err=True)
+            _note_left_out(missing)
         if len(ids) < 2:
             raise DataError(f"the text has {len(ids)} character(s)"
                             + (" the model knows" if missing else "")

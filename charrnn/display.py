@@ -236,10 +236,6 @@ def _cell(value: Any, style: str = "") -> Text:
     return Text(one_line(value), style=style)
 
 
-def _g(x: float | None, digits: int = 4) -> str:
-    return "-" if x is None or not math.isfinite(x) else f"{x:.{digits}g}"
-
-
 def _stat(x: float | None) -> str:
     """A weight statistic in a narrow column: 3 decimals, or 3 significant digits if large."""
     if x is None or not math.isfinite(x):
@@ -320,8 +316,10 @@ def training_table(rep: dict) -> Table:
         o = t["options"]
         if o is not None:
             rows.append(("options", f"{o['optimizer']} lr {o['lr']:g}"
+                         + (f" {o['lr_schedule']}" if o.get("lr_schedule", "constant")
+                            != "constant" else "")
                          + (f" x{o['lr_decay']:g} every {o['lr_decay_every']}"
-                            if o["lr_decay_every"] else "")
+                            if o.get("lr_decay_every") else "")
                          + f", batch {o['batch_size']} x seq-len {o['seq_len']}, clip "
                          f"{o['grad_clip']:g}, val-frac {o['val_frac']:g}, seed {o['seed']}"))
     if corpus is not None:
@@ -338,11 +336,13 @@ SIGMA_NOTE = (
     "at most sigma_max per step: well below 1 it vanishes (long-range patterns are hard to "
     "learn), above 1 it can explode (--grad-clip guards that). GRU/LSTM gates rescale this; a "
     "gate block's value says how strongly that gate listens to the previous state.")
-BIAS_NOTE = (
-    "Mean bias per gate block; 'resting' = mean sigmoid(b), how open a gate is when input and "
-    "state add nothing. LSTM i f g o: a forget gate (f) near 1 keeps the cell's memory (it "
-    "starts at sigmoid(1) = 0.73). GRU r z n: z near 1 keeps the old state, near 0 takes the "
-    "new one; b_hn is the bias inside r * (h W_hn + b_hn).")
+BIAS_NOTE = "Mean bias per gate block; 'resting' = mean sigmoid(b), how open a gate is when " \
+    "input and state add nothing. "
+GATE_NOTES = {
+    "lstm": "LSTM blocks i f g o (input, forget, candidate, output): a forget gate near 1 keeps "
+            "the cell's memory from step to step (it starts at sigmoid(1) = 0.73).",
+    "gru": "GRU blocks r z n (reset, update, candidate): z near 1 keeps the old state, near 0 "
+           "takes the new one; b_hn is the bias inside r * (h W_hn + b_hn)."}
 
 
 def diagnostics_tables(rep: dict) -> list:
@@ -370,7 +370,7 @@ def diagnostics_tables(rep: dict) -> list:
             extra = [_stat(g["b_hn_mean"]) if g["b_hn_mean"] is not None else ""] if gru else []
             biases.add_row(str(g["layer"]), g["gate"], f"{g['mean']:+.3f}", f"{g['std']:.3f}",
                            "-" if g["resting"] is None else f"{g['resting']:.2f}", *extra)
-        out += [biases, Text(BIAS_NOTE, style="dim")]
+        out += [biases, Text(BIAS_NOTE + GATE_NOTES[rep["model"]["cell"]], style="dim")]
     return out
 
 
@@ -426,8 +426,9 @@ def chart_rows(series, width: int, height: int) -> list[list[tuple[str, int | No
     height rows of plot, the x axis, its labels, and a legend.
 
     series: [(name, [(step, loss), ...]), ...]. The first series is drawn as a braille line
-    (2 x 4 dots per character cell), the second as '·' with '●' at its measured points, so
-    they are told apart without color. Non-finite losses are left out.
+    (2 x 4 dots per character cell), the second as '●' at its measured points joined by '·'
+    where the first leaves room, so they are told apart without color. Non-finite losses
+    (and None) are left out.
     """
     series = [(name, sorted((x, y) for x, y in pts if y is not None and math.isfinite(y)))
               for name, pts in series]
@@ -459,10 +460,11 @@ def chart_rows(series, width: int, height: int) -> list[list[tuple[str, int | No
                 if grid[r][c][1] in (None, 0):
                     bits[r][c] |= _BRAILLE[dx % 2][dy % 4]
                     grid[r][c] = (chr(0x2800 + bits[r][c]), 0)
-            elif grid[r][c][0] != "●":
+            elif grid[r][c][1] is None:  # the joining line yields to the other trace
                 grid[r][c] = ("·", 1)
-        if index == 1:
-            for dx, dy in map(lambda p: to_dot(*p), pts):
+        if index == 1:  # the measured points on top of the line joining them
+            for x, y in pts:
+                dx, dy = to_dot(x, y)
                 grid[dy // 4][dx // 2] = ("●", 1)
     rows = []
     for r in range(height):
@@ -537,11 +539,15 @@ def activation_level(a: float) -> int:
 
 
 def _glyph(ch: str) -> str:
+    """One character as shown in a text view: at least one cell wide, never a control."""
+    from rich.cells import cell_len
+
     if ch == "\n":
         return NEWLINE
     if ch == "\t":
         return TAB
-    return one_line(ch)  # control and invisible characters as their escapes
+    shown = one_line(ch)  # control and invisible characters as their escapes
+    return shown if cell_len(shown) else f"U+{ord(ch):04X}"  # combining marks: zero width
 
 
 def _layout(text: str, levels, width: int):
@@ -596,9 +602,8 @@ def _scale(labels, palette, dark) -> Text:
 
 def text_views(tr: dict, width: int, color: bool) -> list:
     """The text colored by the model's surprise, then by each chosen hidden unit."""
-    shown = f"{tr['characters']:,} characters"
-    head = Text(f"surprise: -log p of each character given the ones before it ({shown}; "
-                f"mean {_figures_text(tr)})", style="bold")
+    head = Text(f"surprise: -log p of each character given the ones before it; "
+                f"{tr['characters']:,} characters, mean {_figures_text(tr)}", style="bold")
     key = (_scale([*map(str, range(9)), "9+"], SURPRISE_BG, _DARK_SURPRISE) if color else
            Text("digit under each character: its surprise in whole bits (0: under 1 bit, "
                 "9: 9 or more; -: the first character, which has no context)", style="dim"))
@@ -610,9 +615,9 @@ def text_views(tr: dict, width: int, color: bool) -> list:
     for n in tr["neurons"]:
         out.append(Text(f"\nlayer {n['layer']}, unit {n['unit']}: activation after each "
                         f"character (variance {n['variance']:.3f} over the text)", style="bold"))
-        labels = ["-1", *[""] * 3, "0", *[""] * 4, "+1"]
+        centers = [f"{(2 * k - 9) / 10:+.1f}".replace("0.", ".") for k in range(10)]
         out.append(Text("activation: ").append_text(
-            _scale([s.center(2) for s in labels], ACTIVATION_BG, _DARK_ACTIVATION)) if color
+            _scale(centers, ACTIVATION_BG, _DARK_ACTIVATION)) if color
             else Text("digit under each character: activation from 0 (-1) through 4-5 (0) "
                       "to 9 (+1)", style="dim"))
         out.append(colored_text(tr["text"], [activation_level(a) for a in n["activations"]],

@@ -158,9 +158,10 @@ def test_bad_parameters_are_refused():
 PACKAGE = Path(__file__).resolve().parents[1] / "charrnn"
 # who may import whom (DESIGN.md section 2): cli on top, numpy at the bottom
 ALLOWED = {
-    "cli": {"display", "training", "checkpoint", "model", "data", "sampling", "config",
-            "errors"},
+    "cli": {"display", "training", "checkpoint", "diagnostics", "model", "data", "sampling",
+            "config", "errors"},
     "display": {"data", "config", "errors"},
+    "diagnostics": {"data", "model", "config", "errors"},
     "training": {"checkpoint", "model", "data", "sampling", "optim", "config", "errors"},
     "checkpoint": {"model", "data", "optim", "config", "errors"},
     "model": {"cells", "data", "sampling", "config", "errors"},

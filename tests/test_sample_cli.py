@@ -1,0 +1,191 @@
+"""`charrnn sample` through the command line: determinism, greedy decoding, stdout purity, closed
+pipes, unknown prime characters, prime files, several samples, --json, model lookup, bad options."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import charrnn
+from charrnn.cli import main
+from charrnn.config import ModelConfig
+from charrnn.data import Vocab
+from charrnn.model import CharRNN
+
+ROOT = Path(__file__).resolve().parents[1]
+TEXT = (ROOT / "corpora" / "sonnets.txt").read_text()[:3000]
+CHARRNN = [sys.executable, "-m", "charrnn"]
+
+
+def run(args, env=None, input=None):
+    return CliRunner().invoke(main, [str(a) for a in args], env=env, input=input)
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    """A small untrained LSTM over the Sonnets' characters, its head sharpened so that the
+    next-character distributions are uneven (greedy and sampled text then differ)."""
+    vocab = Vocab.from_text(TEXT)
+    model = CharRNN(ModelConfig(cell="lstm", vocab_size=len(vocab), hidden_size=16,
+                                num_layers=2), vocab=vocab, seed=4)
+    model.params["head.W"] *= 6
+    path = tmp_path_factory.mktemp("sample") / "m.npz"
+    charrnn.save(model, path)
+    return path
+
+
+def sample(model_path, *args, env=None):
+    r = run(["sample", "-m", model_path, *args], env=env)
+    assert r.exit_code == 0, r.output
+    return r
+
+
+def test_same_seed_same_text_and_library_agrees(model_path):
+    a = sample(model_path, "-n", "120", "--seed", "7", "-p", "The ").stdout
+    b = sample(model_path, "-n", "120", "--seed", "7", "-p", "The ").stdout
+    c = sample(model_path, "-n", "120", "--seed", "8", "-p", "The ").stdout
+    assert a == b and a != c
+    expected = charrnn.load(model_path).sample(120, prime="The ", seed=7)
+    assert a == "The " + expected + "\n" and len(expected) == 120
+
+
+def test_greedy_equals_tiny_temperature_and_top_k_1(model_path):
+    greedy = sample(model_path, "-n", "80", "--greedy", "-p", "When").stdout
+    cold = sample(model_path, "-n", "80", "--temp", "1e-6", "--seed", "3", "-p", "When").stdout
+    top1 = sample(model_path, "-n", "80", "--top-k", "1", "--seed", "4", "-p", "When").stdout
+    warm = sample(model_path, "-n", "80", "--seed", "3", "-p", "When").stdout
+    assert greedy == cold == top1 != warm
+    assert sample(model_path, "-n", "80", "--greedy", "--seed", "9", "-p", "When").stdout == greedy
+
+
+def test_stdout_is_only_prime_text_and_newline(model_path, tmp_path):
+    """`charrnn sample > out.txt`: the file gets the text and nothing else, even with notes."""
+    out = tmp_path / "out.txt"
+    with open(out, "wb") as f:
+        p = subprocess.run([*CHARRNN, "sample", "-m", str(model_path), "-n", "200", "--seed",
+                            "5", "-p", "Love\u20ac is", "--unknown", "skip"],
+                           stdout=f, stderr=subprocess.PIPE, timeout=60)
+    assert p.returncode == 0, p.stderr
+    expected = charrnn.load(model_path).sample(200, prime="Love is", seed=5)
+    assert out.read_bytes() == ("Love is" + expected + "\n").encode()
+    assert b"note: dropped prime characters" in p.stderr and b"U+20AC" in p.stderr
+
+
+def test_closed_pipe_ends_quietly_and_quickly(model_path):
+    start = time.monotonic()
+    p = subprocess.Popen([*CHARRNN, "sample", "-m", str(model_path), "-n", "100000"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    head = p.stdout.read(300)
+    p.stdout.close()  # the reader goes away, as `| head -c 300` does
+    _, err = p.communicate(timeout=60)
+    assert len(head) == 300
+    assert p.returncode == 0 and b"Traceback" not in err and err == b"", err
+    assert time.monotonic() - start < 30
+
+
+def test_closed_pipe_through_a_shell(model_path):
+    cmd = " ".join([*map(str, CHARRNN), "sample", "-m", str(model_path), "-n", "100000",
+                    "| head -c 300"])
+    p = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, timeout=60)
+    assert len(p.stdout) == 300 and b"Traceback" not in p.stderr
+    assert p.returncode == 0, p.stderr
+
+
+def test_unknown_prime_characters_exit_2_listing_them(model_path):
+    r = run(["sample", "-m", model_path, "-n", "10", "-p", "ab\x1bc\u20ac\u202e"])
+    assert r.exit_code == 2 and r.stdout == ""
+    msg = r.stderr.strip()
+    assert msg.startswith("Error: the prime has 3 characters not in the vocabulary")
+    assert "'\\x1b' (U+001B)" in msg and "'€' (U+20AC)" in msg and "U+202E" in msg
+    assert "--unknown skip" in msg and "\x1b" not in msg and "\u202e" not in msg
+
+
+def test_unknown_skip_drops_them_with_a_note(model_path):
+    r = sample(model_path, "-n", "30", "--seed", "1", "-p", "ab\x1bc", "--unknown", "skip")
+    assert r.stdout == "abc" + charrnn.load(model_path).sample(30, prime="abc", seed=1) + "\n"
+    assert "note: dropped prime characters the model does not know: '\\x1b' (U+001B)" \
+        in r.stderr
+
+
+def test_prime_file_and_no_echo_prime(model_path, tmp_path):
+    prime = "Shall I compare thee\nto a "
+    f = tmp_path / "prime.txt"
+    f.write_text(prime)
+    r = sample(model_path, "-n", "50", "--seed", "2", "--prime-file", f)
+    text = charrnn.load(model_path).sample(50, prime=prime, seed=2)
+    assert r.stdout == prime + text + "\n"
+    r = sample(model_path, "-n", "50", "--seed", "2", "--prime-file", f, "--no-echo-prime")
+    assert r.stdout == text + "\n"
+    r = run(["sample", "-m", model_path, "--prime-file", f, "-p", "x"])
+    assert r.exit_code == 2 and "not both" in r.output
+    r = run(["sample", "-m", model_path, "--prime-file", tmp_path / "none.txt"])
+    assert r.exit_code == 2 and "none.txt" in r.output
+
+
+def test_several_samples_are_separated_and_json_lines_parse(model_path):
+    texts = charrnn.load(model_path).sample(40, prime="O ", seed=11, num_samples=3)
+    r = sample(model_path, "-n", "40", "--seed", "11", "-p", "O ", "--num-samples", "3")
+    expected = "\n".join(f"=== sample {i + 1} of 3 ===\nO {t}\n" for i, t in enumerate(texts))
+    assert r.stdout == expected
+    r = sample(model_path, "-n", "40", "--seed", "11", "-p", "O ", "--num-samples", "3",
+               "--json")
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert rows == [{"sample": i + 1, "prime": "O ", "text": t} for i, t in enumerate(texts)]
+    assert len(set(texts)) == 3
+
+
+def test_missing_default_model_says_how_to_train(tmp_path):
+    runner = CliRunner()
+    with runner.isolated_filesystem(temp_dir=tmp_path):
+        r = runner.invoke(main, ["sample"], env={"CHARRNN_MODEL": None})
+    assert r.exit_code == 1
+    assert r.output.strip() == ("Error: no model file at model.npz; train one first, e.g. "
+                                "`charrnn train corpora/sonnets.txt`")
+
+
+def test_model_from_the_environment(model_path, tmp_path):
+    runner = CliRunner()
+    with runner.isolated_filesystem(temp_dir=tmp_path):
+        r = runner.invoke(main, ["sample", "-n", "20", "--seed", "1"],
+                          env={"CHARRNN_MODEL": str(model_path)})
+    assert r.exit_code == 0, r.output
+    assert r.stdout == charrnn.load(model_path).sample(20, seed=1) + "\n"
+
+
+def test_length_zero_prints_the_prime(model_path):
+    assert sample(model_path, "-n", "0", "-p", "abc").stdout == "abc\n"
+
+
+@pytest.mark.parametrize("args", [
+    ["--temp", "0"], ["--temp", "-1"], ["-t", "nan"], ["--top-k", "0"], ["--top-p", "0"],
+    ["--top-p", "1.5"], ["-n", "-1"], ["-n", "ten"], ["--num-samples", "0"],
+    ["--unknown", "maybe"], ["--seed", "-3"], ["--no-such-option"],
+])
+def test_bad_option_values_exit_2(model_path, args):
+    r = run(["sample", "-m", model_path, *args])
+    assert r.exit_code == 2, r.output
+    assert "Error" in r.output and "Traceback" not in r.output
+
+
+def test_broken_model_file_is_one_line(tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"PK\x03\x04 not really")
+    r = run(["sample", "-m", bad])
+    assert r.exit_code == 1 and len(r.output.strip().splitlines()) == 1
+    assert r.output.startswith(f"Error: {bad}")
+
+
+def test_stdout_stays_clean_in_a_real_process_with_env_model(model_path, tmp_path):
+    env = {**os.environ, "CHARRNN_MODEL": str(model_path), "NO_COLOR": "1"}
+    p = subprocess.run([*CHARRNN, "sample", "-n", "60", "--seed", "3", "--json"],
+                       capture_output=True, env=env, cwd=tmp_path, timeout=60)
+    assert p.returncode == 0 and p.stderr == b""
+    row = json.loads(p.stdout)
+    assert row["text"] == charrnn.load(model_path).sample(60, seed=3)
+    assert np.isscalar(row["sample"]) and row["prime"] == ""
