@@ -143,8 +143,9 @@ def train(ctx, corpus, output, resume, force, encoding, no_color, debug, **optio
     """Train a model on CORPUS (files, a directory of text files, or - for stdin).
 
     Shows live progress on stderr and writes the model to --output at every evaluation, at
-    the end, and on Ctrl-C (then resume with --resume). By default training stops after
-    --epochs passes; --max-steps and --max-time stop it earlier.
+    the end, and on Ctrl-C (then resume with --resume). Training stops after --epochs passes,
+    or when the validation loss has not improved for --patience evaluations; --max-steps and
+    --max-time stop it earlier. The saved weights are those with the best validation loss.
     """
     from . import display, training
     from .data import read_corpus
@@ -257,7 +258,8 @@ def sample(model_path, length, temperature, top_k, top_p, greedy, prime, prime_f
         if prime_file is not None:
             if prime:
                 raise click.UsageError("give --prime or --prime-file, not both")
-            prime = prime_file.read()
+            # the same normalisation as a corpus: no byte-order mark, \r\n as \n
+            prime = prime_file.read().removeprefix("\ufeff").replace("\r\n", "\n")
         model = _load_model(model_path)
         try:
             stream = model.stream(length, prime=prime, temperature=temperature, top_k=top_k,
@@ -270,7 +272,8 @@ def sample(model_path, length, temperature, top_k, top_p, greedy, prime, prime_f
             shown = ", ".join(_escaped(c) for c in stream.dropped)
             click.echo(f"note: dropped prime characters the model does not know: {shown}",
                        err=True)
-        kept = "".join(c for c in prime if c not in set(stream.dropped))
+        dropped = set(stream.dropped)
+        kept = "".join(c for c in prime if c not in dropped) if dropped else prime
         head = "" if no_echo_prime else kept
         out = _Out()
         if as_json:
@@ -471,10 +474,10 @@ def evaluate(model_path, texts, unknown, encoding, as_json, no_color, debug):
         console = display.make_console(no_color=no_color)
         big = len(ids) >= EVAL_PROGRESS_CHARS
         with display.eval_progress(console if big else None, len(ids) - 1) as on_progress:
-            losses = training.evaluation_losses(model, ids, on_progress)
+            loss = training.evaluate(model, ids, on_progress)  # exactly as training scores
         result = {"model": model_path, "text": corpus.name, "files": list(corpus.files),
-                  "characters": int(len(ids)), "predictions": int(len(losses)),
-                  **diagnostics.figures(float(losses.mean())),
+                  "characters": int(len(ids)), "predictions": int(len(ids) - 1),
+                  **diagnostics.figures(loss),
                   "unknown": {"policy": unknown, "count": sum(u["count"] for u in missing),
                               "chars": missing}}
         if as_json:

@@ -34,9 +34,10 @@ from .optim import clip_grad_norm, make_optimizer
 
 __all__ = ["Report", "TrainingUsageError", "evaluate", "evaluation_losses", "train"]
 
-EVAL_WINDOW = 256  # characters per forward call in evaluation
+EVAL_WINDOW = 64  # characters per stream per forward call in evaluation (bounds its memory)
 EVAL_STREAM_CHARS = 2048  # evaluation uses one stream per this many characters (at most 64)
 MIN_VAL_CHARS = 2  # fewer validation characters than this: no validation at all
+COUNT_CHUNK = 1 << 22  # characters counted at a time (bounds memory on large corpora)
 COSINE_FLOOR = 0.05  # the cosine schedule ends at this fraction of --lr
 SAMPLE_TEMPERATURE = 0.8  # progress samples: a little sharper than the raw distribution
 
@@ -55,6 +56,27 @@ def _eval_layout(n_predictions: int) -> tuple[int, int]:
     return streams, -(-n_predictions // streams)
 
 
+def _scored_windows(model: CharRNN, ids: np.ndarray,
+                    on_progress: Callable[[int, int], None] | None = None):
+    """Yield (window losses (S, w) float64, mask of the real predictions (S, w)) in order."""
+    n = len(ids) - 1
+    S, per = _eval_layout(n)
+    # streams of `per` predictions; the last one is padded and its padding ignored. Inputs and
+    # targets are views of one padded copy in the ids' own (small) dtype.
+    padded = np.zeros(S * per + 1, ids.dtype)
+    padded[:n + 1] = ids
+    inputs = padded[:-1].reshape(S, per)
+    targets = padded[1:].reshape(S, per)
+    first = np.arange(S)[:, None] * per  # position of each stream's first prediction
+    state = model.initial_state(S)
+    for start in range(0, per, EVAL_WINDOW):
+        stop = min(per, start + EVAL_WINDOW)
+        losses, state = model.losses(inputs[:, start:stop], targets[:, start:stop], state)
+        yield losses, first + np.arange(start, stop)[None, :] < n
+        if on_progress is not None:
+            on_progress(min(n, stop * S), n)
+
+
 def evaluation_losses(model: CharRNN, ids: np.ndarray,
                       on_progress: Callable[[int, int], None] | None = None) -> np.ndarray:
     """-log p of each next character: ids (n,) -> (n - 1,) float64, every prediction once."""
@@ -62,27 +84,27 @@ def evaluation_losses(model: CharRNN, ids: np.ndarray,
     if n < 1:
         return np.zeros(0)
     S, per = _eval_layout(n)
-    # streams of `per` predictions; the last one is padded and its padding ignored
-    inputs = np.zeros(S * per, np.int64)
-    targets = np.zeros(S * per, np.int64)
-    inputs[:n] = ids[:-1]
-    targets[:n] = ids[1:]
-    inputs, targets = inputs.reshape(S, per), targets.reshape(S, per)
     out = np.empty((S, per))
-    state = model.initial_state(S)
-    for start in range(0, per, EVAL_WINDOW):
-        stop = min(per, start + EVAL_WINDOW)
-        out[:, start:stop], state = model.losses(inputs[:, start:stop], targets[:, start:stop],
-                                                 state)
-        if on_progress is not None:
-            on_progress(min(n, stop * S), n)
+    col = 0
+    for losses, _ in _scored_windows(model, ids, on_progress):
+        out[:, col:col + losses.shape[1]] = losses
+        col += losses.shape[1]
     return out.reshape(-1)[:n]
 
 
-def evaluate(model: CharRNN, ids: np.ndarray) -> float:
-    """Mean loss in nats per character of predicting ids[1:] from what precedes (see module)."""
-    losses = evaluation_losses(model, ids)
-    return float(losses.mean()) if len(losses) else math.nan
+def evaluate(model: CharRNN, ids: np.ndarray,
+             on_progress: Callable[[int, int], None] | None = None) -> float:
+    """Mean loss in nats per character of predicting ids[1:] from what precedes (see module).
+
+    Sums window by window, so memory does not grow with the text.
+    """
+    n = len(ids) - 1
+    if n < 1:
+        return math.nan
+    total = 0.0
+    for losses, real in _scored_windows(model, ids, on_progress):
+        total += float(losses[real].sum())
+    return total / n
 
 
 # ----------------------------------------------------------------------------- reports
@@ -152,7 +174,9 @@ def _stalled(run: _Run, cfg: TrainConfig) -> bool:
 
 
 def _corpus_facts(corpus: Corpus) -> dict[str, Any]:
-    counts = np.bincount(corpus.ids, minlength=len(corpus.vocab))
+    counts = np.zeros(len(corpus.vocab), np.int64)
+    for start in range(0, len(corpus.ids), COUNT_CHUNK):  # bincount widens ids to int64
+        counts += np.bincount(corpus.ids[start:start + COUNT_CHUNK], minlength=len(counts))
     return {"name": corpus.name, "size": corpus.size_bytes, "sha256": corpus.sha256,
             "chars": len(corpus), "char_counts": [int(k) for k in counts]}  # in vocab order
 

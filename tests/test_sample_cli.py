@@ -122,6 +122,9 @@ def test_prime_file_and_no_echo_prime(model_path, tmp_path):
     assert r.stdout == prime + text + "\n"
     r = sample(model_path, "-n", "50", "--seed", "2", "--prime-file", f, "--no-echo-prime")
     assert r.stdout == text + "\n"
+    f.write_bytes(b"\xef\xbb\xbf" + prime.replace("\n", "\r\n").encode())  # BOM + CRLF
+    r = sample(model_path, "-n", "50", "--seed", "2", "--prime-file", f)
+    assert r.stdout == prime + text + "\n"
     r = run(["sample", "-m", model_path, "--prime-file", f, "-p", "x"])
     assert r.exit_code == 2 and "not both" in r.output
     r = run(["sample", "-m", model_path, "--prime-file", tmp_path / "none.txt"])
