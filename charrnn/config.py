@@ -110,7 +110,7 @@ class TrainConfig(_Config):
     batch_size: int = 32  # B: parallel contiguous streams
     lr: float = 2e-3  # peak learning rate
     optimizer: str = "adam"  # adam, rmsprop, adagrad or sgd (with momentum 0.9)
-    lr_schedule: str = "constant"  # constant (with optional step decay) or cosine to the limit
+    lr_schedule: str = "cosine"  # cosine to the run's limit, or constant (with optional step decay)
     lr_decay: float = 1.0  # multiply the learning rate by this ...
     lr_decay_every: int = 0  # ... every this many steps (0: never)
     grad_clip: float = 5.0  # clip the global gradient norm to this (0: no clipping)

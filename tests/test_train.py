@@ -53,7 +53,7 @@ def test_trains_and_saves_a_loadable_model(corpus, tmp_path):
 def test_loss_falls_on_real_text(tmp_path):
     out = tmp_path / "m.npz"
     r = run(["train", SONNETS, "-o", out, "--hidden-size", "64", "--max-steps", "300",
-             "--eval-every", "100", "--seq-len", "32"])
+             "--eval-every", "100", "--seq-len", "32", "--lr-schedule", "constant"])
     assert r.exit_code == 0, r.output
     vals = [row["val_loss"] for row in checkpoint.load(out).history]
     # from the unigram plateau (~3.1 nats) to words: well below it after 300 steps
@@ -72,16 +72,36 @@ def test_refuses_to_overwrite_before_any_work(corpus, tmp_path):
     assert checkpoint.load(out).resume.step == 2
 
 
+def _interrupt_after(monkeypatch, steps):
+    """Make the run's Ctrl-C flag read as pressed after `steps` training steps."""
+    from charrnn import cli
+
+    polls = {"n": 0}
+
+    def pressed(self):
+        polls["n"] += 1
+        return polls["n"] > steps
+
+    monkeypatch.setattr(cli._StopFlag, "__call__", pressed)
+
+
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
-def test_resume_is_bit_exact(corpus, tmp_path, cell):
-    """N steps in one go equal N/2 steps, stop, and --resume for the rest — bit for bit."""
-    common = ["--cell", cell, "--dropout", "0.2", "--eval-every", "5", "--seed", "7"]
+def test_resume_is_bit_exact(corpus, tmp_path, cell, monkeypatch):
+    """A run of N steps equals the same command stopped (Ctrl-C) after N/2 steps and re-run with
+    --resume — bit for bit, dropout, cosine schedule and all."""
+    common = ["--cell", cell, "--dropout", "0.2", "--eval-every", "5", "--seed", "7",
+              "--max-steps", "20"]
     whole, half = tmp_path / "whole.npz", tmp_path / "half.npz"
-    assert train(corpus, whole, "--max-steps", "20", *common).exit_code == 0
-    assert train(corpus, half, "--max-steps", "10", *common).exit_code == 0
-    r = run(["train", corpus, "-o", half, "--resume", "--max-steps", "20"])
+    assert train(corpus, whole, *common).exit_code == 0
+    with monkeypatch.context() as m:
+        _interrupt_after(m, 10)
+        r = train(corpus, half, *common)
+    assert r.exit_code == 130, r.output
+    assert "--resume" in r.output and checkpoint.load(half).resume.step == 10
+    r = train(corpus, half, *common, "--resume")
     assert r.exit_code == 0, r.output
     a, b = checkpoint.load(whole), checkpoint.load(half)
+    assert a.resume.step == b.resume.step == 20
     for k in a.model.params:
         np.testing.assert_array_equal(a.model.params[k], b.model.params[k])
         np.testing.assert_array_equal(a.resume.params[k], b.resume.params[k])
@@ -292,11 +312,13 @@ def test_patience_stops_early_and_keeps_the_best_weights(corpus, tmp_path, monke
     from charrnn import training
 
     short = tmp_path / "short.npz"
-    assert train(corpus, short, "--max-steps", "4", "--eval-every", "2").exit_code == 0
+    constant = ["--lr-schedule", "constant"]  # the same rate whatever the step limit
+    assert train(corpus, short, "--max-steps", "4", "--eval-every", "2", *constant).exit_code == 0
     losses = iter([3.0, 2.5, 2.6, 2.7, 2.8, 2.9])
     monkeypatch.setattr(training, "evaluate", lambda model, ids: next(losses))
     out = tmp_path / "m.npz"
-    r = train(corpus, out, "--max-steps", "100", "--eval-every", "2", "--patience", "2")
+    r = train(corpus, out, "--max-steps", "100", "--eval-every", "2", "--patience", "2",
+              *constant)
     assert r.exit_code == 0, r.output
     assert "stopped early" in r.output
     ck = checkpoint.load(out)
@@ -321,7 +343,7 @@ def test_cosine_schedule_decays_to_five_percent_by_the_last_step(corpus, tmp_pat
 def test_step_decay(corpus, tmp_path):
     out = tmp_path / "m.npz"
     r = train(corpus, out, "--max-steps", "6", "--eval-every", "2", "--lr", "0.01",
-              "--lr-decay", "0.5", "--lr-decay-every", "3")
+              "--lr-decay", "0.5", "--lr-decay-every", "3", "--lr-schedule", "constant")
     assert r.exit_code == 0, r.output
     # the rate logged at step s is the one the next step uses: 0.01 * 0.5 ** (s // 3)
     assert [row["lr"] for row in checkpoint.load(out).history] == [0.01, 0.005, 0.0025]
