@@ -160,7 +160,7 @@ def train(ctx, corpus, output, resume, force, encoding, no_color, debug, **optio
     console = display.make_console(no_color=no_color)
     stop = _StopFlag(console)
     with _errors(debug):
-        text = read_corpus(corpus, encoding=encoding, stdin=click.get_binary_stream("stdin"))
+        text = read_corpus(corpus, encoding=encoding, stdin=sys.stdin.buffer)
         run = training.train(text, output, model_options=model_options,
                              train_options=train_options, resume=resume, force=force,
                              should_stop=stop)
@@ -199,7 +199,7 @@ class _Out:
     """stdout for streamed text: flushed as it goes; a closed pipe ends the command quietly."""
 
     def __init__(self):
-        self.stream = click.get_text_stream("stdout")
+        self.stream = sys.stdout
         self.interactive = self.stream.isatty()
         self.pending = 0
 
@@ -309,7 +309,7 @@ def _read_text(paths, encoding: str, what: str):
             raise CorpusNotFound(f"{what} file not found: {click.format_filename(path)}")
     try:
         return read_corpus(list(paths), encoding=encoding,
-                           stdin=click.get_binary_stream("stdin"))
+                           stdin=sys.stdin.buffer)
     except DataError as e:
         if not str(e).startswith("corpus is empty"):
             raise

@@ -116,7 +116,7 @@ def test_training_record_in_json_and_tables(trained):
     assert f"{t['chars_seen']:,}" in out and "chars/s" in out
     assert f"{best:.4f} nats/char (perplexity {math.exp(best):.2f}" in out
     assert f"{best / math.log(2):.3f} bits/char" in out
-    assert "adam lr 0.002, batch 4 x seq-len 16, clip 5" in out
+    assert "adam lr 0.002 cosine, batch 4 x seq-len 16, clip 5" in out
     assert "text.txt" in out and ck.corpus["sha256"][:40] in out.replace("\n", "")
 
 
@@ -448,10 +448,9 @@ def test_hostile_json_is_escaped(hostile):
 
 # ----------------------------------------------------------------------------- errors
 
-def test_missing_model_says_how_to_train(tmp_path):
-    runner = CliRunner()
-    with runner.isolated_filesystem(temp_dir=tmp_path):
-        r = runner.invoke(main, ["inspect"])
+def test_missing_model_says_how_to_train(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(main, ["inspect"])
     assert r.exit_code == 1
     assert r.output.strip().splitlines() == [
         "Error: no model file at model.npz; train one first, e.g. "

@@ -143,20 +143,18 @@ def test_several_samples_are_separated_and_json_lines_parse(model_path):
     assert len(set(texts)) == 3
 
 
-def test_missing_default_model_says_how_to_train(tmp_path):
-    runner = CliRunner()
-    with runner.isolated_filesystem(temp_dir=tmp_path):
-        r = runner.invoke(main, ["sample"], env={"CHARRNN_MODEL": None})
+def test_missing_default_model_says_how_to_train(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(main, ["sample"], env={"CHARRNN_MODEL": None})
     assert r.exit_code == 1
     assert r.output.strip() == ("Error: no model file at model.npz; train one first, e.g. "
                                 "`charrnn train corpora/sonnets.txt`")
 
 
-def test_model_from_the_environment(model_path, tmp_path):
-    runner = CliRunner()
-    with runner.isolated_filesystem(temp_dir=tmp_path):
-        r = runner.invoke(main, ["sample", "-n", "20", "--seed", "1"],
-                          env={"CHARRNN_MODEL": str(model_path)})
+def test_model_from_the_environment(model_path, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(main, ["sample", "-n", "20", "--seed", "1"],
+                           env={"CHARRNN_MODEL": str(model_path)})
     assert r.exit_code == 0, r.output
     assert r.stdout == charrnn.load(model_path).sample(20, seed=1) + "\n"
 
