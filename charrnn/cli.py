@@ -13,7 +13,7 @@ from click.core import ParameterSource
 
 from . import __version__
 from .config import CELLS, LR_SCHEDULES, OPTIMIZERS, ModelConfig, TrainConfig
-from .errors import CharRNNError, VocabularyError
+from .errors import CharRNNError, DataError, VocabularyError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 _MD, _TD = ModelConfig(), TrainConfig()
@@ -164,19 +164,33 @@ def train(ctx, corpus, output, resume, force, encoding, no_color, debug, **optio
         run = training.train(text, output, model_options=model_options,
                              train_options=train_options, resume=resume, force=force,
                              should_stop=stop)
-        with stop.installed(), display.TrainingView(console) as view:
+        with stop.installed(), _reader_may_leave(), display.TrainingView(console) as view:
             last = None
             for report in run:
-                view.update(report)
                 last = report
+                with _reader_may_leave():
+                    view.update(report)
         hint = f"charrnn sample -m {shlex.quote(output)}" if output != "model.npz" else \
             "charrnn sample"
         if last.info.get("stopped") == "interrupted":
             again = " ".join(shlex.quote(a) for a in sys.argv[1:] if a != "--resume")
             hint = f"resume with: charrnn {again} --resume"
-        console.print(display.training_summary(last, hint))
+        with _reader_may_leave():
+            console.print(display.training_summary(last, hint))
         if last.info.get("stopped") == "interrupted":
             sys.exit(130)
+
+
+@contextmanager
+def _reader_may_leave():
+    """Progress on stderr is a courtesy: if its reader goes away (`2>&1 | head`), training
+    goes on silently and still saves, instead of dying on a broken pipe."""
+    try:
+        yield
+    except BrokenPipeError:
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stderr.fileno())
 
 
 # ----------------------------------------------------------------------------- sample
@@ -258,8 +272,13 @@ def sample(model_path, length, temperature, top_k, top_p, greedy, prime, prime_f
         if prime_file is not None:
             if prime:
                 raise click.UsageError("give --prime or --prime-file, not both")
-            # the same normalisation as a corpus: no byte-order mark, \r\n as \n
-            prime = prime_file.read().removeprefix("\ufeff").replace("\r\n", "\n")
+            try:
+                prime = prime_file.read()
+            except UnicodeDecodeError as e:
+                raise DataError(f"{prime_file.name}: byte at offset {e.start} is not valid "
+                                "utf-8; convert the prime file to UTF-8") from None
+        # the same normalisation as a corpus: no byte-order mark, \r\n as \n
+        prime = prime.removeprefix("\ufeff").replace("\r\n", "\n")
         model = _load_model(model_path)
         try:
             stream = model.stream(length, prime=prime, temperature=temperature, top_k=top_k,
@@ -506,8 +525,9 @@ class _StopFlag:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        self.console.print("[yellow]stopping after this step and saving "
-                           "(Ctrl-C again to quit without saving)[/]")
+        with _reader_may_leave():
+            self.console.print("[yellow]stopping after this step and saving "
+                               "(Ctrl-C again to quit without saving)[/]")
 
     @contextmanager
     def installed(self):

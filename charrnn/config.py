@@ -138,6 +138,9 @@ class TrainConfig(_Config):
                f"lr decay must be in (0, 1], not {self.lr_decay!r}")
         _check(_is_int(self.lr_decay_every) and self.lr_decay_every >= 0,
                f"lr decay interval must be a non-negative integer, not {self.lr_decay_every!r}")
+        _check(self.lr_schedule == "constant" or (self.lr_decay_every == 0
+                                                  and self.lr_decay == 1.0),
+               "--lr-decay and --lr-decay-every apply to --lr-schedule constant; add it")
         _check(_is_num(self.grad_clip) and self.grad_clip >= 0,
                f"gradient clip must be non-negative, not {self.grad_clip!r}")
         _check(_is_num(self.epochs) and self.epochs >= 0,

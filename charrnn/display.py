@@ -7,7 +7,9 @@ rich markup to the screen.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import time
 from contextlib import contextmanager
 from typing import Any
@@ -25,9 +27,19 @@ LN2 = math.log(2)
 PLAIN_EVERY = 10.0  # seconds between log lines when stderr is not a terminal
 
 
+class _Console(Console):
+    """A console whose reader may leave (`| head`): then it falls silent instead of exiting,
+    so a training run goes on and still saves."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self.file.fileno())
+
+
 def make_console(stderr: bool = True, no_color: bool = False) -> Console:
     # NO_COLOR in the environment is honoured by rich itself
-    return Console(stderr=stderr, no_color=no_color or None, highlight=False)
+    return _Console(stderr=stderr, no_color=no_color or None, highlight=False)
 
 
 def safe(text: str) -> str:

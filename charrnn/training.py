@@ -206,6 +206,9 @@ def _fit_to_corpus(cfg: TrainConfig, n_chars: int) -> tuple[TrainConfig, list[st
                      "validation (the saved weights are the latest)")
         val_n = 0
     train_n = n_chars - val_n
+    if train_n < 2:
+        raise DataError(f"the corpus has {train_n} training character(s); at least 2 are needed "
+                        "(one to read, one to predict)")
     if train_n < min_chars(1, cfg.seq_len):
         raise DataError(
             f"the corpus has {train_n} training characters but one window needs "
@@ -397,6 +400,9 @@ def _fit(run: _Run, cfg: TrainConfig, corpus: Corpus, path: Path, notes: list[st
         if now - rate_t >= 1.0 or rate_steps >= 50:
             snap = replace(snap, chars_per_s=rate_steps * chars_per_step / (now - rate_t))
             rate_t, rate_steps = now, 0
+        if not snap.chars_per_s:  # until the first full rate window: the rate so far
+            snap = replace(snap, chars_per_s=(run.step - first_step) * chars_per_step
+                           / max(now - started, 1e-9))
         yield report("step", train_loss=smooth / smooth_weight)
         if cfg.sample_every and run.step % cfg.sample_every == 0:
             text = sampling.sample(model, cfg.sample_length, temperature=SAMPLE_TEMPERATURE,

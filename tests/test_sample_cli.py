@@ -190,3 +190,11 @@ def test_stdout_stays_clean_in_a_real_process_with_env_model(model_path, tmp_pat
     row = json.loads(p.stdout)
     assert row["text"] == charrnn.load(model_path).sample(60, seed=3)
     assert np.isscalar(row["sample"]) and row["prime"] == ""
+
+
+def test_prime_file_that_is_not_utf8_is_one_clear_line(model_path, tmp_path):
+    f = tmp_path / "latin.txt"
+    f.write_bytes(b"caf\xe9")
+    r = run(["sample", "-m", model_path, "--prime-file", f])
+    assert r.exit_code == 1 and "offset 3 is not valid utf-8" in r.output
+    assert "Traceback" not in r.output

@@ -347,3 +347,27 @@ def test_step_decay(corpus, tmp_path):
     assert r.exit_code == 0, r.output
     # the rate logged at step s is the one the next step uses: 0.01 * 0.5 ** (s // 3)
     assert [row["lr"] for row in checkpoint.load(out).history] == [0.01, 0.005, 0.0025]
+
+
+def test_training_survives_its_log_reader_going_away(tmp_path):
+    """`charrnn train ... 2>&1 | head -2`: the run goes on silently and still saves."""
+    out = tmp_path / "m.npz"
+    cmd = (f"{sys.executable} -m charrnn train {SONNETS} -o {out} --hidden-size 16 "
+           f"--max-steps 40 --eval-every 10 2>&1 | head -2")
+    done = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True,
+                          timeout=120)
+    assert len(done.stdout.splitlines()) == 2
+    assert checkpoint.load(out).resume.step == 40
+
+
+def test_lr_decay_needs_the_constant_schedule(corpus, tmp_path):
+    r = train(corpus, tmp_path / "m.npz", "--lr-decay", "0.5", "--lr-decay-every", "3")
+    assert r.exit_code == 2 and "--lr-schedule constant" in r.output
+    assert not (tmp_path / "m.npz").exists()
+
+
+def test_one_character_corpus(tmp_path):
+    text = tmp_path / "one.txt"
+    text.write_text("a")
+    r = run(["train", text, "-o", tmp_path / "m.npz"])
+    assert r.exit_code == 1 and "at least 2 are needed" in r.output
