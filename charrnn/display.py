@@ -176,7 +176,7 @@ class TrainingView:
             self.chars_per_step = r.info["train"].batch_size * r.info["train"].seq_len
             self.console.print(start_summary(r), soft_wrap=True)
         elif r.kind == "notice":
-            self.print(Text(f"note: {r.text}", style="yellow"))
+            self.console.print(Text(f"note: {r.text}", style="yellow"), soft_wrap=True)
         elif r.kind == "sample":
             self.print(Text(f"--- sample at step {r.step} ---", style="dim"))
             self.print(Text(safe(r.text)))

@@ -194,6 +194,9 @@ def _check_output(path: Path, resume: bool, force: bool) -> None:
                                  "or --force to overwrite it")
     if resume and not path.exists():
         raise TrainingUsageError(f"cannot resume: {path} does not exist")
+    if resume and force:
+        raise TrainingUsageError("--resume continues a model and --force starts a new one; "
+                                 "pass one of them")
 
 
 def _fit_to_corpus(cfg: TrainConfig, n_chars: int) -> tuple[TrainConfig, list[str]]:
@@ -356,6 +359,9 @@ def _fit(run: _Run, cfg: TrainConfig, corpus: Corpus, path: Path, notes: list[st
         "model": model.config, "train": cfg, "parameters": model.num_parameters,
         "corpus": facts, "train_chars": len(train_ids), "val_chars": len(val_ids),
         "steps_per_epoch": per_epoch, "resumed_at": run.step})
+    if total is not None and run.step >= total:
+        notes.append(f"the run is already at step {run.step}, at or past its limit of {total} "
+                     "steps: nothing to train (raise --max-steps or --epochs to go on)")
     for note in notes:
         yield report("notice", text=note)
     if run.best is not None:

@@ -371,3 +371,13 @@ def test_one_character_corpus(tmp_path):
     text.write_text("a")
     r = run(["train", text, "-o", tmp_path / "m.npz"])
     assert r.exit_code == 1 and "at least 2 are needed" in r.output
+
+
+def test_resume_and_force_together_and_a_finished_run(corpus, tmp_path):
+    out = tmp_path / "m.npz"
+    assert train(corpus, out, "--max-steps", "4").exit_code == 0
+    r = run(["train", corpus, "-o", out, "--resume", "--force"])
+    assert r.exit_code == 2 and "pass one of them" in r.output
+    r = run(["train", corpus, "-o", out, "--resume", "--max-steps", "3"])
+    assert r.exit_code == 0 and "nothing to train" in r.output
+    assert checkpoint.load(out).resume.step == 4
