@@ -116,7 +116,7 @@ def test_training_record_in_json_and_tables(trained):
     assert f"{t['chars_seen']:,}" in out and "chars/s" in out
     assert f"{best:.4f} nats/char (perplexity {math.exp(best):.2f}" in out
     assert f"{best / math.log(2):.3f} bits/char" in out
-    assert "adam lr 0.002 cosine, batch 4 x seq-len 16, clip 5" in out
+    assert "adam lr 0.003 cosine, batch 4 x seq-len 16, clip 5" in out
     assert "text.txt" in out and ck.corpus["sha256"][:40] in out.replace("\n", "")
 
 
