@@ -150,13 +150,12 @@ def train(ctx, corpus, output, resume, force, encoding, no_color, debug, **optio
     from . import display, training
     from .data import read_corpus
 
-    model_options = _given(ctx, ("cell", "hidden_size", "num_layers", "dropout"))
-    train_fields = [f for f in TrainConfig.__dataclass_fields__ if f in ctx.params]
-    train_options = _given(ctx, train_fields) if resume else \
-        {f: ctx.params[f] for f in train_fields}
-    if not resume:
-        model_options = {f: ctx.params[f] for f in ("cell", "hidden_size", "num_layers",
-                                                     "dropout")}
+    # a new model takes every option; a resumed one only those set explicitly (the rest come
+    # from the model file)
+    pick = (lambda names: _given(ctx, names)) if resume else \
+        (lambda names: {n: ctx.params[n] for n in names})
+    model_options = pick(("cell", "hidden_size", "num_layers", "dropout"))
+    train_options = pick([f for f in TrainConfig.__dataclass_fields__ if f in ctx.params])
     console = display.make_console(no_color=no_color)
     stop = _StopFlag(console)
     with _errors(debug):

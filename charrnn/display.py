@@ -85,11 +85,11 @@ def _rate(chars_per_s: float) -> str:
         f"{chars_per_s:.0f} chars/s"
 
 
-def _eta(r) -> float | None:
+def _eta(r, chars_per_step: int) -> float | None:
     """Seconds left: by steps (from the recent rate) or by the time limit, whichever is sooner."""
     left = []
-    if r.total_steps and r.chars_per_s > 0 and r.info.get("chars_per_step"):
-        left.append((r.total_steps - r.step) * r.info["chars_per_step"] / r.chars_per_s)
+    if r.total_steps and r.chars_per_s > 0 and chars_per_step:
+        left.append((r.total_steps - r.step) * chars_per_step / r.chars_per_s)
     if r.time_limit:
         left.append(max(0.0, r.time_limit - r.elapsed))
     return min(left) if left else None
@@ -107,11 +107,11 @@ def _fraction(r) -> tuple[float, float]:
     return max(options, key=lambda o: o[0] / o[1])
 
 
-def progress_part(r) -> str:
+def progress_part(r, chars_per_step: int = 0) -> str:
     """Where the run is: step, epoch, speed, time."""
     step = f"step {r.step}" + (f"/{r.total_steps}" if r.total_steps else "")
     return " | ".join([step, f"epoch {r.epoch:.2f}", _rate(r.chars_per_s),
-                       f"{clock(r.elapsed)} elapsed, ETA {clock(_eta(r))}"])
+                       f"{clock(r.elapsed)} elapsed, ETA {clock(_eta(r, chars_per_step))}"])
 
 
 def metrics_part(r) -> str:
@@ -123,9 +123,9 @@ def metrics_part(r) -> str:
     return " | ".join(parts)
 
 
-def status_line(r) -> str:
+def status_line(r, chars_per_step: int = 0) -> str:
     """One line with every figure of the run (the plain log mode)."""
-    return f"{progress_part(r)} | {metrics_part(r)}"
+    return f"{progress_part(r, chars_per_step)} | {metrics_part(r)}"
 
 
 class _BarWithMetrics(Progress):
@@ -166,11 +166,13 @@ class TrainingView:
             self.progress.__exit__(*exc)
             self.progress = None
 
+    def _log(self, r) -> None:
+        self.console.print(status_line(r, self.chars_per_step), markup=False, soft_wrap=True)
+
     def print(self, *items) -> None:
         (self.progress.console if self.progress else self.console).print(*items)
 
     def update(self, r) -> None:
-        r.info.setdefault("chars_per_step", self.chars_per_step)
         if r.kind == "start":
             self.start_info = r.info
             self.chars_per_step = r.info["train"].batch_size * r.info["train"].seq_len
@@ -182,19 +184,19 @@ class TrainingView:
             self.print(Text(safe(r.text)))
             self.print(Text("---", style="dim"))
         elif r.kind == "eval" and not self.live:
-            self.console.print(status_line(r), markup=False, soft_wrap=True)
+            self._log(r)
             self.last_plain = time.monotonic()
         elif r.kind == "saved" and not self.live:
             pass
         if self.progress is not None and r.kind in ("step", "eval", "saved", "done"):
             done, total = _fraction(r)
             self.progress.update(self.task, completed=done, total=total or None,
-                                 stats=escape(progress_part(r)))
+                                 stats=escape(progress_part(r, self.chars_per_step)))
             self.progress.metrics = metrics_part(r)
         if not self.live and r.kind == "step":
             now = time.monotonic()
             if now - self.last_plain >= PLAIN_EVERY:
-                self.console.print(status_line(r), markup=False, soft_wrap=True)
+                self._log(r)
                 self.last_plain = now
 
 

@@ -235,13 +235,7 @@ class Stepper:
 
     def _lstm(self, ids):
         for first, W_in, W_h, b, xh, h, a, buf, sig, (i, f, o, g), c, tmp in self._layers:
-            if first:
-                np.matmul(h, W_h, out=a)
-                a += np.take(W_in, ids, axis=0, out=buf)
-            else:
-                np.matmul(xh, W_in, out=a)
-                if b is not None:
-                    a += b
+            _preactivation(ids, first, W_in, W_h, b, xh, h, a, buf)
             np.tanh(a, out=a)
             sig *= 0.5  # i f o: s(a) = tanh(a/2)/2 + 1/2, a was pre-halved
             sig += 0.5
@@ -271,14 +265,20 @@ class Stepper:
 
     def _rnn(self, ids):
         for first, W_in, W_h, b, xh, h, a, buf in self._layers:
-            if first:
-                np.matmul(h, W_h, out=a)
-                a += np.take(W_in, ids, axis=0, out=buf)
-            else:
-                np.matmul(xh, W_in, out=a)
-                if b is not None:
-                    a += b
+            _preactivation(ids, first, W_in, W_h, b, xh, h, a, buf)
             np.tanh(a, out=h)  # h' = tanh(x W_x + h W_h + b)
+
+
+def _preactivation(ids, first, W_in, W_h, b, xh, h, a, buf) -> None:
+    """a = x W_x + h W_h + b for one step: layer 0 gathers rows W_x[ids] (b folded in), layers
+    above take [x | h] (xh, whose h part is the state buffer) times the stacked [W_x; W_h]."""
+    if first:
+        np.matmul(h, W_h, out=a)
+        a += np.take(W_in, ids, axis=0, out=buf)
+    else:
+        np.matmul(xh, W_in, out=a)
+        if b is not None:
+            a += b
 
 
 class Stream:
