@@ -9,18 +9,22 @@ and hands the cell ``xw`` of shape (T, B, G*H). The cell runs the recurrence, wh
 only ``h W_h`` per step, and its backward returns ``dxw``, from which the model gets
 ``dW_x``, ``db`` and the gradient to the layer below, again in one matmul each.
 
-Every ``forward(xw, state, params) -> (hs, final_state, cache)`` where state is a tuple of
-(B, H) arrays (``(h,)``, or ``(h, c)`` for the LSTM) and hs is (T, B, H).
-Every ``backward(dhs, dfinal, cache) -> (dxw, dstate0, dparams)`` where dfinal matches the
-state tuple (or None), dparams holds ``W_h`` (and ``b_hn`` for the GRU).
+Every ``forward(xw, state, params, keep=True) -> (hs, final_state, cache)`` where state is a
+tuple of (B, H) arrays (``(h,)``, or ``(h, c)`` for the LSTM), hs is (T, B, H) and cache is
+None unless ``keep``. Every ``backward(dhs, dfinal, cache) -> (dxw, dstate0, dparams)`` where
+dfinal matches the state tuple (or None), dparams holds ``W_h`` (and ``b_hn`` for the GRU);
+backward consumes the cache (its buffers are reused for the gradients).
 
 Speed notes (why the code looks the way it does):
-- Sigmoid gates use ``s(a) = 0.5 * tanh(a / 2) + 0.5``. The halving is folded into a
-  column-scaled copy of W_h and of xw made once per call, so one ``tanh`` covers every gate
-  of a step, followed by one multiply-add with per-column constants.
-- Backward factors that depend only on forward values (e.g. ``o * (1 - tanh(c)^2)``) are
-  computed for all steps at once before the loop; the loop keeps only what depends on the
-  step after it: a few in-place ufuncs and one ``dG @ W_h^T``.
+- Sigmoid gates use ``s(a) = 0.5 * tanh(a / 2) + 0.5``, so one ``tanh`` covers every gate of
+  a step, between two multiply-adds with per-column constants.
+- The factors of the backward pass that depend only on forward values (e.g.
+  ``o * (1 - tanh(c)^2)``) are computed by the forward, step by step, while that step's
+  values are still in cache: computed afterwards over all steps they cost several passes
+  through memory that no longer fits in cache. The backward loop is then a few in-place
+  ufuncs and one ``dG @ W_h^T`` per step, writing the gradients over those factors.
+- Per-step scratch arrays are (B, .) and reused, so a step works in cache; only what the
+  backward needs is stored per step, and nothing when the forward is not for training.
 - ``dW_h = H_prev^T dG`` is one matmul over all steps after the loop: the forward keeps the
   states in one (T+1, B, H) buffer whose first T slabs are exactly H_prev.
 """
@@ -69,7 +73,7 @@ class RNNCell:
     state_parts = 1
 
     @staticmethod
-    def forward(xw, state, params):
+    def forward(xw, state, params, keep=True):
         (h0,) = state
         W_h = params["W_h"]
         T = xw.shape[0]
@@ -79,7 +83,7 @@ class RNNCell:
             np.matmul(hs[t], W_h, out=h)
             h += xw[t]
             np.tanh(h, out=h)
-        return hs[1:], (hs[T].copy(),), (hs, W_h)
+        return hs[1:], (hs[T].copy(),), (hs, W_h) if keep else None
 
     @staticmethod
     def backward(dhs, dfinal, cache):
@@ -108,6 +112,10 @@ class GRUCell:
         da_n = dh (1 - z)(1 - n^2)                  dhn  = da_n * r
         da_z = dh (h - n) z (1 - z)                 da_r = da_n * hn * r (1 - r)
         dh_prev = dh * z + [da_r, da_z, dhn] W_h^T
+
+    The forward stores, per step, P = [hn r(1-r) A, (h-n) z(1-z), r A, A] with
+    A = (1-z)(1-n^2), so that the backward's d = dh * P = [da_r, da_z, dhn, da_n] is one
+    multiply. With u = tanh(a/2) a sigmoid's derivative is s(1-s) = (1-u^2)/4.
     """
 
     name = "gru"
@@ -115,67 +123,74 @@ class GRUCell:
     state_parts = 1
 
     @staticmethod
-    def forward(xw, state, params):
+    def forward(xw, state, params, keep=True):
         (h0,) = state
         W_h, b_hn = params["W_h"], params["b_hn"]
         T, B, G3 = xw.shape
         H = G3 // 3
         dt = xw.dtype
-        # r and z are sigmoids: halve their columns once so one tanh serves both
-        scale, shift = _gate_affine(2, H, (0, 1), dt)
-        W_hs = W_h.copy()
-        W_hs[:, :2 * H] *= 0.5
-        xw_rz = xw[:, :, :2 * H] * scale
         hs = _states_buffer(T, h0)
-        rz = np.empty((T, B, 2 * H), dtype=dt)
-        n = np.empty((T, B, H), dtype=dt)
-        hn = np.empty((T, B, H), dtype=dt)
         hh = np.empty((B, G3), dtype=dt)
+        rz = np.empty((B, 2 * H), dtype=dt)
+        hn = np.empty((B, H), dtype=dt)
+        n = np.empty((B, H), dtype=dt)
+        r, z = rz[:, :H], rz[:, H:]
+        if keep:
+            P = np.empty((T, B, 4 * H), dtype=dt)
+            Z = np.empty((T, B, H), dtype=dt)
+            tmp = np.empty((B, H), dtype=dt)
         for t in range(T):
-            np.matmul(hs[t], W_hs, out=hh)
-            g = rz[t]
-            np.add(hh[:, :2 * H], xw_rz[t], out=g)
-            np.tanh(g, out=g)
-            g *= scale
-            g += shift
-            np.add(hh[:, 2 * H:], b_hn, out=hn[t])
-            nt = n[t]
-            np.multiply(g[:, :H], hn[t], out=nt)
-            nt += xw[t, :, 2 * H:]
-            np.tanh(nt, out=nt)
+            np.matmul(hs[t], W_h, out=hh)
+            np.add(hh[:, :2 * H], xw[t, :, :2 * H], out=rz)
+            rz *= 0.5
+            np.tanh(rz, out=rz)  # u; r and z are (1 + u) / 2
+            if keep:
+                d = P[t]
+                np.square(rz, out=d[:, :2 * H])
+                np.subtract(1.0, d[:, :2 * H], out=d[:, :2 * H])
+                d[:, :2 * H] *= 0.25  # s(1-s) = (1 - u^2) / 4
+            rz += 1.0
+            rz *= 0.5
+            np.add(hh[:, 2 * H:], b_hn, out=hn)
+            np.multiply(r, hn, out=n)
+            n += xw[t, :, 2 * H:]
+            np.tanh(n, out=n)
             h = hs[t + 1]
-            np.subtract(hs[t], nt, out=h)
-            h *= g[:, H:]
-            h += nt
-        return hs[1:], (hs[T].copy(),), (hs, rz, n, hn, W_h)
+            np.subtract(hs[t], n, out=h)
+            if keep:
+                A = d[:, 3 * H:]
+                np.square(n, out=A)
+                np.subtract(1.0, A, out=A)
+                np.subtract(1.0, z, out=tmp)
+                A *= tmp
+                d[:, H:2 * H] *= h  # h - n
+                d[:, :H] *= hn
+                d[:, :H] *= A
+                np.multiply(A, r, out=d[:, 2 * H:3 * H])
+                Z[t] = z
+            h *= z
+            h += n
+        cache = (hs, P, Z, W_h) if keep else None
+        return hs[1:], (hs[T].copy(),), cache
 
     @staticmethod
     def backward(dhs, dfinal, cache):
-        hs, rz, n, hn, W_h = cache
+        """Consumes the cache: its P becomes the pre-activation gradients."""
+        hs, P, Z, W_h = cache
         T, B, H = dhs.shape
-        r, z = rz[:, :, :H], rz[:, :, H:]
-        # Forward-only factors for all steps, so that one multiply per step gives
-        # d[t] = dh * P[t] = [da_r, da_z, dhn, da_n]; its first three blocks are d[hh].
-        A = (1.0 - z) * (1.0 - np.square(n))
-        P = np.empty((T, B, 4, H), dtype=dhs.dtype)
-        np.multiply(A * hn, r * (1.0 - r), out=P[:, :, 0])
-        np.multiply(hs[:-1] - n, z * (1.0 - z), out=P[:, :, 1])
-        np.multiply(A, r, out=P[:, :, 2])
-        P[:, :, 3] = A
-        d = np.empty_like(P)
+        P4 = P.reshape(T, B, 4, H)
         dh = np.zeros_like(hs[0]) if dfinal is None else dfinal[0].copy()
         tmp = np.empty_like(dh)
-        z_all = np.ascontiguousarray(z)
         W_hT = np.ascontiguousarray(W_h.T)
         for t in range(T - 1, -1, -1):
             dh += dhs[t]
-            np.multiply(dh[:, None, :], P[t], out=d[t])
-            np.matmul(d[t, :, :3].reshape(B, 3 * H), W_hT, out=tmp)
-            dh *= z_all[t]
+            P4[t] *= dh[:, None, :]  # [da_r, da_z, dhn, da_n]
+            np.matmul(P[t, :, :3 * H], W_hT, out=tmp)
+            dh *= Z[t]
             dh += tmp
-        dhh = d[:, :, :3].reshape(T, B, 3 * H)
-        dxw = np.concatenate((d[:, :, :2].reshape(T, B, 2 * H), d[:, :, 3]), axis=2)
-        grads = {"W_h": _weight_grad(hs[:-1], dhh), "b_hn": d[:, :, 2].sum(axis=(0, 1))}
+        dhh = P[:, :, :3 * H]
+        dxw = np.concatenate((P[:, :, :2 * H], P[:, :, 3 * H:]), axis=2)
+        grads = {"W_h": _weight_grad(hs[:-1], dhh), "b_hn": P4[:, :, 2].sum(axis=(0, 1))}
         return dxw, (dh,), grads
 
 
@@ -191,6 +206,11 @@ class LSTMCell:
         [da_i, da_f, da_g] = dc * [g i(1-i), c f(1-f), i (1-g^2)]
         da_o = dh * tanh(c') o (1 - o)
         dc_prev = dc * f          dh_prev = da W_h^T
+
+    The forward stores those factors per step, P = [g i(1-i), c f(1-f), i(1-g^2),
+    tanh(c') o(1-o)] and Q = o (1 - tanh(c')^2), while the step's values are still in cache.
+    With u = tanh(scale * a) (scale 1/2 for sigmoids, 1 for g) every block's derivative is
+    (1 - u^2) scale^2, one expression over all four blocks.
     """
 
     name = "lstm"
@@ -198,65 +218,76 @@ class LSTMCell:
     state_parts = 2
 
     @staticmethod
-    def forward(xw, state, params):
+    def forward(xw, state, params, keep=True):
         h0, c0 = state
         W_h = params["W_h"]
         T, B, G4 = xw.shape
         H = G4 // 4
         dt = xw.dtype
         scale, shift = _gate_affine(4, H, (0, 1, 3), dt)
-        W_hs = W_h * scale
-        xws = xw * scale
+        scale2 = np.square(scale)
         hs = _states_buffer(T, h0)
         cs = _states_buffer(T, c0)
-        acts = np.empty((T, B, G4), dtype=dt)
-        tc = np.empty((T, B, H), dtype=dt)  # tanh(c_t)
+        a = np.empty((B, G4), dtype=dt)
         ig = np.empty((B, H), dtype=dt)
+        tc = np.empty((B, H), dtype=dt)  # tanh(c')
+        i, f, g, o = (a[:, k * H:(k + 1) * H] for k in range(4))
+        if keep:
+            P = np.empty((T, B, G4), dtype=dt)
+            Q = np.empty((T, B, H), dtype=dt)
+            F = np.empty((T, B, H), dtype=dt)
         for t in range(T):
-            a = acts[t]
-            np.matmul(hs[t], W_hs, out=a)
-            a += xws[t]
-            np.tanh(a, out=a)
+            np.matmul(hs[t], W_h, out=a)
+            a += xw[t]
+            a *= scale
+            np.tanh(a, out=a)  # u
+            if keep:
+                d = P[t]
+                np.square(a, out=d)
+                np.subtract(1.0, d, out=d)
+                d *= scale2
             a *= scale
             a += shift
             c = cs[t + 1]
-            np.multiply(a[:, H:2 * H], cs[t], out=c)
-            np.multiply(a[:, :H], a[:, 2 * H:3 * H], out=ig)
+            np.multiply(f, cs[t], out=c)
+            np.multiply(i, g, out=ig)
             c += ig
-            np.tanh(c, out=tc[t])
-            np.multiply(a[:, 3 * H:], tc[t], out=hs[t + 1])
-        return hs[1:], (hs[T].copy(), cs[T].copy()), (hs, cs, acts, tc, W_h)
+            np.tanh(c, out=tc)
+            np.multiply(o, tc, out=hs[t + 1])
+            if keep:
+                d[:, :H] *= g
+                d[:, H:2 * H] *= cs[t]
+                d[:, 2 * H:3 * H] *= i
+                d[:, 3 * H:] *= tc
+                q = Q[t]
+                np.square(tc, out=q)
+                np.subtract(1.0, q, out=q)
+                q *= o
+                F[t] = f
+        cache = (hs, P, Q, F, W_h) if keep else None
+        return hs[1:], (hs[T].copy(), cs[T].copy()), cache
 
     @staticmethod
     def backward(dhs, dfinal, cache):
-        hs, cs, acts, tc, W_h = cache
+        """Consumes the cache: its P becomes the pre-activation gradients."""
+        hs, P, Q, F, W_h = cache
         T, B, H = dhs.shape
-        dt = dhs.dtype
-        i, f, g, o = (acts[:, :, k * H:(k + 1) * H] for k in range(4))
-        Q = o * (1.0 - np.square(tc))  # dc += dh * Q
-        P = np.empty((T, B, 4, H), dtype=dt)  # da = [dc, dc, dc, dh] * P
-        np.multiply(g, i * (1.0 - i), out=P[:, :, 0])
-        np.multiply(cs[:-1], f * (1.0 - f), out=P[:, :, 1])
-        np.multiply(i, 1.0 - np.square(g), out=P[:, :, 2])
-        np.multiply(tc, o * (1.0 - o), out=P[:, :, 3])
-        da = np.empty((T, B, 4, H), dtype=dt)
+        P4 = P.reshape(T, B, 4, H)
         if dfinal is None:
-            dh, dc = np.zeros_like(hs[0]), np.zeros_like(cs[0])
+            dh, dc = np.zeros_like(hs[0]), np.zeros_like(hs[0])
         else:
             dh, dc = dfinal[0].copy(), dfinal[1].copy()
         tmp = np.empty_like(dh)
-        f_all = np.ascontiguousarray(f)
         W_hT = np.ascontiguousarray(W_h.T)
         for t in range(T - 1, -1, -1):
             dh += dhs[t]
             np.multiply(dh, Q[t], out=tmp)
             dc += tmp
-            np.multiply(dc[:, None, :], P[t, :, :3], out=da[t, :, :3])
-            np.multiply(dh, P[t, :, 3], out=da[t, :, 3])
-            dc *= f_all[t]
-            np.matmul(da[t].reshape(B, 4 * H), W_hT, out=dh)
-        da = da.reshape(T, B, 4 * H)
-        return da, (dh, dc), {"W_h": _weight_grad(hs[:-1], da)}
+            P4[t, :, :3] *= dc[:, None, :]
+            P4[t, :, 3] *= dh  # now da[t]
+            dc *= F[t]
+            np.matmul(P[t], W_hT, out=dh)
+        return P, (dh, dc), {"W_h": _weight_grad(hs[:-1], P)}
 
 
 CELLS = {cell.name: cell for cell in (RNNCell, GRUCell, LSTMCell)}

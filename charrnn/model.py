@@ -137,10 +137,12 @@ class CharRNN:
         return out
 
     def forward(self, ids: np.ndarray, state: np.ndarray | None = None,
-                rng: np.random.Generator | None = None):
+                rng: np.random.Generator | None = None, *, for_backward: bool = True):
         """Logits for every position: ids (B, T) -> logits (T*B, V) time-major, new state, cache.
 
         Dropout is applied when ``rng`` is given (training) and the config's rate is above 0.
+        With ``for_backward=False`` the cells keep nothing for a backward pass (faster); the
+        cache then only holds the layers' inputs. ``backward`` consumes the cache.
         """
         B, T = ids.shape
         c = self.config
@@ -158,7 +160,8 @@ class CharRNN:
             else:
                 xw = (x.reshape(T * B, H) @ W_x).reshape(T, B, -1)
             xw += b
-            hs, final, cache = self.cell.forward(xw, tuple(state[layer]), self._layer(layer))
+            hs, final, cache = self.cell.forward(xw, tuple(state[layer]), self._layer(layer),
+                                                 for_backward)
             new_state[layer] = final
             mask = None
             if rng is not None and c.dropout > 0:
@@ -218,7 +221,7 @@ class CharRNN:
 
     def losses(self, ids: np.ndarray, targets: np.ndarray, state: np.ndarray | None = None):
         """Per-position losses -log p(target) (B, T) as float64, and the final state; no dropout."""
-        logits, new_state, _ = self.forward(ids, state)
+        logits, new_state, _ = self.forward(ids, state, for_backward=False)
         B, T = ids.shape
         out = softmax_cross_entropy(logits, np.ascontiguousarray(targets.T).reshape(-1),
                                     need_grad=False)
@@ -226,7 +229,7 @@ class CharRNN:
 
     def log_probs(self, ids: np.ndarray, state: np.ndarray | None = None):
         """log softmax of the next-character distribution at every position: (B, T, V), state."""
-        logits, new_state, _ = self.forward(ids, state)
+        logits, new_state, _ = self.forward(ids, state, for_backward=False)
         B, T = ids.shape
         logits = logits.astype(np.float64)
         logits -= logits.max(axis=1, keepdims=True)
@@ -235,7 +238,7 @@ class CharRNN:
 
     def hidden_states(self, ids: np.ndarray, state: np.ndarray | None = None):
         """Every layer's output at every position (no dropout): a list of L arrays (B, T, H)."""
-        _, _, (_, layers, top) = self.forward(ids, state)
+        _, _, (_, layers, top) = self.forward(ids, state, for_backward=False)
         outs = [x for x, _, _ in layers[1:]] + [top]
         return [h.transpose(1, 0, 2) for h in outs]
 

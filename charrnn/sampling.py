@@ -221,7 +221,7 @@ class Stepper:
         state = state[:, :, :len(ids)]
         for t in range(0, ids.shape[1], PRIME_CHUNK):
             chunk = ids[:, t:t + PRIME_CHUNK]
-            logits, state, _ = self.model.forward(chunk, state)
+            logits, state, _ = self.model.forward(chunk, state, for_backward=False)
         if ids.shape[1]:
             self.state = state
             self.logits[:] = logits[-len(ids):]  # time-major: the last step's B rows
