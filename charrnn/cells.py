@@ -115,7 +115,7 @@ class GRUCell:
 
     The forward stores, per step, P = [hn r(1-r) A, (h-n) z(1-z), r A, A] with
     A = (1-z)(1-n^2), so that the backward's d = dh * P = [da_r, da_z, dhn, da_n] is one
-    multiply. With u = tanh(a/2) a sigmoid's derivative is s(1-s) = (1-u^2)/4.
+    multiply.
     """
 
     name = "gru"
@@ -143,14 +143,13 @@ class GRUCell:
             np.matmul(hs[t], W_h, out=hh)
             np.add(hh[:, :2 * H], xw[t, :, :2 * H], out=rz)
             rz *= 0.5
-            np.tanh(rz, out=rz)  # u; r and z are (1 + u) / 2
+            np.tanh(rz, out=rz)
+            rz += 1.0
+            rz *= 0.5  # (1 + tanh(a/2)) / 2 = s(a)
             if keep:
                 d = P[t]
-                np.square(rz, out=d[:, :2 * H])
-                np.subtract(1.0, d[:, :2 * H], out=d[:, :2 * H])
-                d[:, :2 * H] *= 0.25  # s(1-s) = (1 - u^2) / 4
-            rz += 1.0
-            rz *= 0.5
+                np.subtract(1.0, rz, out=d[:, :2 * H])
+                d[:, :2 * H] *= rz  # s(1 - s)
             np.add(hh[:, 2 * H:], b_hn, out=hn)
             np.multiply(r, hn, out=n)
             n += xw[t, :, 2 * H:]
