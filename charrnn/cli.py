@@ -268,6 +268,14 @@ def sample(model_path, length, temperature, top_k, top_p, greedy, prime, prime_f
     import json
 
     with _errors(debug), _closed_pipe_is_fine():
+        if greedy:
+            source = click.get_current_context().get_parameter_source("temperature")
+            clash = [name for name, given in (
+                ("--temperature", source is not click.core.ParameterSource.DEFAULT),
+                ("--top-k", top_k is not None), ("--top-p", top_p is not None)) if given]
+            if clash:
+                raise click.UsageError(f"--greedy always takes the likeliest character; "
+                                       f"it cannot be combined with {', '.join(clash)}")
         if prime_file is not None:
             if prime:
                 raise click.UsageError("give --prime or --prime-file, not both")

@@ -342,6 +342,16 @@ def test_undecodable_byte_names_file_and_offset(tmp_path):
     assert err.value.exit_code == 1
 
 
+def test_binary_file_is_named_as_such(tmp_path):
+    path = tmp_path / "model.bin"
+    path.write_bytes(b"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\xb7\x00")
+    with pytest.raises(DataError) as err:
+        read_corpus([path])
+    assert str(err.value) == (f"{path}: looks like a binary file, not text (NUL bytes, and "
+                              "byte 0xb7 at offset 16 is not valid utf-8)")
+    assert err.value.exit_code == 1
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.text(ALPHABET, max_size=12), st.sampled_from([b"\xfe", b"\xc3", b"\xe2\x82"]),
        st.integers(1, 6))

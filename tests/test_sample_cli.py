@@ -174,6 +174,16 @@ def test_bad_option_values_exit_2(model_path, args):
     assert "Error" in r.output and "Traceback" not in r.output
 
 
+@pytest.mark.parametrize(("args", "named"), [
+    (["--temp", "1"], "--temperature"), (["-t", "0.5"], "--temperature"),
+    (["--top-k", "3"], "--top-k"), (["--top-p", "0.9"], "--top-p"),
+])
+def test_greedy_with_a_sampling_option_is_refused(model_path, args, named):
+    r = run(["sample", "-m", model_path, "--greedy", *args])
+    assert r.exit_code == 2, r.output
+    assert "--greedy" in r.output and named in r.output and "Traceback" not in r.output
+
+
 def test_broken_model_file_is_one_line(tmp_path):
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"PK\x03\x04 not really")
