@@ -17,6 +17,7 @@ from charrnn import checkpoint, diagnostics, display
 from charrnn.cli import main
 from charrnn.config import ModelConfig
 from charrnn.data import StreamBatches, Vocab, escape_char, read_corpus, split_train_val
+from charrnn.display import text_view
 from charrnn.model import CharRNN
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,7 +117,7 @@ def test_training_record_in_json_and_tables(trained):
     assert f"{t['chars_seen']:,}" in out and "chars/s" in out
     assert f"{best:.4f} nats/char (perplexity {math.exp(best):.2f}" in out
     assert f"{best / math.log(2):.3f} bits/char" in out
-    assert "adam lr 0.003 cosine, batch 4 x seq-len 16, clip 5" in out
+    assert "adam lr 0.004 cosine, batch 4 x seq-len 16, clip 5" in out
     assert "text.txt" in out and ck.corpus["sha256"][:40] in out.replace("\n", "")
 
 
@@ -500,7 +501,7 @@ def test_empty_prime_or_nothing_known(trained):
 def test_zero_width_and_wide_characters_keep_the_digits_aligned():
     text = "e\u0301\u4e2d\tz"  # a combining accent, a wide CJK character, a tab
     out = display.colored_text(text, [None, 1, 2, 3, 4], display.SURPRISE_BG,
-                               display._DARK_SURPRISE, 40, color=False).plain.splitlines()
+                               text_view._DARK_SURPRISE, 40, color=False).plain.splitlines()
     assert out[0] == "eU+0301\u4e2d→z"
     assert out[1] == "-1" + " " * 5 + "2 34"
     assert cell_len(out[0]) == cell_len(out[1])
