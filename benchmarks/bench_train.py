@@ -8,8 +8,10 @@ a synthetic token stream with the hidden state carried, and prints one JSON line
     chars_per_s_median   B*T characters per step / step time, median of timed windows
     step_ms_median       milliseconds per step
     gemm_limit_chars_per_s  the rate if a step cost only its matrix products, each timed here
-                         with NumPy's matmul at the exact shapes the model needs
-    gemm_fraction        chars_per_s_median / gemm_limit_chars_per_s
+                         with NumPy's matmul at the exact shapes the model needs, right after
+                         every window (median)
+    gemm_fraction        median over windows of the window's rate / the limit timed after it
+                         (pairing them keeps the machine's changing load out of the ratio)
     peak_rss_mb          peak resident memory of this process so far
 
 Configs are built and warmed up first, then timed round-robin (one window of each per round)
@@ -91,7 +93,7 @@ class Trainer:
         self.data = rng.integers(0, args.vocab, (B, self.cols)).astype(np.uint8)
         self.state = self.model.initial_state(B)
         self.pos = 0
-        self.rates, self.step_s = [], []
+        self.rates, self.step_s, self.limits = [], [], []
         self.per_window = 1
         self.args = args
 
@@ -113,18 +115,23 @@ class Trainer:
         self.per_window = max(1, round(self.args.window_s / ((time.perf_counter() - t0) / n)))
 
     def window(self):
+        """One timed window, then the GEMM-bound limit timed at once, under the same load."""
         t0 = time.perf_counter()
         for _ in range(self.per_window):
             self.step()
         dt = (time.perf_counter() - t0) / self.per_window
         self.step_s.append(dt)
         self.rates.append(self.B * self.T / dt)
+        a = self.args
+        limit_s = time_gemms(gemm_shapes(self.cell, self.H, self.B, self.T, a.vocab, a.layers))
+        self.limits.append(self.B * self.T / limit_s)
 
     def result(self):
         a = self.args
-        limit_s = time_gemms(gemm_shapes(self.cell, self.H, self.B, self.T, a.vocab, a.layers))
         median = statistics.median(self.rates)
-        limit = self.B * self.T / limit_s
+        limit = statistics.median(self.limits)
+        fraction = statistics.median([r / lim for r, lim in zip(self.rates, self.limits,
+                                                                strict=True)])
         return {"kind": "train", "tag": a.tag, "cell": self.cell, "layers": a.layers,
                 "hidden": self.H, "batch": self.B, "seq": self.T, "vocab": a.vocab,
                 "params": self.model.num_parameters, "windows": len(self.rates),
@@ -133,7 +140,7 @@ class Trainer:
                 "chars_per_s_max": round(max(self.rates)),
                 "step_ms_median": round(statistics.median(self.step_s) * 1e3, 2),
                 "gemm_limit_chars_per_s": round(limit),
-                "gemm_fraction": round(median / limit, 3),
+                "gemm_fraction": round(fraction, 3),
                 "peak_rss_mb": round(peak_rss_mb(), 1)}
 
 
