@@ -47,18 +47,14 @@ temporary file in the same folder, fsyncs it and renames it over the target.
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
-import secrets
 import stat
 import struct
-import warnings
 import zipfile
 import zlib
-from collections import Counter
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,28 +64,30 @@ import numpy as np
 from .config import OPTIMIZERS, ModelConfig, TrainConfig
 from .errors import CheckpointError, ConfigError, DataError
 from .model import CharRNN
+from .npzfile import (
+    MAX_TOTAL_BYTES,
+    Invalid,
+    check,
+    dtype_name,
+    member_header,
+    one_line,
+    open_zip,
+    read_member,
+    shown,
+    write_atomic,
+)
 
 __all__ = ["FORMAT_VERSION", "Checkpoint", "ResumeState", "ModelNotFound", "save", "load",
            "describe"]
 
 FORMAT_VERSION = 1
 MAGIC = "charrnn-model"
-MAX_HEADER = 10_000  # bytes of an npy header
 MAX_META = 64 << 20  # bytes of JSON metadata
-MAX_TOTAL_BYTES = 16 << 30  # all members, uncompressed
-MAX_RATIO, RATIO_FREE = 1000, 1 << 20  # uncompressed / compressed, for members above 1 MiB
-FILE_RATIO, FILE_FREE = 100, 64 << 20  # all members / file size, for archives above 64 MiB
-MAX_DIRECTORY = 4 << 20  # bytes of the zip's central directory (a real one: ~100 KB at most)
-_CHUNK = 1 << 22
 _FLOATS = {"float32": "<f4", "float64": "<f8"}
 
 
 class ModelNotFound(CheckpointError):
     """No model file at the path (the CLI then says how to train one)."""
-
-
-class _Invalid(Exception):
-    """A problem with the contents; load and save prefix it with the file name."""
 
 
 def _version() -> str:
@@ -130,16 +128,6 @@ class Checkpoint:
 
 # ----------------------------------------------------------------------------- metadata
 
-def _show(v: Any) -> str:
-    """A value from the file, fit for a one-line message: ASCII, escaped, short."""
-    s = ascii(v)
-    return s if len(s) <= 60 else s[:57] + "..."
-
-
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise _Invalid(message)
-
 
 def _is_num(v: Any) -> bool:
     return type(v) is int or type(v) is float and math.isfinite(v)
@@ -147,9 +135,9 @@ def _is_num(v: Any) -> bool:
 
 def _kind(test, noun: str):
     """A check(value, what) that the JSON value passes test."""
-    def check(v: Any, what: str) -> None:
-        _check(test(v), f"{what} must be {noun}, not {_show(v)}")
-    return check
+    def validate(v: Any, what: str) -> None:
+        check(test(v), f"{what} must be {noun}, not {shown(v)}")
+    return validate
 
 
 _int = _kind(lambda v: type(v) is int and v >= 0, "a non-negative integer")
@@ -160,23 +148,23 @@ _str = _kind(lambda v: isinstance(v, str), "a string")
 
 def _flat(d: Any, what: str, required: dict, lists: bool = False) -> None:
     """A flat JSON object: required keys pass their checks; the others hold plain values."""
-    _check(isinstance(d, dict), f"{what} must be a JSON object, not {_show(d)}")
-    for k, check in required.items():
-        _check(k in d, f"{what} has no {k!r}")
-        check(d[k], f"{what} {k}")
+    check(isinstance(d, dict), f"{what} must be a JSON object, not {shown(d)}")
+    for k, validate in required.items():
+        check(k in d, f"{what} has no {k!r}")
+        validate(d[k], f"{what} {k}")
     def plain(x):
         return x is None or isinstance(x, str | bool) or _is_num(x)
 
     for k, v in d.items():
-        _check(k in required or plain(v) or lists and isinstance(v, list) and all(map(plain, v)),
-               f"{what} {_show(k)} must be a plain value, not {_show(v)}")
+        check(k in required or plain(v) or lists and isinstance(v, list) and all(map(plain, v)),
+               f"{what} {shown(k)} must be a plain value, not {shown(v)}")
 
 
 def _config(cls, d: Any, what: str):
     try:
         return cls.from_dict(d)
     except ConfigError as e:
-        raise _Invalid(f"{what}: {e}") from None
+        raise Invalid(f"{what}: {e}") from None
 
 
 _KEYS = {"format", "format_version", "charrnn_version", "dtype", "model_config", "best",
@@ -187,37 +175,37 @@ _ROW = {"step": _int, "time": _num, "train_loss": _num, "val_loss": _num_or_null
 
 def _parse_meta(meta: Any) -> dict:
     """Check the metadata's JSON; return it with the configs as objects."""
-    _check(isinstance(meta, dict) and meta.get("format") == MAGIC,
+    check(isinstance(meta, dict) and meta.get("format") == MAGIC,
            "not a charrnn model file (meta.npy has no charrnn format tag)")
     version, writer = meta.get("format_version"), meta.get("charrnn_version")
-    _check(isinstance(writer, str) and len(writer) <= 40,
-           f"charrnn_version must be a short string, not {_show(writer)}")
+    check(isinstance(writer, str) and len(writer) <= 40,
+           f"charrnn_version must be a short string, not {shown(writer)}")
     _int(version, "format_version")
-    _check(version <= FORMAT_VERSION, f"written by charrnn {_show(writer)[1:-1]} (format "
+    check(version <= FORMAT_VERSION, f"written by charrnn {shown(writer)[1:-1]} (format "
            f"{version}); this charrnn {_version()} reads format {FORMAT_VERSION} — upgrade charrnn")
-    _check(set(meta) == _KEYS, f"metadata keys differ from format {version}: "
-           f"{_show(sorted(set(meta) ^ _KEYS))}")
-    _check(meta["dtype"] in list(_FLOATS), f"dtype must be float32 or float64, not "
-           f"{_show(meta['dtype'])}")
+    check(set(meta) == _KEYS, f"metadata keys differ from format {version}: "
+           f"{shown(sorted(set(meta) ^ _KEYS))}")
+    check(meta["dtype"] in list(_FLOATS), f"dtype must be float32 or float64, not "
+           f"{shown(meta['dtype'])}")
     out = dict(meta, model_config=_config(ModelConfig, meta["model_config"], "model config"))
     if meta["best"] is not None:
         _flat(meta["best"], "best", {"step": _int, "val_loss": _num_or_null})
-    _check(isinstance(meta["history"], list), "history must be a JSON list")
+    check(isinstance(meta["history"], list), "history must be a JSON list")
     for i, row in enumerate(meta["history"]):
         _flat(row, f"history row {i}", _ROW)
     if meta["corpus"] is not None:
         _flat(meta["corpus"], "corpus", {"name": _str, "size": _int, "sha256": _str}, True)
     r = meta["resume"]
     if r is not None:
-        _check(isinstance(r, dict) and set(r) == _RESUME,
+        check(isinstance(r, dict) and set(r) == _RESUME,
                f"resume must be a JSON object with the keys {sorted(_RESUME)}")
-        _check(r["optimizer"] in OPTIMIZERS, f"resume optimizer must be one of "
-               f"{', '.join(OPTIMIZERS)}, not {_show(r['optimizer'])}")
+        check(r["optimizer"] in OPTIMIZERS, f"resume optimizer must be one of "
+               f"{', '.join(OPTIMIZERS)}, not {shown(r['optimizer'])}")
         for k in ("step", "window", "epoch"):
             _int(r[k], f"resume {k}")
         _num(r["elapsed"], "resume elapsed")
         s = r["rng_state"]
-        _check(isinstance(s, dict) and s.get("bit_generator") == "PCG64"
+        check(isinstance(s, dict) and s.get("bit_generator") == "PCG64"
                and set(s) == {"bit_generator", "state", "has_uint32", "uinteger"}
                and isinstance(s["state"], dict) and set(s["state"]) == {"state", "inc"}
                and all(type(x) is int and 0 <= x < 2**128 for x in s["state"].values())
@@ -244,139 +232,57 @@ def _expected(meta: dict) -> dict[str, tuple[str, tuple[int, ...]]]:
         B = r["train_config"].batch_size
         out["resume/hidden"] = (f, (cfg.num_layers, cfg.state_parts, B, cfg.hidden_size))
     total = sum(math.prod(s) * int(d[-1]) for d, s in out.values())
-    _check(total <= MAX_TOTAL_BYTES,
+    check(total <= MAX_TOTAL_BYTES,
            f"the configuration implies {total:,} bytes of arrays (limit {MAX_TOTAL_BYTES:,})")
     return out
 
 
 def _finite(arrays: dict[str, np.ndarray]) -> None:
     for k, a in arrays.items():  # min/max propagate NaN and see Inf, with no temporary array
-        _check(a.dtype.kind != "f" or bool(np.isfinite(a.min()) and np.isfinite(a.max())),
+        check(a.dtype.kind != "f" or bool(np.isfinite(a.min()) and np.isfinite(a.max())),
                f"member {k!r} contains NaN or infinite values")
 
 
-def _dtype_name(dt: np.dtype) -> str:
-    if dt.hasobject or dt.names or dt.subdtype:
-        return "object" if dt.hasobject else f"structured {_show(dt.str)}"
-    return dt.name + (" big-endian" if dt.byteorder == ">" else "")
-
-
 def _check_member(key: str, dtype: np.dtype, shape: tuple, want: tuple) -> None:
-    _check(dtype.str == want[0], f"member {key!r} has dtype {_dtype_name(dtype)}, "
-           f"expected {_dtype_name(np.dtype(want[0]))}")
-    _check(tuple(shape) == want[1], f"member {key!r} has shape {tuple(shape)}, expected {want[1]}")
+    check(dtype.str == want[0], f"member {key!r} has dtype {dtype_name(dtype)}, "
+           f"expected {dtype_name(np.dtype(want[0]))}")
+    check(tuple(shape) == want[1], f"member {key!r} has shape {tuple(shape)}, expected {want[1]}")
 
 
 # ----------------------------------------------------------------------------- reading
-
-def _read_exact(f, n: int, what: str) -> bytes:
-    data = f.read(n)
-    _check(len(data) == n, f"{what} is truncated")
-    return data
-
-
-def _open_zip(f) -> tuple[zipfile.ZipFile, dict[str, zipfile.ZipInfo]]:
-    """Check the archive's directory; return it and its members by file name."""
-    size = os.fstat(f.fileno()).st_size
-    _check(size > 0, "the file is empty")
-    # the stdlib's own reader of the end record: bound the directory before zipfile parses it
-    end = getattr(zipfile, "_EndRecData", lambda f: [0] * 6)(f)
-    _check(end is not None, "not a charrnn model file (not a zip/.npz archive)")
-    _check(end[4] <= 65535 and end[5] <= MAX_DIRECTORY,  # entries, bytes of the directory
-           f"the archive directory is too large ({end[4]:,} entries, {end[5]:,} bytes)")
-    zf = zipfile.ZipFile(f)
-    infos = {i.filename: i for i in zf.infolist()}
-    if len(infos) < len(zf.filelist):
-        dup = next(n for n, k in Counter(zf.namelist()).items() if k > 1)
-        raise _Invalid(f"member {_show(dup)} appears more than once")
-    for name, i in infos.items():
-        stored = i.compress_type == zipfile.ZIP_STORED
-        _check(not i.flag_bits & 1 and (stored or i.compress_type == zipfile.ZIP_DEFLATED),
-               f"member {_show(name)} is encrypted or uses an unsupported compression")
-        _check((not stored or i.file_size == i.compress_size)
-               and i.file_size <= max(RATIO_FREE, MAX_RATIO * i.compress_size),
-               f"member {_show(name)} declares {i.file_size:,} bytes from {i.compress_size:,} "
-               "stored (compression ratio too high)")
-    total = sum(i.file_size for i in infos.values())
-    packed = sum(i.compress_size for i in infos.values())  # overlapping members count twice
-    _check(packed <= size and total <= min(MAX_TOTAL_BYTES, max(FILE_FREE, FILE_RATIO * size)),
-           f"the archive declares {total:,} bytes ({packed:,} stored) in a {size:,}-byte file")
-    return zf, infos
-
-
-def _header(zf, info, key: str) -> tuple[np.dtype, tuple, int]:
-    """(dtype, shape, header length) of a member, reading at most MAX_HEADER bytes of it."""
-    with zf.open(info) as f:
-        magic = f.read(8)
-        _check(magic[:6] == b"\x93NUMPY" and magic[6:] in (b"\1\0", b"\2\0"),
-               f"member {key!r} is not a .npy array of version 1 or 2")
-        fmt = "<H" if magic[6] == 1 else "<I"
-        raw = _read_exact(f, struct.calcsize(fmt), f"member {key!r} header")
-        (n,) = struct.unpack(fmt, raw)
-        _check(n <= MAX_HEADER, f"member {key!r} has a {n:,}-byte header (limit {MAX_HEADER:,})")
-        raw += _read_exact(f, n, f"member {key!r} header")
-    npy = np.lib.format
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            read = npy.read_array_header_1_0 if magic[6] == 1 else npy.read_array_header_2_0
-            shape, fortran, dtype = read(io.BytesIO(raw), max_header_size=MAX_HEADER)
-    except Exception as e:  # numpy's parser meeting hostile text raises all kinds
-        raise _Invalid(f"member {key!r} has an unreadable npy header ({_line(e)})") from None
-    _check(not fortran, f"member {key!r} is in Fortran order")
-    return dtype, shape, 8 + len(raw)
 
 
 def _scan(zf, infos) -> tuple[dict, dict[str, tuple]]:
     """Check all but the arrays' values; return the metadata and {key: (dtype, shape, hlen)}."""
     info = infos.get("meta.npy")
-    _check(info is not None, "not a charrnn model file (no meta.npy member)")
-    dtype, shape, hlen = _header(zf, info, "meta")
-    _check(dtype.str == "|u1" and len(shape) == 1 and hlen + shape[0] == info.file_size,
+    check(info is not None, "not a charrnn model file (no meta.npy member)")
+    dtype, shape, hlen = member_header(zf, info, "meta")
+    check(dtype.str == "|u1" and len(shape) == 1 and hlen + shape[0] == info.file_size,
            f"member 'meta' must be 1-D uint8 text filling the member, not "
-           f"{_dtype_name(dtype)} {tuple(shape)}")
-    _check(shape[0] <= MAX_META, f"member 'meta' has {shape[0]:,} bytes (limit {MAX_META:,})")
-    text = _read(zf, info, dtype, shape, hlen).tobytes().decode("utf-8")
+           f"{dtype_name(dtype)} {tuple(shape)}")
+    check(shape[0] <= MAX_META, f"member 'meta' has {shape[0]:,} bytes (limit {MAX_META:,})")
+    text = read_member(zf, info, dtype, shape, hlen).tobytes().decode("utf-8")
     meta = _parse_meta(json.loads(text, parse_constant=_no_constant))
     want = _expected(meta)
     names = {k + ".npy" for k in want} | {"meta.npy"}
     missing, extra = sorted(names - set(infos)), sorted(set(infos) - names)
-    what = [f"missing member {_show(missing[0])}"] if missing else []
-    what += [f"unexpected member {_show(extra[0])}"] if extra else []
+    what = [f"missing member {shown(missing[0])}"] if missing else []
+    what += [f"unexpected member {shown(extra[0])}"] if extra else []
     n = len(missing) + len(extra)
-    _check(not n, ", ".join(what) + (f" ({n} members differ)" if n > 1 else ""))
+    check(not n, ", ".join(what) + (f" ({n} members differ)" if n > 1 else ""))
     heads = {}
     for key, w in want.items():
         info = infos[key + ".npy"]
-        dtype, shape, hlen = heads[key] = _header(zf, info, key)
+        dtype, shape, hlen = heads[key] = member_header(zf, info, key)
         _check_member(key, dtype, shape, w)
-        _check(hlen + math.prod(shape) * dtype.itemsize == info.file_size,
+        check(hlen + math.prod(shape) * dtype.itemsize == info.file_size,
                f"member {key!r} declares {math.prod(shape):,} elements but holds "
                f"{info.file_size - hlen:,} bytes of data")
     return meta, heads
 
 
 def _no_constant(name: str):
-    raise _Invalid(f"metadata JSON contains {name}")
-
-
-def _read(zf, info, dtype, shape, hlen) -> np.ndarray:
-    """Read a checked member's data into an array of exactly the checked size."""
-    arr = np.empty(shape, dtype)
-    buf, pos = memoryview(arr.reshape(-1).view(np.uint8)), 0
-    with zf.open(info) as f:
-        _read_exact(f, hlen, "header")
-        while pos < len(buf):
-            n = f.readinto(buf[pos:pos + _CHUNK])
-            _check(n > 0, f"member {info.filename!r} is truncated")
-            pos += n
-        _check(not f.read(1), f"member {info.filename!r} has trailing data")  # and CRC checked
-    return arr
-
-
-def _line(e: BaseException) -> str:
-    s = " ".join(str(e).split()) or type(e).__name__
-    return s if len(s) <= 200 else s[:197] + "..."
+    raise Invalid(f"metadata JSON contains {name}")
 
 
 @contextmanager
@@ -385,24 +291,25 @@ def _reading(path):
     name = os.fspath(path)
     try:
         mode = os.stat(path).st_mode  # a FIFO or a device would block or never end
-        _check(not stat.S_ISDIR(mode), "is a directory, not a model file")
-        _check(stat.S_ISREG(mode), "is not a regular file")
+        check(not stat.S_ISDIR(mode), "is a directory, not a model file")
+        check(stat.S_ISREG(mode), "is not a regular file")
         with open(path, "rb") as f:
-            zf, infos = _open_zip(f)
+            zf, infos = open_zip(f)
             with zf:
                 yield zf, infos
     except FileNotFoundError:
         raise ModelNotFound(f"{name}: no such model file") from None
-    except (_Invalid, DataError, ConfigError) as e:
-        raise CheckpointError(f"{name}: {_line(e)}") from None
+    except (Invalid, DataError, ConfigError) as e:
+        raise CheckpointError(f"{name}: {one_line(e)}") from None
     except (zipfile.BadZipFile, zlib.error, EOFError) as e:
-        raise CheckpointError(f"{name}: the archive is corrupt ({_line(e)})") from None
+        raise CheckpointError(f"{name}: the archive is corrupt ({one_line(e)})") from None
     except OSError as e:
-        raise CheckpointError(f"{name}: cannot read the file: {e.strerror or _line(e)}") from None
+        raise CheckpointError(f"{name}: cannot read the file: "
+                              f"{e.strerror or one_line(e)}") from None
     except (ValueError, TypeError, KeyError, IndexError, struct.error, OverflowError,
             MemoryError, RecursionError, RuntimeError, NotImplementedError) as e:
         raise CheckpointError(f"{name}: not a valid model file "
-                              f"({type(e).__name__}: {_line(e)})") from None
+                              f"({type(e).__name__}: {one_line(e)})") from None
 
 
 def load(path, *, resume: bool = True) -> Checkpoint:
@@ -411,7 +318,7 @@ def load(path, *, resume: bool = True) -> Checkpoint:
 
     with _reading(path) as (zf, infos):
         meta, heads = _scan(zf, infos)
-        a = {k: _read(zf, infos[k + ".npy"], *h) for k, h in heads.items()
+        a = {k: read_member(zf, infos[k + ".npy"], *h) for k, h in heads.items()
              if resume or not k.startswith("resume/")}
         _finite(a)
         cfg, r, state = meta["model_config"], meta["resume"], None
@@ -439,7 +346,7 @@ def describe(path) -> dict[str, Any]:
 
     with _reading(path) as (zf, infos):
         meta, heads = _scan(zf, infos)
-        vocab = Vocab.from_codepoints(_read(zf, infos["vocab.npy"], *heads["vocab"]))
+        vocab = Vocab.from_codepoints(read_member(zf, infos["vocab.npy"], *heads["vocab"]))
     cfg, r = meta["model_config"], meta["resume"]
     out = dict(meta, path=os.fspath(path), file_size=os.path.getsize(path),
                model_config=cfg.to_dict(), num_parameters=cfg.num_parameters(),
@@ -462,8 +369,8 @@ def _plain(v: Any) -> Any:
 
 
 def _pack(model: CharRNN, resume, history, corpus, best) -> tuple[bytes, dict]:
-    _check(isinstance(model, CharRNN), f"expected a CharRNN, not {type(model).__name__}")
-    _check(model.vocab is not None, "the model has no vocabulary (set model.vocab)")
+    check(isinstance(model, CharRNN), f"expected a CharRNN, not {type(model).__name__}")
+    check(model.vocab is not None, "the model has no vocabulary (set model.vocab)")
     if corpus is not None and not isinstance(corpus, dict):  # a charrnn.data.Corpus
         corpus = {"name": corpus.name, "size": corpus.size_bytes, "sha256": corpus.sha256,
                   "chars": len(corpus), "files": list(corpus.files)}
@@ -488,57 +395,12 @@ def _pack(model: CharRNN, resume, history, corpus, best) -> tuple[bytes, dict]:
     # check all as load will (NaN in the JSON included), so that a save never replaces a good
     # file with one that does not load
     want = _expected(_parse_meta(json.loads(text)))
-    _check(set(want) == set(arrays), f"arrays differ from the format: "
-           f"{_show(sorted(set(want) ^ set(arrays)))}")
+    check(set(want) == set(arrays), f"arrays differ from the format: "
+           f"{shown(sorted(set(want) ^ set(arrays)))}")
     for k, w in want.items():
         _check_member(k, arrays[k].dtype, arrays[k].shape, w)
     _finite(arrays)
     return text.encode("ascii"), arrays
-
-
-def _clean_stale(path: Path) -> None:
-    """Remove temporary files of crashed saves to this target: our pattern, process gone."""
-    prefix = f".{path.name}.tmp-"
-    with suppress(OSError):
-        for entry in os.scandir(path.parent):
-            pid, _, tag = entry.name.removeprefix(prefix).partition("-")
-            if (entry.name.startswith(prefix) and pid.isdigit() and len(tag) == 8
-                    and set(tag) <= set("0123456789abcdef") and os.name == "posix"):
-                try:
-                    os.kill(int(pid), 0)  # signal 0 only asks: does the process exist?
-                except (ProcessLookupError, OverflowError):
-                    with suppress(OSError):
-                        os.unlink(entry.path)
-                except OSError:  # EPERM: alive, someone else's
-                    pass
-
-
-def _write_atomic(path: Path, meta: bytes, arrays: dict[str, np.ndarray]) -> None:
-    """A temporary file in the same folder, flushed and fsynced, renamed over the target."""
-    _clean_stale(path)
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
-    try:
-        with open(tmp, "xb") as f:
-            with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
-                for key, a in {"meta": np.frombuffer(meta, np.uint8), **arrays}.items():
-                    with zf.open(key + ".npy", "w", force_zip64=True) as m:
-                        np.lib.format.write_array(m, a, version=(1, 0), allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:  # Ctrl-C too: never leave the temporary file behind
-        with suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(e, OSError):
-            raise CheckpointError(f"cannot write {os.fspath(path)}: "
-                                  f"{e.strerror or _line(e)}") from None
-        raise
-    with suppress(OSError):  # make the rename itself durable
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def save(path, model, *, resume: ResumeState | None = None, history=(), corpus=None,
@@ -553,7 +415,7 @@ def save(path, model, *, resume: ResumeState | None = None, history=(), corpus=N
     path = Path(path)
     try:
         meta, arrays = _pack(model, resume, history, corpus, best)
-    except (_Invalid, ConfigError, DataError, TypeError, ValueError, AttributeError) as e:
-        raise CheckpointError(f"cannot save {os.fspath(path)}: {_line(e)}") from None
-    _write_atomic(path, meta, arrays)
+    except (Invalid, ConfigError, DataError, TypeError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"cannot save {os.fspath(path)}: {one_line(e)}") from None
+    write_atomic(path, meta, arrays)
     return path

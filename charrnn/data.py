@@ -25,7 +25,6 @@ import codecs
 import hashlib
 import stat
 import sys
-import unicodedata
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -34,7 +33,16 @@ from typing import BinaryIO
 
 import numpy as np
 
-from .errors import DataError, VocabularyError
+from .errors import DataError
+from .vocab import (
+    MAX_CODEPOINT,
+    Vocab,
+    encode_corpus,
+    escape_char,
+    id_dtype_for,
+    take_chunked,
+    unknown_error,
+)
 
 __all__ = [
     "Corpus", "CorpusNotFound", "StreamBatches", "Vocab", "encode_corpus", "escape_char",
@@ -43,11 +51,9 @@ __all__ = [
 
 CHUNK = 1 << 20  # characters (or bytes read) per step: bounds the temporaries to a few MB
 SNIFF_BYTES = 8192  # a directory member with a NUL byte in its first 8 KB is taken as binary
-MAX_CODEPOINT = 0x10FFFF
 _CR, _LF, _BOM = 0x0D, 0x0A, 0xFEFF
 # codecs in which a byte below 0x80 is always that ASCII character: such chunks skip decoding
 _ASCII_COMPATIBLE = frozenset({"utf-8", "ascii", "iso8859-1", "cp1252"})
-_MAX_LISTED = 20  # unknown characters named in one error message
 
 
 class CorpusNotFound(DataError):
@@ -56,179 +62,9 @@ class CorpusNotFound(DataError):
     exit_code = 2
 
 
-def escape_char(ch: str) -> str:
-    """A printable, terminal-safe display of one character: 'a', '\\n', '\\x1b', ' ' or U+200B."""
-    code = ord(ch)
-    if code < 0x20 or 0x7F <= code <= 0x9F:
-        return repr(ch)  # C0/C1 controls as Python escapes: '\n', '\t', '\x00', '\x1b'
-    if ch != " " and unicodedata.category(ch)[0] in "CZ":
-        return f"U+{code:04X}"  # invisible or unsafe: format (bidi), private, unassigned, spaces
-    return repr(ch)
-
-
 def _printable(s: str) -> str:
     """`s` with non-printable characters escaped, so a path cannot carry a terminal escape."""
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in s)
-
-
-def _unknown_error(chars: Sequence[str]) -> VocabularyError:
-    shown = [escape_char(c) for c in chars[:_MAX_LISTED]]
-    listed = ", ".join(s if s.startswith("U+") else f"{s} (U+{ord(c):04X})"
-                       for s, c in zip(shown, chars, strict=False))
-    more = f", and {len(chars) - _MAX_LISTED} more" if len(chars) > _MAX_LISTED else ""
-    n = len(chars)
-    err = VocabularyError(
-        f"{n} character{'s' if n != 1 else ''} not in the vocabulary: {listed}{more}")
-    err.unknown = list(chars)  # for callers that want the characters themselves
-    return err
-
-
-def _id_dtype(size: int) -> np.dtype:
-    if size <= 1 << 8:
-        return np.dtype(np.uint8)
-    return np.dtype(np.uint16 if size <= 1 << 16 else np.uint32)
-
-
-def _codepoint_chunks(text: str) -> Iterator[np.ndarray]:
-    """Code points of `text`, CHUNK characters at a time, as '<u4' arrays (lone surrogates kept)."""
-    for start in range(0, len(text), CHUNK):
-        piece = text[start:start + CHUNK].encode("utf-32-le", "surrogatepass")
-        yield np.frombuffer(piece, "<u4")
-
-
-def _take(table: np.ndarray, ids: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """out[:] = table[ids] in chunks, so numpy never casts the whole index array to intp."""
-    for start in range(0, len(ids), CHUNK):
-        out[start:start + CHUNK] = table[ids[start:start + CHUNK]]
-    return out
-
-
-def _checked_codepoints(cps: np.ndarray) -> np.ndarray:
-    if cps.ndim != 1 or cps.size == 0:
-        raise DataError("a vocabulary must be a non-empty 1-D list of characters")
-    if cps.dtype.kind not in "iu":
-        raise DataError(f"vocabulary code points must be integers, not {cps.dtype}")
-    cps = cps.astype(np.int64)  # uint64 beyond 2**63 wraps negative and is caught below
-    bad = (cps < 0) | (cps > MAX_CODEPOINT) | ((cps >= 0xD800) & (cps <= 0xDFFF))
-    if bad.any():
-        raise DataError(f"vocabulary entry {int(cps[bad][0])} is not a Unicode scalar value")
-    if (np.diff(cps) <= 0).any():
-        raise DataError("vocabulary characters must be sorted and distinct")
-    out = cps.astype("<u4")
-    out.flags.writeable = False
-    return out
-
-
-class Vocab:
-    """The sorted distinct characters of a text; a character's id is its index, 0 .. V-1."""
-
-    __slots__ = ("_chars", "_cps")
-
-    def __init__(self, chars: Sequence[str]) -> None:
-        chars = tuple(chars)
-        if not all(isinstance(c, str) and len(c) == 1 for c in chars):
-            raise DataError("a vocabulary is made of single characters")
-        self._cps = _checked_codepoints(np.array([ord(c) for c in chars], dtype=np.int64))
-        self._chars = chars
-
-    @classmethod
-    def from_codepoints(cls, codepoints: Sequence[int] | np.ndarray) -> Vocab:
-        """The vocabulary stored in a model file: (V,) strictly increasing code points."""
-        cps = _checked_codepoints(np.asarray(codepoints))
-        vocab = cls.__new__(cls)
-        vocab._cps, vocab._chars = cps, tuple(map(chr, cps.tolist()))
-        return vocab
-
-    @classmethod
-    def from_text(cls, text: str) -> Vocab:
-        """The distinct characters of `text` (any Unicode), sorted by code point."""
-        seen = np.zeros(MAX_CODEPOINT + 1, dtype=bool)  # 1.1 MB, beats sorting every chunk
-        for cps in _codepoint_chunks(text):
-            seen[cps] = True
-        return cls.from_codepoints(np.flatnonzero(seen))
-
-    def codepoints(self) -> np.ndarray:
-        """(V,) int32 code points, for storage in a model file."""
-        return self._cps.astype(np.int32)
-
-    @property
-    def chars(self) -> tuple[str, ...]:
-        return self._chars
-
-    @property
-    def size(self) -> int:
-        return len(self._chars)
-
-    @property
-    def id_dtype(self) -> np.dtype:
-        """Smallest unsigned dtype for ids: uint8 up to 256 characters, then uint16, uint32."""
-        return _id_dtype(self.size)
-
-    def __len__(self) -> int:
-        return len(self._chars)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Vocab) and self._chars == other._chars
-
-    def __hash__(self) -> int:
-        return hash(self._chars)
-
-    def __repr__(self) -> str:
-        return f"Vocab(size={self.size})"
-
-    def _lookup(self, cps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The id each code point would have, and whether it is in the vocabulary at all."""
-        pos = np.searchsorted(self._cps, cps)
-        np.minimum(pos, self.size - 1, out=pos)
-        return pos, self._cps[pos] == cps
-
-    def encode(self, text: str, skip_unknown: bool = False) -> np.ndarray:
-        """Ids of the characters of `text`, (len(text),) in `id_dtype`.
-
-        A character outside the vocabulary raises VocabularyError naming every such character,
-        or with `skip_unknown` is dropped (and the result is shorter).
-        """
-        out = np.empty(len(text), self.id_dtype)
-        n = 0
-        for cps in _codepoint_chunks(text):
-            ids, known = self._lookup(cps)
-            if not known.all():
-                if not skip_unknown:
-                    raise _unknown_error(self.unknown(text))
-                ids = ids[known]
-            out[n:n + len(ids)] = ids
-            n += len(ids)
-        return out if n == len(out) else out[:n].copy()
-
-    def unknown(self, text: str) -> list[str]:
-        """The sorted distinct characters of `text` that are not in the vocabulary."""
-        found: set[int] = set()
-        for cps in _codepoint_chunks(text):
-            _, known = self._lookup(cps)
-            if not known.all():
-                found.update(np.unique(cps[~known]).tolist())
-        return [chr(c) for c in sorted(found)]
-
-    def decode(self, ids: Sequence[int] | np.ndarray) -> str:
-        """The text whose ids are `ids` (any shape, read in order)."""
-        ids = np.asarray(ids).reshape(-1)
-        if ids.size == 0:
-            return ""
-        if ids.dtype.kind not in "iu":
-            raise DataError(f"character ids must be integers, not {ids.dtype}")
-        low, high = int(ids.min()), int(ids.max())
-        if low < 0 or high >= self.size:
-            bad = low if low < 0 else high
-            raise DataError(f"id {bad} is outside a vocabulary of {self.size} characters")
-        # one vectorised gather + a utf-32 decode per chunk; no Python-level loop per character
-        return "".join(self._cps[ids[i:i + CHUNK]].tobytes().decode("utf-32-le")
-                       for i in range(0, len(ids), CHUNK))
-
-
-def encode_corpus(text: str, vocab: Vocab | None = None) -> tuple[np.ndarray, Vocab]:
-    """(ids, vocab) of an in-memory text; its own vocabulary unless one is given."""
-    vocab = Vocab.from_text(text) if vocab is None else vocab
-    return vocab.encode(text), vocab
 
 
 @dataclass(frozen=True, eq=False)
@@ -260,9 +96,9 @@ class Corpus:
         ids = self.ids
         if not known.all():  # every character of our vocabulary occurs in the text
             if not skip_unknown:
-                raise _unknown_error([self.vocab.chars[i] for i in np.flatnonzero(~known)])
-            ids = ids[_take(known, ids, np.empty(len(ids), bool))]
-        return _take(table, ids, np.empty(len(ids), vocab.id_dtype))
+                raise unknown_error([self.vocab.chars[i] for i in np.flatnonzero(~known)])
+            ids = ids[take_chunked(known, ids, np.empty(len(ids), bool))]
+        return take_chunked(table, ids, np.empty(len(ids), vocab.id_dtype))
 
 
 class _IdsBuilder:
@@ -281,8 +117,8 @@ class _IdsBuilder:
             self._lut[new] = np.arange(len(self._seen), len(self._seen) + len(new))
             self._seen.extend(new.tolist())
             ids = self._lut[cps]
-            if _id_dtype(len(self._seen)) != self.ids.dtype:  # rare: past 256 or 65536
-                self.ids = self.ids.astype(_id_dtype(len(self._seen)))
+            if id_dtype_for(len(self._seen)) != self.ids.dtype:  # rare: past 256 or 65536
+                self.ids = self.ids.astype(id_dtype_for(len(self._seen)))
         end = self.count + len(cps)
         if end > len(self.ids):  # realloc, which can usually grow without copying
             self.ids.resize(max(end, 2 * len(self.ids)), refcheck=False)
@@ -296,7 +132,7 @@ class _IdsBuilder:
         if (order != np.arange(len(order))).any():
             rank = np.empty(len(order), self.ids.dtype)
             rank[order] = np.arange(len(order))
-            _take(rank, self.ids, out=self.ids)  # in place, chunk by chunk
+            take_chunked(rank, self.ids, out=self.ids)  # in place, chunk by chunk
         self.ids.flags.writeable = False
         return self.ids, Vocab.from_codepoints(seen[order])
 

@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from charrnn import checkpoint as ckpt
+from charrnn import npzfile
 from charrnn.checkpoint import Checkpoint, ModelNotFound, ResumeState, describe, load, save
 from charrnn.config import ModelConfig, TrainConfig
 from charrnn.data import Vocab
@@ -252,8 +253,8 @@ def test_load_without_resume_skips_resume_arrays(tmp_path, monkeypatch):
     path = tmp_path / "m.npz"
     save_full(path)
     read = []
-    real = ckpt._read
-    monkeypatch.setattr(ckpt, "_read", lambda zf, info, *a: read.append(info.filename)
+    real = ckpt.read_member
+    monkeypatch.setattr(ckpt, "read_member", lambda zf, info, *a: read.append(info.filename)
                         or real(zf, info, *a))
     ck = load(path, resume=False)
     assert ck.resume is None and ck.best == BEST
@@ -264,8 +265,8 @@ def test_describe_reads_only_json_headers_and_vocab(tmp_path, monkeypatch):
     path = tmp_path / "m.npz"
     model = save_full(path)
     read = []
-    real = ckpt._read
-    monkeypatch.setattr(ckpt, "_read", lambda zf, info, *a: read.append(info.filename)
+    real = ckpt.read_member
+    monkeypatch.setattr(ckpt, "read_member", lambda zf, info, *a: read.append(info.filename)
                         or real(zf, info, *a))
     d = describe(path)
     assert sorted(read) == ["meta.npy", "vocab.npy"]
@@ -500,11 +501,11 @@ def test_whole_archive_compression_ratio_is_bounded(tmp_path, monkeypatch):
     write_members(path, members(path), zipfile.ZIP_DEFLATED)
     total = sum(i.file_size for i in zipfile.ZipFile(path).infolist())
     assert 100 < total / path.stat().st_size < 1000
-    monkeypatch.setattr(ckpt, "FILE_FREE", 0)
-    monkeypatch.setattr(ckpt, "RATIO_FREE", 0)
+    monkeypatch.setattr(npzfile, "FILE_FREE", 0)
+    monkeypatch.setattr(npzfile, "RATIO_FREE", 0)
     rejected(path, "the archive declares 3,21", "-byte file")
-    monkeypatch.setattr(ckpt, "FILE_RATIO", 1000)
-    monkeypatch.setattr(ckpt, "MAX_RATIO", 100)
+    monkeypatch.setattr(npzfile, "FILE_RATIO", 1000)
+    monkeypatch.setattr(npzfile, "MAX_RATIO", 100)
     rejected(path, "compression ratio too high")
     monkeypatch.undo()  # the real limits: these sizes are allowed
     assert load(path).best is None

@@ -163,11 +163,13 @@ ALLOWED = {
     "display": {"data", "config", "errors"},
     "diagnostics": {"data", "model", "config", "errors"},
     "training": {"checkpoint", "model", "data", "sampling", "optim", "config", "errors"},
-    "checkpoint": {"model", "data", "optim", "config", "errors"},
+    "checkpoint": {"npzfile", "model", "data", "optim", "config", "errors"},
+    "npzfile": {"errors"},
     "model": {"cells", "data", "sampling", "config", "errors"},
     "optim": {"config", "errors"},
     "cells": {"config", "errors"},
-    "data": {"config", "errors"},
+    "data": {"vocab", "config", "errors"},
+    "vocab": {"config", "errors"},
     "sampling": {"cells", "data", "config", "errors"},
     "config": {"errors"},
     "errors": set(),
@@ -176,31 +178,44 @@ THIRD_PARTY = {"click": {"cli"}, "rich": {"display"}}
 
 
 def _imports(path: Path):
+    """Absolute names of what a module imports; relative imports resolved from its folder."""
+    here = ["charrnn", *path.parent.relative_to(PACKAGE).parts]
     tree = ast.parse(path.read_text())
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
             if node.level:
-                if node.module:
-                    yield "charrnn." + node.module.split(".")[0]
-                else:
-                    yield from ("charrnn." + a.name for a in node.names)
+                base = here[:len(here) - node.level + 1]
+                names = [node.module] if node.module else [a.name for a in node.names]
+                yield from (".".join([*base, n]) for n in names)
             elif node.module:
                 yield node.module
         elif isinstance(node, ast.Import):
             yield from (a.name for a in node.names)
 
 
+def _module_files(module: str) -> list[Path]:
+    """A module's source: its .py file, or every .py file of its package folder."""
+    folder = PACKAGE / module
+    return sorted(folder.glob("*.py")) if folder.is_dir() else [PACKAGE / f"{module}.py"]
+
+
+def test_every_module_is_in_the_table():
+    found = {p.stem for p in PACKAGE.glob("*.py")} | {p.name for p in PACKAGE.iterdir()
+                                                       if (p / "__init__.py").exists()}
+    assert found - {"__init__", "__main__"} == set(ALLOWED)
+
+
 @pytest.mark.parametrize("module", sorted(ALLOWED))
 def test_imports_go_one_way(module):
-    path = PACKAGE / f"{module}.py"
-    if not path.exists():
-        pytest.skip(f"{module}.py not present")
-    for name in _imports(path):
-        top = name.split(".")[0]
-        if top == "charrnn":
-            inner = name.split(".")[1] if "." in name else ""
-            if inner in ("", "__version__"):
-                continue
-            assert inner in ALLOWED[module], f"{module} imports {inner}"
-        elif top in THIRD_PARTY:
-            assert module in THIRD_PARTY[top], f"{module} imports {top}"
+    files = _module_files(module)
+    assert all(f.exists() for f in files) and files, module
+    for path in files:
+        for name in _imports(path):
+            top = name.split(".")[0]
+            if top == "charrnn":
+                inner = name.split(".")[1] if "." in name else ""
+                if inner in ("", "__version__", module):
+                    continue
+                assert inner in ALLOWED[module], f"{path.name} ({module}) imports {inner}"
+            elif top in THIRD_PARTY:
+                assert module in THIRD_PARTY[top], f"{path.name} ({module}) imports {top}"

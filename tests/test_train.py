@@ -74,7 +74,7 @@ def test_refuses_to_overwrite_before_any_work(corpus, tmp_path):
 
 def _interrupt_after(monkeypatch, steps):
     """Make the run's Ctrl-C flag read as pressed after `steps` training steps."""
-    from charrnn import cli
+    from charrnn.cli import train as train_command
 
     polls = {"n": 0}
 
@@ -82,7 +82,7 @@ def _interrupt_after(monkeypatch, steps):
         polls["n"] += 1
         return polls["n"] > steps
 
-    monkeypatch.setattr(cli._StopFlag, "__call__", pressed)
+    monkeypatch.setattr(train_command._StopFlag, "__call__", pressed)
 
 
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])

@@ -1,0 +1,131 @@
+"""What every command shares: the `charrnn` group, option types, error handling, loading
+a model, reading a text argument."""
+
+from __future__ import annotations
+
+import re
+import sys
+from contextlib import contextmanager
+
+import click
+from click.core import ParameterSource
+
+from .. import __version__
+from ..errors import CharRNNError, DataError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class Duration(click.ParamType):
+    """A time span: 90, 90s, 10m, 1.5h, 1h30m -> seconds."""
+
+    name = "duration"
+    _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int | float):
+            return float(value)
+        text = str(value).strip().lower()
+        if re.fullmatch(r"\d+(\.\d+)?", text):
+            return float(text)
+        parts = re.findall(r"(\d+(?:\.\d+)?)([smhd])", text)
+        if not parts or "".join(n + u for n, u in parts) != text.replace(" ", ""):
+            self.fail(f"{value!r} is not a duration (examples: 90s, 10m, 1h30m)", param, ctx)
+        return float(sum(float(n) * self._UNITS[u] for n, u in parts))
+
+
+def option_range(kind, lo=None, hi=None, lo_open=False, hi_open=False):
+    return kind(min=lo, max=hi, min_open=lo_open, max_open=hi_open)
+
+
+def given_options(ctx: click.Context, names) -> dict:
+    """The options the user set explicitly (command line or environment), by field name."""
+    return {n: ctx.params[n] for n in names
+            if ctx.get_parameter_source(n) not in (ParameterSource.DEFAULT, None)}
+
+
+@contextmanager
+def errors_to_exit(debug: bool):
+    """Turn charrnn's errors into a one-line `Error: ...` and the error's exit code."""
+    try:
+        yield
+    except CharRNNError as e:
+        if debug:
+            raise
+        click.echo(f"Error: {e}", err=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        click.echo("Error: interrupted; files are as they were at the last save", err=True)
+        sys.exit(130)
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, "--version", prog_name="charrnn")
+def main():
+    """Train character-level RNN, GRU and LSTM language models on any text, sample from them,
+    and look inside them.
+
+    \b
+      charrnn train corpora/sonnets.txt     # -> model.npz
+      charrnn sample --temp 0.8             # text to stdout
+      charrnn inspect model.npz             # what is inside
+      charrnn eval model.npz held-out.txt   # loss, perplexity, bits/char
+    """
+
+
+def load_checkpoint(path: str, resume: bool = False):
+    from ..checkpoint import ModelNotFound, load
+
+    try:
+        return load(path, resume=resume)
+    except ModelNotFound:
+        raise ModelNotFound(f"no model file at {path}; train one first, e.g. "
+                            "`charrnn train corpora/sonnets.txt`") from None
+
+
+def load_model(path: str):
+    return load_checkpoint(path).model
+
+
+def escaped(ch: str) -> str:
+    from ..data import escape_char
+
+    return f"{escape_char(ch)} (U+{ord(ch):04X})"
+
+
+def read_text(paths, encoding: str, what: str):
+    """Text files (or - for stdin) as one data.Corpus, with errors that name it as `what`."""
+    from pathlib import Path
+
+    from ..data import CorpusNotFound, read_corpus
+
+    for path in paths:
+        if path != "-" and not Path(path).exists():
+            raise CorpusNotFound(f"{what} file not found: {click.format_filename(path)}")
+    try:
+        return read_corpus(list(paths), encoding=encoding,
+                           stdin=sys.stdin.buffer)
+    except DataError as e:
+        if not str(e).startswith("corpus is empty"):
+            raise
+        raise DataError(f"the {what} is empty: {str(e).split(': ', 1)[-1]}") from None
+
+
+def note_left_out(missing) -> None:
+    click.echo(f"note: left out {sum(u['count'] for u in missing):,} character(s) the model "
+               "never saw: " + ", ".join(escaped(u["char"]) for u in missing), err=True)
+
+
+def unknown_message(unknown, what: str) -> str:
+    def times(n: int) -> str:
+        return "once" if n == 1 else f"{n:,} times"
+
+    shown = ", ".join(f"{u['escaped']} (" + ("" if u["escaped"].startswith("U+") else
+                                            f"U+{u['codepoint']:04X}, ") + f"{times(u['count'])})"
+                      for u in unknown[:20])
+    more = f", and {len(unknown) - 20} more" if len(unknown) > 20 else ""
+    n = sum(u["count"] for u in unknown)
+    return (f"the {what} has {n:,} character(s) the model never saw, {len(unknown)} distinct: "
+            f"{shown}{more}; pass --unknown skip to leave them out")

@@ -1,0 +1,68 @@
+"""`charrnn eval`: loss, perplexity and bits per character of a model on held-out text."""
+
+from __future__ import annotations
+
+import click
+
+from ..errors import DataError, VocabularyError
+from .common import (
+    CONTEXT,
+    errors_to_exit,
+    load_model,
+    main,
+    note_left_out,
+    read_text,
+    unknown_message,
+)
+
+EVAL_PROGRESS_CHARS = 20_000  # texts at least this long get a progress bar (on a terminal)
+
+
+@main.command("eval", context_settings=CONTEXT,
+              short_help="Loss, perplexity and bits/char of a model on held-out text.")
+@click.argument("model_path", metavar="MODEL")
+@click.argument("texts", nargs=-1, required=True, metavar="TEXT...")
+@click.option("--unknown", type=click.Choice(["error", "skip"]), default="error",
+              show_default=True, help="Characters the model never saw: refuse, or leave out.")
+@click.option("--encoding", default="utf-8", show_default=True,
+              help="Text encoding of the files (e.g. latin-1, cp1252).")
+@click.option("--json", "as_json", is_flag=True, help="The figures as one JSON object.")
+@click.option("--no-color", is_flag=True, help="No colors (also: NO_COLOR=1).")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def evaluate(model_path, texts, unknown, encoding, as_json, no_color, debug):
+    """Loss, perplexity and bits per character of MODEL on held-out TEXT (files, a directory,
+    or - for stdin).
+
+    Scores every character after the first exactly as training scores its validation text,
+    so the validation tail of a corpus gives exactly the validation loss training reported.
+    """
+    import json
+
+    from .. import diagnostics, display, training
+
+    with errors_to_exit(debug):
+        model = load_model(model_path)
+        corpus = read_text(texts, encoding, "text")
+        missing = diagnostics.unknown_chars(model.vocab, diagnostics.char_counts(corpus))
+        if missing and unknown == "error":
+            raise VocabularyError(unknown_message(missing, "text"))
+        ids = corpus.encode(model.vocab, skip_unknown=True)
+        if missing:
+            note_left_out(missing)
+        if len(ids) < 2:
+            raise DataError(f"the text has {len(ids)} character(s)"
+                            + (" the model knows" if missing else "")
+                            + "; at least 2 are needed to predict one")
+        console = display.make_console(no_color=no_color)
+        big = len(ids) >= EVAL_PROGRESS_CHARS
+        with display.eval_progress(console if big else None, len(ids) - 1) as on_progress:
+            loss = training.evaluate(model, ids, on_progress)  # exactly as training scores
+        result = {"model": model_path, "text": corpus.name, "files": list(corpus.files),
+                  "characters": int(len(ids)), "predictions": int(len(ids) - 1),
+                  **diagnostics.figures(loss),
+                  "unknown": {"policy": unknown, "count": sum(u["count"] for u in missing),
+                              "chars": missing}}
+        if as_json:
+            click.echo(json.dumps(diagnostics.plain(result), ensure_ascii=True))
+        else:
+            click.echo(display.eval_lines(result))

@@ -1,0 +1,128 @@
+"""`charrnn sample`: streamed text on stdout, flushed as it comes; a closed pipe is no error."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+
+import click
+
+from ..errors import DataError, VocabularyError
+from .common import (
+    CONTEXT,
+    errors_to_exit,
+    escaped,
+    load_model,
+    main,
+    option_range,
+)
+
+
+class _Out:
+    """stdout for streamed text: flushed as it goes; a closed pipe ends the command quietly."""
+
+    def __init__(self):
+        self.stream = sys.stdout
+        self.interactive = self.stream.isatty()
+        self.pending = 0
+
+    def write(self, text: str, flush: bool = False) -> None:
+        self.stream.write(text)
+        self.pending += len(text)
+        if flush or self.interactive or self.pending >= 256:
+            self.stream.flush()
+            self.pending = 0
+
+
+@contextmanager
+def _closed_pipe_is_fine():
+    try:
+        yield
+    except BrokenPipeError:
+        # the reader went away (`| head`): stop quietly; point stdout at /dev/null so the
+        # interpreter's final flush does not complain either
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("-m", "--model", "model_path", default="model.npz", show_default=True,
+              envvar="CHARRNN_MODEL", show_envvar=True, help="Model file to sample from.")
+@click.option("-n", "--length", type=option_range(click.IntRange, 0), default=1000,
+              show_default=True, help="Characters to generate (after the prime).")
+@click.option("-t", "--temperature", "--temp", type=option_range(click.FloatRange, 0, lo_open=True),
+              default=1.0, show_default=True,
+              help="Below 1: safer, more repetitive text; above 1: wilder.")
+@click.option("--top-k", type=option_range(click.IntRange, 1), default=None,
+              help="Draw only from the K likeliest characters.")
+@click.option("--top-p", type=option_range(click.FloatRange, 0, 1, lo_open=True), default=None,
+              help="Draw only from the likeliest characters holding this much probability.")
+@click.option("--greedy", is_flag=True, help="Always take the likeliest character.")
+@click.option("-p", "--prime", default="", help="Text the model reads first and continues.")
+@click.option("--prime-file", type=click.File("r", encoding="utf-8"), default=None,
+              help="Read the prime from a file.")
+@click.option("--no-echo-prime", is_flag=True, help="Do not print the prime before the text.")
+@click.option("--unknown", type=click.Choice(["error", "skip"]), default="error",
+              show_default=True, help="Prime characters the model never saw: refuse, or drop.")
+@click.option("--seed", type=option_range(click.IntRange, 0), default=None,
+              help="Same seed, same text (default: a fresh random seed).")
+@click.option("--num-samples", type=option_range(click.IntRange, 1, 100_000), default=1,
+              show_default=True, help="Independent samples, generated in parallel.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per sample on stdout.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def sample(model_path, length, temperature, top_k, top_p, greedy, prime, prime_file,
+           no_echo_prime, unknown, seed, num_samples, as_json, debug):
+    """Generate text from a trained model, streamed to stdout as it is produced."""
+    import json
+
+    with errors_to_exit(debug), _closed_pipe_is_fine():
+        if greedy:
+            source = click.get_current_context().get_parameter_source("temperature")
+            clash = [name for name, given in (
+                ("--temperature", source is not click.core.ParameterSource.DEFAULT),
+                ("--top-k", top_k is not None), ("--top-p", top_p is not None)) if given]
+            if clash:
+                raise click.UsageError(f"--greedy always takes the likeliest character; "
+                                       f"it cannot be combined with {', '.join(clash)}")
+        if prime_file is not None:
+            if prime:
+                raise click.UsageError("give --prime or --prime-file, not both")
+            try:
+                prime = prime_file.read()
+            except UnicodeDecodeError as e:
+                raise DataError(f"{prime_file.name}: byte at offset {e.start} is not valid "
+                                "utf-8; convert the prime file to UTF-8") from None
+        # the same normalisation as a corpus: no byte-order mark, \r\n as \n
+        prime = prime.removeprefix("\ufeff").replace("\r\n", "\n")
+        model = load_model(model_path)
+        try:
+            stream = model.stream(length, prime=prime, temperature=temperature, top_k=top_k,
+                                  top_p=top_p, greedy=greedy, seed=seed,
+                                  num_samples=num_samples, skip_unknown=unknown == "skip")
+        except VocabularyError as e:
+            raise VocabularyError(f"the prime has {e}; pass --unknown skip to drop them") \
+                from None
+        if stream.dropped:
+            shown = ", ".join(escaped(c) for c in stream.dropped)
+            click.echo(f"note: dropped prime characters the model does not know: {shown}",
+                       err=True)
+        dropped = set(stream.dropped)
+        kept = "".join(c for c in prime if c not in dropped) if dropped else prime
+        head = "" if no_echo_prime else kept
+        out = _Out()
+        if as_json:
+            for i, text in enumerate(stream.texts()):
+                out.write(json.dumps({"sample": i + 1, "prime": kept, "text": text},
+                                     ensure_ascii=False) + "\n")
+        elif num_samples == 1:
+            out.write(head)
+            for ch in stream:
+                out.write(ch)
+            out.write("\n", flush=True)
+        else:
+            for i, text in enumerate(stream.texts()):
+                out.write(f"{'' if i == 0 else chr(10)}=== sample {i + 1} of {num_samples} "
+                          f"===\n{head}{text}\n")
+        out.write("", flush=True)

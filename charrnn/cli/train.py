@@ -1,0 +1,165 @@
+"""`charrnn train`: options -> configs, `training.train`, the live view, Ctrl-C -> save -> 130."""
+
+from __future__ import annotations
+
+import shlex
+import signal
+import sys
+from contextlib import contextmanager
+
+import click
+
+from ..config import CELLS, LR_SCHEDULES, OPTIMIZERS, ModelConfig, TrainConfig
+from .common import (
+    CONTEXT,
+    Duration,
+    errors_to_exit,
+    given_options,
+    main,
+    option_range,
+)
+
+_MD, _TD = ModelConfig(), TrainConfig()
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("corpus", nargs=-1, required=True, metavar="CORPUS...")
+@click.option("-o", "--output", default="model.npz", show_default=True,
+              help="Model file to write (atomically, at every evaluation).")
+@click.option("--cell", type=click.Choice(CELLS), default=_MD.cell, show_default=True,
+              help="Recurrent cell.")
+@click.option("--hidden-size", type=option_range(click.IntRange, 1, 16384), default=_MD.hidden_size,
+              show_default=True, help="Units per layer.")
+@click.option("--num-layers", type=option_range(click.IntRange, 1, 64), default=_MD.num_layers,
+              show_default=True, help="Stacked recurrent layers.")
+@click.option("--dropout", type=option_range(click.FloatRange, 0, 1, hi_open=True),
+              default=_MD.dropout, show_default=True,
+              help="Dropout rate between layers and before the output (training only).")
+@click.option("--seq-len", type=option_range(click.IntRange, 1), default=_TD.seq_len,
+              show_default=True, help="Characters per backpropagation-through-time window.")
+@click.option("--batch-size", type=option_range(click.IntRange, 1), default=_TD.batch_size,
+              show_default=True, help="Parallel streams per step.")
+@click.option("--lr", type=option_range(click.FloatRange, 0, lo_open=True), default=_TD.lr,
+              show_default=True, help="Learning rate.")
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=_TD.optimizer,
+              show_default=True, help="Optimizer.")
+@click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default=_TD.lr_schedule,
+              show_default=True,
+              help="constant (with --lr-decay steps), or cosine: decay to 5% of --lr by the end "
+                   "of the run (--max-steps, --epochs or --max-time).")
+@click.option("--lr-decay", type=option_range(click.FloatRange, 0, 1, lo_open=True),
+              default=_TD.lr_decay, show_default=True,
+              help="Multiply the learning rate by this every --lr-decay-every steps.")
+@click.option("--lr-decay-every", type=option_range(click.IntRange, 0), default=_TD.lr_decay_every,
+              show_default=True, help="Steps between learning-rate decays (0: never).")
+@click.option("--grad-clip", type=option_range(click.FloatRange, 0), default=_TD.grad_clip,
+              show_default=True, help="Clip the global gradient norm to this (0: off).")
+@click.option("--epochs", type=option_range(click.FloatRange, 0), default=_TD.epochs,
+              show_default=True, help="Passes over the training text (0: no limit).")
+@click.option("--max-steps", type=option_range(click.IntRange, 0), default=_TD.max_steps,
+              show_default=True, help="Total steps of the run, resumes included (0: no limit).")
+@click.option("--max-time", type=Duration(), default=_TD.max_time,
+              help="Stop after this much training time in this invocation: 90s, 10m, 1h.")
+@click.option("--patience", type=option_range(click.IntRange, 0), default=_TD.patience,
+              show_default=True,
+              help="Stop after this many evaluations without a better validation loss (0: off).")
+@click.option("--val-frac", type=option_range(click.FloatRange, 0, 1, hi_open=True),
+              default=_TD.val_frac, show_default=True,
+              help="Fraction of the text (its end) held out for validation.")
+@click.option("--eval-every", type=option_range(click.IntRange, 1), default=_TD.eval_every,
+              show_default=True, help="Steps between validation + checkpoint.")
+@click.option("--sample-every", type=option_range(click.IntRange, 0), default=_TD.sample_every,
+              show_default=True, help="Steps between progress samples (0: none).")
+@click.option("--sample-length", type=option_range(click.IntRange, 1), default=_TD.sample_length,
+              show_default=True, help="Characters per progress sample.")
+@click.option("--seed", type=option_range(click.IntRange, 0, 2**63 - 1), default=_TD.seed,
+              show_default=True, help="Seed for initialisation, dropout and samples.")
+@click.option("--resume", is_flag=True, help="Continue training the model in --output.")
+@click.option("--force", is_flag=True, help="Overwrite an existing --output.")
+@click.option("--encoding", default="utf-8", show_default=True,
+              help="Text encoding of the corpus files (e.g. latin-1, cp1252).")
+@click.option("--no-color", is_flag=True, help="No colors (also: NO_COLOR=1).")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.pass_context
+def train(ctx, corpus, output, resume, force, encoding, no_color, debug, **options):
+    """Train a model on CORPUS (files, a directory of text files, or - for stdin).
+
+    Shows live progress on stderr and writes the model to --output at every evaluation, at
+    the end, and on Ctrl-C (then resume with --resume). Training stops after --epochs passes,
+    or when the validation loss has not improved for --patience evaluations; --max-steps and
+    --max-time stop it earlier. The saved weights are those with the best validation loss.
+    """
+    from .. import display, training
+    from ..data import read_corpus
+
+    # a new model takes every option; a resumed one only those set explicitly (the rest come
+    # from the model file)
+    pick = (lambda names: given_options(ctx, names)) if resume else \
+        (lambda names: {n: ctx.params[n] for n in names})
+    model_options = pick(("cell", "hidden_size", "num_layers", "dropout"))
+    train_options = pick([f for f in TrainConfig.__dataclass_fields__ if f in ctx.params])
+    console = display.make_console(no_color=no_color)
+    stop = _StopFlag(console)
+    with errors_to_exit(debug):
+        text = read_corpus(corpus, encoding=encoding, stdin=sys.stdin.buffer)
+        run = training.train(text, output, model_options=model_options,
+                             train_options=train_options, resume=resume, force=force,
+                             should_stop=stop)
+        with stop.installed(), _reader_may_leave(), display.TrainingView(console) as view:
+            last = None
+            for report in run:
+                last = report
+                with _reader_may_leave():
+                    view.update(report)
+        hint = f"charrnn sample -m {shlex.quote(output)}" if output != "model.npz" else \
+            "charrnn sample"
+        if last.info.get("stopped") == "interrupted":
+            again = " ".join(shlex.quote(a) for a in sys.argv[1:] if a != "--resume")
+            hint = f"resume with: charrnn {again} --resume"
+        with _reader_may_leave():
+            console.print(display.training_summary(last, hint))
+        if last.info.get("stopped") == "interrupted":
+            sys.exit(130)
+
+
+@contextmanager
+def _reader_may_leave():
+    """Progress on stderr is a courtesy: if its reader goes away (`2>&1 | head`), training
+    goes on silently and still saves, instead of dying on a broken pipe."""
+    try:
+        yield
+    except BrokenPipeError:
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stderr.fileno())
+
+
+class _StopFlag:
+    """Ctrl-C once: finish the step, save, exit 130. Twice: stop at once (the file stays safe)."""
+
+    def __init__(self, console):
+        self.console = console
+        self.requested = False
+
+    def __call__(self) -> bool:
+        return self.requested
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        with _reader_may_leave():
+            self.console.print("[yellow]stopping after this step and saving "
+                               "(Ctrl-C again to quit without saving)[/]")
+
+    @contextmanager
+    def installed(self):
+        try:
+            previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread (e.g. embedded): no handler
+            yield
+            return
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)

@@ -1,0 +1,88 @@
+"""The console and the small formatting helpers every view shares.
+
+Text that comes from a model file or a corpus is passed through ``safe()`` (or ``one_line()``
+for a table cell) so it cannot carry terminal escapes or rich markup to the screen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+
+from rich.console import Console
+
+from ..data import escape_char
+
+LN2 = math.log(2)
+
+
+class _Console(Console):
+    """A console whose reader may leave (`| head`): then it falls silent instead of exiting,
+    so a training run goes on and still saves."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self.file.fileno())
+
+
+def make_console(stderr: bool = True, no_color: bool = False) -> Console:
+    # NO_COLOR in the environment is honoured by rich itself
+    return _Console(stderr=stderr, no_color=no_color or None, highlight=False)
+
+
+def safe(text: str) -> str:
+    """Text from a file made harmless for the terminal: control characters escaped.
+
+    Newlines and tabs stay (samples are multi-line text); every other control or format
+    character is shown as its escape, so no ESC sequence reaches the terminal.
+    """
+    out = []
+    for ch in text:
+        if ch in "\n\t" or (ch.isprintable() and ch != "\x7f"):
+            out.append(ch)
+        else:
+            out.append(escape_char(ch).strip("'"))
+    return "".join(out)
+
+
+def ppl(loss: float | None) -> str:
+    if loss is None or not math.isfinite(loss):
+        return "-"
+    return f"{math.exp(loss):.2f}" if loss < 20 else f"{math.exp(min(loss, 700)):.2e}"
+
+
+def bpc(loss: float | None) -> str:
+    return "-" if loss is None or not math.isfinite(loss) else f"{loss / LN2:.3f}"
+
+
+def loss_text(loss: float | None) -> str:
+    return "-" if loss is None or not math.isfinite(loss) else f"{loss:.4f}"
+
+
+def clock(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "-:--"
+    s = int(round(seconds))
+    h, rem = divmod(s, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def rate_text(chars_per_s: float) -> str:
+    return f"{chars_per_s / 1000:.1f}k chars/s" if chars_per_s >= 1000 else \
+        f"{chars_per_s:.0f} chars/s"
+
+
+def one_line(text: str) -> str:
+    """``safe`` for a table cell: newlines and tabs escaped too, so a value stays on its line."""
+    return safe(str(text)).replace("\n", "\\n").replace("\t", "\\t")
+
+
+def figures_text(f: dict | None, nats: float | None = None) -> str:
+    """'1.8234 nats/char (perplexity 6.19, 2.631 bits/char)' from diagnostics.figures()."""
+    loss = nats if f is None else f.get("loss")
+    if loss is None:
+        return "-"
+    return f"{loss:.4f} nats/char (perplexity {ppl(loss)}, {bpc(loss)} bits/char)"
