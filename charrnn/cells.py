@@ -9,15 +9,16 @@ and hands the cell ``xw`` of shape (T, B, G*H). The cell runs the recurrence, wh
 only ``h W_h`` per step, and its backward returns ``dxw``, from which the model gets
 ``dW_x``, ``db`` and the gradient to the layer below, again in one matmul each.
 
-Every ``forward(xw, state, params, keep=True) -> (hs, final_state, cache)`` where state is a
-tuple of (B, H) arrays (``(h,)``, or ``(h, c)`` for the LSTM), hs is (T, B, H) and cache is
-None unless ``keep``. Every ``backward(dhs, dfinal, cache) -> (dxw, dstate0, dparams)`` where
-dfinal matches the state tuple (or None), dparams holds ``W_h`` (and ``b_hn`` for the GRU);
-backward consumes the cache (its buffers are reused for the gradients).
+Every ``forward(xw, state, params, for_backward=True) -> (hs, final_state, cache)`` where
+state is a tuple of (B, H) arrays (``(h,)``, or ``(h, c)`` for the LSTM), hs is (T, B, H) and
+cache is None unless ``for_backward``. Every ``backward(dhs, dfinal, cache) -> (dxw, dstate0,
+dparams)`` where dfinal matches the state tuple (or None), dparams holds ``W_h`` (and ``b_hn``
+for the GRU). One backward per forward: the GRU and LSTM write their gradients over the
+cache's buffers (``dxw`` may be one of them).
 
 Speed notes (why the code looks the way it does):
 - Sigmoid gates use ``s(a) = 0.5 * tanh(a / 2) + 0.5``, so one ``tanh`` covers every gate of
-  a step, between two multiply-adds with per-column constants.
+  a step, between a halving of the sigmoid columns and a multiply-add.
 - The factors of the backward pass that depend only on forward values (e.g.
   ``o * (1 - tanh(c)^2)``) are computed by the forward, step by step, while that step's
   values are still in cache: computed afterwards over all steps they cost several passes
@@ -25,6 +26,7 @@ Speed notes (why the code looks the way it does):
   ufuncs and one ``dG @ W_h^T`` per step, writing the gradients over those factors.
 - Per-step scratch arrays are (B, .) and reused, so a step works in cache; only what the
   backward needs is stored per step, and nothing when the forward is not for training.
+  (The RNN's one factor, ``1 - h^2``, is two cheap passes over (T, B, H) in its backward.)
 - ``dW_h = H_prev^T dG`` is one matmul over all steps after the loop: the forward keeps the
   states in one (T+1, B, H) buffer whose first T slabs are exactly H_prev.
 """
@@ -73,7 +75,7 @@ class RNNCell:
     state_parts = 1
 
     @staticmethod
-    def forward(xw, state, params, keep=True):
+    def forward(xw, state, params, for_backward=True):
         (h0,) = state
         W_h = params["W_h"]
         T = xw.shape[0]
@@ -83,7 +85,7 @@ class RNNCell:
             np.matmul(hs[t], W_h, out=h)
             h += xw[t]
             np.tanh(h, out=h)
-        return hs[1:], (hs[T].copy(),), (hs, W_h) if keep else None
+        return hs[1:], (hs[T].copy(),), (hs, W_h) if for_backward else None
 
     @staticmethod
     def backward(dhs, dfinal, cache):
@@ -123,7 +125,7 @@ class GRUCell:
     state_parts = 1
 
     @staticmethod
-    def forward(xw, state, params, keep=True):
+    def forward(xw, state, params, for_backward=True):
         (h0,) = state
         W_h, b_hn = params["W_h"], params["b_hn"]
         T, B, G3 = xw.shape
@@ -135,7 +137,7 @@ class GRUCell:
         hn = np.empty((B, H), dtype=dt)
         n = np.empty((B, H), dtype=dt)
         r, z = rz[:, :H], rz[:, H:]
-        if keep:
+        if for_backward:
             P = np.empty((T, B, 4 * H), dtype=dt)
             Z = np.empty((T, B, H), dtype=dt)
             tmp = np.empty((B, H), dtype=dt)
@@ -146,7 +148,7 @@ class GRUCell:
             np.tanh(rz, out=rz)
             rz += 1.0
             rz *= 0.5  # (1 + tanh(a/2)) / 2 = s(a)
-            if keep:
+            if for_backward:
                 d = P[t]
                 np.subtract(1.0, rz, out=d[:, :2 * H])
                 d[:, :2 * H] *= rz  # s(1 - s)
@@ -156,7 +158,7 @@ class GRUCell:
             np.tanh(n, out=n)
             h = hs[t + 1]
             np.subtract(hs[t], n, out=h)
-            if keep:
+            if for_backward:
                 A = d[:, 3 * H:]
                 np.square(n, out=A)
                 np.subtract(1.0, A, out=A)
@@ -169,7 +171,7 @@ class GRUCell:
                 Z[t] = z
             h *= z
             h += n
-        cache = (hs, P, Z, W_h) if keep else None
+        cache = (hs, P, Z, W_h) if for_backward else None
         return hs[1:], (hs[T].copy(),), cache
 
     @staticmethod
@@ -217,7 +219,7 @@ class LSTMCell:
     state_parts = 2
 
     @staticmethod
-    def forward(xw, state, params, keep=True):
+    def forward(xw, state, params, for_backward=True):
         h0, c0 = state
         W_h = params["W_h"]
         T, B, G4 = xw.shape
@@ -231,7 +233,7 @@ class LSTMCell:
         ig = np.empty((B, H), dtype=dt)
         tc = np.empty((B, H), dtype=dt)  # tanh(c')
         i, f, g, o = (a[:, k * H:(k + 1) * H] for k in range(4))
-        if keep:
+        if for_backward:
             P = np.empty((T, B, G4), dtype=dt)
             Q = np.empty((T, B, H), dtype=dt)
             F = np.empty((T, B, H), dtype=dt)
@@ -240,7 +242,7 @@ class LSTMCell:
             a += xw[t]
             a *= scale
             np.tanh(a, out=a)  # u
-            if keep:
+            if for_backward:
                 d = P[t]
                 np.square(a, out=d)
                 np.subtract(1.0, d, out=d)
@@ -253,7 +255,7 @@ class LSTMCell:
             c += ig
             np.tanh(c, out=tc)
             np.multiply(o, tc, out=hs[t + 1])
-            if keep:
+            if for_backward:
                 d[:, :H] *= g
                 d[:, H:2 * H] *= cs[t]
                 d[:, 2 * H:3 * H] *= i
@@ -263,7 +265,7 @@ class LSTMCell:
                 np.subtract(1.0, q, out=q)
                 q *= o
                 F[t] = f
-        cache = (hs, P, Q, F, W_h) if keep else None
+        cache = (hs, P, Q, F, W_h) if for_backward else None
         return hs[1:], (hs[T].copy(), cs[T].copy()), cache
 
     @staticmethod

@@ -188,9 +188,10 @@ def _file_codepoints(chunks: Iterator[bytes], name: str, codec: codecs.CodecInfo
         except UnicodeDecodeError as e:
             byte = e.object[e.start:e.start + 1].hex() or "end"
             if b"\x00" in raw:  # text files hardly ever hold NUL bytes; binary ones do
-                raise DataError(f"{name}: looks like a binary file, not text (NUL bytes, and "
+                raise DataError(f"{name}: looks like a binary file, not text (NUL bytes; "
                                 f"byte 0x{byte} at offset {before + e.start} is not valid "
-                                f"{_printable(encoding)})") from None
+                                f"{_printable(encoding)}); if it is text, pass its --encoding "
+                                "(e.g. utf-16)") from None
             raise DataError(
                 f"{name}: byte 0x{byte} at offset {before + e.start} is not valid "
                 f"{_printable(encoding)}; pass --encoding latin-1 (or the file's real encoding), "

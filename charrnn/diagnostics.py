@@ -1,7 +1,7 @@
 """What is inside a model, as plain data: parameter statistics, training record, recurrent
 spectra, gate biases, vocabulary, and a text seen through the model (surprise, hidden units).
 
-NumPy only: ``charrnn inspect`` renders these dicts as tables (display.py) or prints them as
+NumPy only: ``charrnn inspect`` renders these dicts as tables (charrnn.display) or prints them as
 JSON, so both views show the same numbers. Shapes: V vocab, H hidden, G gate blocks (RNN 1,
 GRU 3, LSTM 4), L layers, T characters of text.
 

@@ -165,8 +165,9 @@ class CharRNN:
             new_state[layer] = final
             mask = None
             if rng is not None and c.dropout > 0:
-                keep = 1.0 - c.dropout
-                mask = (rng.random(hs.shape, dtype=self.dtype) < keep) * self.dtype.type(1 / keep)
+                keep_prob = 1.0 - c.dropout
+                mask = ((rng.random(hs.shape, dtype=self.dtype) < keep_prob)
+                        * self.dtype.type(1 / keep_prob))
                 hs = hs * mask
             layers.append((x, cache, mask))
             x = hs
@@ -178,9 +179,13 @@ class CharRNN:
         """Gradients of every parameter (and of the initial state) from d(loss)/d(logits).
 
         dlogits (T*B, V); dstate (L, S, B, H) is the gradient arriving at the final state, or
-        None. Returns (grads, dstate0) with grads keyed like ``params``.
+        None. Returns (grads, dstate0) with grads keyed like ``params``. The cache is used up:
+        the cells write their gradients over its buffers.
         """
         ids_tm, layers, top = cache
+        if any(cell_cache is None for _, cell_cache, _ in layers):
+            raise ValueError("backward needs the cache of a forward(..., for_backward=True) "
+                             "that no backward has used yet")
         T, B = ids_tm.shape
         c = self.config
         H = c.hidden_size
@@ -194,6 +199,7 @@ class CharRNN:
                 dx *= mask
             dfinal = None if dstate is None else tuple(dstate[layer])
             dxw, ds0, dcell = self.cell.backward(dx, dfinal, cell_cache)
+            layers[layer] = (x, None, mask)  # used up
             dstate0[layer] = ds0
             for k, v in dcell.items():
                 grads[f"layers.{layer}.{k}"] = v

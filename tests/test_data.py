@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from charrnn import data
+from charrnn import vocab as vocab_module
 from charrnn.data import (
     CorpusNotFound,
     StreamBatches,
@@ -45,6 +46,7 @@ def from_stdin(raw, **kw):
 def small_chunks(monkeypatch):
     """Shrink the read/encode chunk so chunk boundaries fall inside every small test input."""
     monkeypatch.setattr(data, "CHUNK", 3)
+    monkeypatch.setattr(vocab_module, "CHUNK", 3)
 
 
 # ---------------------------------------------------------------- escape_char
@@ -347,9 +349,18 @@ def test_binary_file_is_named_as_such(tmp_path):
     path.write_bytes(b"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\xb7\x00")
     with pytest.raises(DataError) as err:
         read_corpus([path])
-    assert str(err.value) == (f"{path}: looks like a binary file, not text (NUL bytes, and "
-                              "byte 0xb7 at offset 16 is not valid utf-8)")
+    assert str(err.value) == (f"{path}: looks like a binary file, not text (NUL bytes; "
+                              "byte 0xb7 at offset 16 is not valid utf-8); if it is text, pass "
+                              "its --encoding (e.g. utf-16)")
     assert err.value.exit_code == 1
+
+
+def test_utf16_text_read_as_utf8_is_pointed_to_its_encoding(tmp_path):
+    path = tmp_path / "utf16.txt"
+    path.write_bytes("Shall I compare thee\n".encode("utf-16"))
+    with pytest.raises(DataError, match=r"pass its --encoding \(e\.g\. utf-16\)"):
+        read_corpus([path])
+    assert read_corpus([path], encoding="utf-16").text == "Shall I compare thee\n"
 
 
 @settings(max_examples=60, deadline=None)

@@ -59,6 +59,20 @@ def test_lstm_forward_by_hand():
     np.testing.assert_allclose([h[0, 0], c[0, 0]], [hp, cp], rtol=1e-12)
 
 
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_backward_refuses_a_used_or_forward_only_cache(cell):
+    m = CharRNN(ModelConfig(cell=cell, vocab_size=5, hidden_size=4, num_layers=2))
+    ids = np.array([[1, 2, 3], [0, 4, 2]])
+    logits, _, cache = m.forward(ids)
+    grads, _ = m.backward(logits.copy(), cache)
+    assert set(grads) == set(m.params)
+    with pytest.raises(ValueError, match="has used yet"):
+        m.backward(logits.copy(), cache)
+    logits, _, cache = m.forward(ids, for_backward=False)
+    with pytest.raises(ValueError, match="for_backward=True"):
+        m.backward(logits, cache)
+
+
 def test_model_stacks_layers_by_hand():
     """One RNN layer of H=1 on a one-hot input, then the head: logits by hand."""
     cfg = ModelConfig(cell="rnn", vocab_size=2, hidden_size=1, num_layers=1)
@@ -213,7 +227,13 @@ def test_imports_go_one_way(module):
         for name in _imports(path):
             top = name.split(".")[0]
             if top == "charrnn":
-                inner = name.split(".")[1] if "." in name else ""
+                parts = name.split(".")
+                inner = parts[1] if len(parts) > 1 else ""
+                if inner == module and len(parts) > 2:  # within the package: it must exist
+                    target = PACKAGE / module / parts[2]
+                    assert target.with_suffix(".py").exists() or target.is_dir(), \
+                        f"{path.name} ({module}) imports missing {name}"
+                    continue
                 if inner in ("", "__version__", module):
                     continue
                 assert inner in ALLOWED[module], f"{path.name} ({module}) imports {inner}"

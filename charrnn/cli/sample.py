@@ -12,6 +12,7 @@ from .common import (
     CONTEXT,
     errors_to_exit,
     escaped,
+    given_options,
     load_model,
     main,
     option_range,
@@ -79,10 +80,8 @@ def sample(model_path, length, temperature, top_k, top_p, greedy, prime, prime_f
 
     with errors_to_exit(debug), _closed_pipe_is_fine():
         if greedy:
-            source = click.get_current_context().get_parameter_source("temperature")
-            clash = [name for name, given in (
-                ("--temperature", source is not click.core.ParameterSource.DEFAULT),
-                ("--top-k", top_k is not None), ("--top-p", top_p is not None)) if given]
+            given = given_options(click.get_current_context(), ["temperature", "top_k", "top_p"])
+            clash = ["--" + name.replace("_", "-") for name in given]
             if clash:
                 raise click.UsageError(f"--greedy always takes the likeliest character; "
                                        f"it cannot be combined with {', '.join(clash)}")
