@@ -70,9 +70,9 @@ from .npzfile import (
     check,
     dtype_name,
     member_header,
-    one_line,
     open_zip,
     read_member,
+    short_message,
     shown,
     write_atomic,
 )
@@ -300,16 +300,16 @@ def _reading(path):
     except FileNotFoundError:
         raise ModelNotFound(f"{name}: no such model file") from None
     except (Invalid, DataError, ConfigError) as e:
-        raise CheckpointError(f"{name}: {one_line(e)}") from None
+        raise CheckpointError(f"{name}: {short_message(e)}") from None
     except (zipfile.BadZipFile, zlib.error, EOFError) as e:
-        raise CheckpointError(f"{name}: the archive is corrupt ({one_line(e)})") from None
+        raise CheckpointError(f"{name}: the archive is corrupt ({short_message(e)})") from None
     except OSError as e:
         raise CheckpointError(f"{name}: cannot read the file: "
-                              f"{e.strerror or one_line(e)}") from None
+                              f"{e.strerror or short_message(e)}") from None
     except (ValueError, TypeError, KeyError, IndexError, struct.error, OverflowError,
             MemoryError, RecursionError, RuntimeError, NotImplementedError) as e:
         raise CheckpointError(f"{name}: not a valid model file "
-                              f"({type(e).__name__}: {one_line(e)})") from None
+                              f"({type(e).__name__}: {short_message(e)})") from None
 
 
 def load(path, *, resume: bool = True) -> Checkpoint:
@@ -416,6 +416,6 @@ def save(path, model, *, resume: ResumeState | None = None, history=(), corpus=N
     try:
         meta, arrays = _pack(model, resume, history, corpus, best)
     except (Invalid, ConfigError, DataError, TypeError, ValueError, AttributeError) as e:
-        raise CheckpointError(f"cannot save {os.fspath(path)}: {one_line(e)}") from None
+        raise CheckpointError(f"cannot save {os.fspath(path)}: {short_message(e)}") from None
     write_atomic(path, meta, arrays)
     return path

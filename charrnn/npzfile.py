@@ -51,7 +51,8 @@ def shown(v: Any) -> str:
     return s if len(s) <= 60 else s[:57] + "..."
 
 
-def one_line(e: BaseException) -> str:
+def short_message(e: BaseException) -> str:
+    """An exception as one line of at most 200 characters, for an error message."""
     s = " ".join(str(e).split()) or type(e).__name__
     return s if len(s) <= 200 else s[:197] + "..."
 
@@ -115,7 +116,7 @@ def member_header(zf, info, key: str) -> tuple[np.dtype, tuple, int]:
             read = npy.read_array_header_1_0 if magic[6] == 1 else npy.read_array_header_2_0
             shape, fortran, dtype = read(io.BytesIO(raw), max_header_size=MAX_HEADER)
     except Exception as e:  # numpy's parser meeting hostile text raises all kinds
-        raise Invalid(f"member {key!r} has an unreadable npy header ({one_line(e)})") from None
+        raise Invalid(f"member {key!r} has an unreadable npy header ({short_message(e)})") from None
     check(not fortran, f"member {key!r} is in Fortran order")
     return dtype, shape, 8 + len(raw)
 
@@ -169,7 +170,7 @@ def write_atomic(path: Path, meta: bytes, arrays: dict[str, np.ndarray]) -> None
             os.unlink(tmp)
         if isinstance(e, OSError):
             raise CheckpointError(f"cannot write {os.fspath(path)}: "
-                                  f"{e.strerror or one_line(e)}") from None
+                                  f"{e.strerror or short_message(e)}") from None
         raise
     with suppress(OSError):  # make the rename itself durable
         fd = os.open(path.parent, os.O_RDONLY)
