@@ -17,8 +17,11 @@ for the GRU). One backward per forward: the GRU and LSTM write their gradients o
 cache's buffers (``dxw`` may be one of them).
 
 Speed notes (why the code looks the way it does):
-- Sigmoid gates use ``s(a) = 0.5 * tanh(a / 2) + 0.5``, so one ``tanh`` covers every gate of
-  a step, between a halving of the sigmoid columns and a multiply-add.
+- Sigmoid gates are ``s(a) = 1 / (1 + exp(-a))``: NumPy's float32 ``exp`` plus an add and a
+  divide cost about half of its ``tanh``. The recurrent product is taken with ``-W_h`` so that
+  ``-a`` comes out of the matmul; the LSTM's g gate is ``tanh(a) = 2 s(2a) - 1`` in the same
+  pass (``exp(-2a)`` is the square of ``exp(-a)``). ``exp`` overflows to inf for a << 0,
+  which gives the right limit, s = 0.
 - The factors of the backward pass that depend only on forward values (e.g.
   ``o * (1 - tanh(c)^2)``) are computed by the forward, step by step, while that step's
   values are still in cache: computed afterwards over all steps they cost several passes
@@ -36,19 +39,6 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["CELLS", "RNNCell", "GRUCell", "LSTMCell"]
-
-
-def _gate_affine(gates: int, hidden: int, sigmoid_blocks: tuple[int, ...], dtype):
-    """Per-column (scale, shift) so that ``tanh(scale * a) * scale + shift`` is the activation.
-
-    For a sigmoid block scale is 1/2 and shift 1/2: ``0.5 tanh(a/2) + 0.5 = s(a)``.
-    For a tanh block scale is 1 and shift 0.
-    """
-    scale = np.ones(gates * hidden, dtype=dtype)
-    for k in sigmoid_blocks:
-        scale[k * hidden:(k + 1) * hidden] = 0.5
-    shift = np.where(scale == 0.5, 0.5, 0.0).astype(dtype)
-    return scale, shift
 
 
 def _states_buffer(T: int, h0: np.ndarray) -> np.ndarray:
@@ -131,6 +121,7 @@ class GRUCell:
         T, B, G3 = xw.shape
         H = G3 // 3
         dt = xw.dtype
+        W_neg = np.negative(W_h)  # hh = -h W_h: the sigmoids come from exp(-a)
         hs = _states_buffer(T, h0)
         hh = np.empty((B, G3), dtype=dt)
         rz = np.empty((B, 2 * H), dtype=dt)
@@ -141,36 +132,36 @@ class GRUCell:
             P = np.empty((T, B, 4 * H), dtype=dt)
             Z = np.empty((T, B, H), dtype=dt)
             tmp = np.empty((B, H), dtype=dt)
-        for t in range(T):
-            np.matmul(hs[t], W_h, out=hh)
-            np.add(hh[:, :2 * H], xw[t, :, :2 * H], out=rz)
-            rz *= 0.5
-            np.tanh(rz, out=rz)
-            rz += 1.0
-            rz *= 0.5  # (1 + tanh(a/2)) / 2 = s(a)
-            if for_backward:
-                d = P[t]
-                np.subtract(1.0, rz, out=d[:, :2 * H])
-                d[:, :2 * H] *= rz  # s(1 - s)
-            np.add(hh[:, 2 * H:], b_hn, out=hn)
-            np.multiply(r, hn, out=n)
-            n += xw[t, :, 2 * H:]
-            np.tanh(n, out=n)
-            h = hs[t + 1]
-            np.subtract(hs[t], n, out=h)
-            if for_backward:
-                A = d[:, 3 * H:]
-                np.square(n, out=A)
-                np.subtract(1.0, A, out=A)
-                np.subtract(1.0, z, out=tmp)
-                A *= tmp
-                d[:, H:2 * H] *= h  # h - n
-                d[:, :H] *= hn
-                d[:, :H] *= A
-                np.multiply(A, r, out=d[:, 2 * H:3 * H])
-                Z[t] = z
-            h *= z
-            h += n
+        with np.errstate(over="ignore"):  # exp(-a) = inf for a << 0 gives the limit s = 0
+            for t in range(T):
+                np.matmul(hs[t], W_neg, out=hh)
+                np.subtract(hh[:, :2 * H], xw[t, :, :2 * H], out=rz)  # -a
+                np.exp(rz, out=rz)
+                rz += 1.0
+                np.divide(1.0, rz, out=rz)  # s(a) = 1 / (1 + exp(-a))
+                if for_backward:
+                    d = P[t]
+                    np.subtract(1.0, rz, out=d[:, :2 * H])
+                    d[:, :2 * H] *= rz  # s(1 - s)
+                np.subtract(b_hn, hh[:, 2 * H:], out=hn)
+                np.multiply(r, hn, out=n)
+                n += xw[t, :, 2 * H:]
+                np.tanh(n, out=n)
+                h = hs[t + 1]
+                np.subtract(hs[t], n, out=h)
+                if for_backward:
+                    A = d[:, 3 * H:]
+                    np.square(n, out=A)
+                    np.subtract(1.0, A, out=A)
+                    np.subtract(1.0, z, out=tmp)
+                    A *= tmp
+                    d[:, H:2 * H] *= h  # h - n
+                    d[:, :H] *= hn
+                    d[:, :H] *= A
+                    np.multiply(A, r, out=d[:, 2 * H:3 * H])
+                    Z[t] = z
+                h *= z
+                h += n
         cache = (hs, P, Z, W_h) if for_backward else None
         return hs[1:], (hs[T].copy(),), cache
 
@@ -210,8 +201,6 @@ class LSTMCell:
 
     The forward stores those factors per step, P = [g i(1-i), c f(1-f), i(1-g^2),
     tanh(c') o(1-o)] and Q = o (1 - tanh(c')^2), while the step's values are still in cache.
-    With u = tanh(scale * a) (scale 1/2 for sigmoids, 1 for g) every block's derivative is
-    (1 - u^2) scale^2, one expression over all four blocks.
     """
 
     name = "lstm"
@@ -225,8 +214,7 @@ class LSTMCell:
         T, B, G4 = xw.shape
         H = G4 // 4
         dt = xw.dtype
-        scale, shift = _gate_affine(4, H, (0, 1, 3), dt)
-        scale2 = np.square(scale)
+        W_neg = np.negative(W_h)
         hs = _states_buffer(T, h0)
         cs = _states_buffer(T, c0)
         a = np.empty((B, G4), dtype=dt)
@@ -237,34 +225,39 @@ class LSTMCell:
             P = np.empty((T, B, G4), dtype=dt)
             Q = np.empty((T, B, H), dtype=dt)
             F = np.empty((T, B, H), dtype=dt)
-        for t in range(T):
-            np.matmul(hs[t], W_h, out=a)
-            a += xw[t]
-            a *= scale
-            np.tanh(a, out=a)  # u
-            if for_backward:
-                d = P[t]
-                np.square(a, out=d)
-                np.subtract(1.0, d, out=d)
-                d *= scale2
-            a *= scale
-            a += shift
-            c = cs[t + 1]
-            np.multiply(f, cs[t], out=c)
-            np.multiply(i, g, out=ig)
-            c += ig
-            np.tanh(c, out=tc)
-            np.multiply(o, tc, out=hs[t + 1])
-            if for_backward:
-                d[:, :H] *= g
-                d[:, H:2 * H] *= cs[t]
-                d[:, 2 * H:3 * H] *= i
-                d[:, 3 * H:] *= tc
-                q = Q[t]
-                np.square(tc, out=q)
-                np.subtract(1.0, q, out=q)
-                q *= o
-                F[t] = f
+        with np.errstate(over="ignore"):  # exp(-a) = inf for a << 0 gives the limit s = 0
+            for t in range(T):
+                np.matmul(hs[t], W_neg, out=a)
+                a -= xw[t]  # -a
+                np.exp(a, out=a)
+                np.square(g, out=g)  # exp(-2 a_g)
+                a += 1.0
+                np.divide(1.0, a, out=a)  # s(a); the g block holds s(2 a_g)
+                g *= 2.0
+                g -= 1.0  # tanh(a_g) = 2 s(2 a_g) - 1
+                if for_backward:
+                    d = P[t]
+                    np.subtract(1.0, a, out=d)
+                    d *= a  # s(1 - s) ...
+                    dg = d[:, 2 * H:3 * H]
+                    np.square(g, out=dg)
+                    np.subtract(1.0, dg, out=dg)  # ... and 1 - g^2 for the g block
+                c = cs[t + 1]
+                np.multiply(f, cs[t], out=c)
+                np.multiply(i, g, out=ig)
+                c += ig
+                np.tanh(c, out=tc)
+                np.multiply(o, tc, out=hs[t + 1])
+                if for_backward:
+                    d[:, :H] *= g
+                    d[:, H:2 * H] *= cs[t]
+                    d[:, 2 * H:3 * H] *= i
+                    d[:, 3 * H:] *= tc
+                    q = Q[t]
+                    np.square(tc, out=q)
+                    np.subtract(1.0, q, out=q)
+                    q *= o
+                    F[t] = f
         cache = (hs, P, Q, F, W_h) if for_backward else None
         return hs[1:], (hs[T].copy(), cs[T].copy()), cache
 

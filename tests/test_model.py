@@ -2,6 +2,7 @@
 
 import ast
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +58,32 @@ def test_lstm_forward_by_hand():
         expected.append(hp)
     np.testing.assert_allclose(hs[:, 0, 0], expected, rtol=1e-12)
     np.testing.assert_allclose([h[0, 0], c[0, 0]], [hp, cp], rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_saturated_gates_reach_their_limits_without_warnings(cell, dtype):
+    # pre-activations of +-1000 overflow exp(-a) in both dtypes: the gates must still be
+    # exactly 0 or 1 (g exactly -1 or 1), the outputs and backward factors finite
+    G = CELLS[cell].gates
+    xw = np.array([[[1000.0] * G], [[-1000.0] * G]], dtype=dtype)
+    params = {"W_h": np.zeros((1, G), dtype)}
+    if cell == "gru":
+        params["b_hn"] = np.zeros(1, dtype)
+    state = tuple(np.full((1, 1), 0.5, dtype) for _ in range(CELLS[cell].state_parts))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        hs, final, cache = CELLS[cell].forward(xw, state, params)
+        dxw, _, _ = CELLS[cell].backward(np.ones_like(hs), None, cache)
+    expected = {
+        # step 1: r = z = 1, n = tanh(1000) = 1 -> h = z*h + (1-z)*n = 0.5;
+        # step 2: r = z = 0, n = tanh(-1000) = -1 -> h = -1
+        "gru": [0.5, -1.0],
+        # step 1: i = f = o = 1, g = 1 -> c = 0.5 + 1, h = tanh(1.5); step 2: all 0 -> h = 0
+        "lstm": [math.tanh(1.5), 0.0],
+    }[cell]
+    np.testing.assert_allclose(hs[:, 0, 0], expected, rtol=1e-6)
+    assert np.isfinite(dxw).all()
 
 
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
