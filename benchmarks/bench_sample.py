@@ -8,7 +8,12 @@ sampled with `charrnn.sampling.sample` at temperature 1 after a short prime. Eac
 warm-up run, then `--repeats` timed runs; the median is reported, one JSON line per config:
 
     {"kind": "sample", "cell", "hidden", "layers", "batch", "chars_per_s_median" (all N streams),
-     "ms_per_step", "time_ratio_vs_batch1" (batch > 1: ms_per_step / ms_per_step at batch 1)}
+     "ms_per_step", "time_ratio_vs_batch1" (batch > 1: ms_per_step / ms_per_step at batch 1),
+     "floor_ratio_vs_batch1" (batch > 1: the step's matrix products at the machine's peak
+     matmul rate, divided by the measured batch-1 step: no implementation can go below it)}
+
+The peak rate is NumPy's float32 matmul on large square matrices, timed first
+({"kind": "peak_matmul", "gflops"}).
 
 Reference: the PyTorch char-rnn sampler does ~2,500 chars/s (LSTM 2x256, batch 1, CPU).
 OpenBLAS threading is left as numpy set it up; run with OPENBLAS_NUM_THREADS=1 to compare.
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -25,7 +31,7 @@ import time
 
 import numpy as np
 
-from charrnn.config import ModelConfig
+from charrnn.config import GATES, ModelConfig
 from charrnn.data import Vocab
 from charrnn.model import CharRNN
 from charrnn.sampling import sample
@@ -49,6 +55,26 @@ def time_config(cell: str, hidden: int, layers: int, batch: int, length: int,
     return statistics.median(times) / length
 
 
+def step_flops(cell: str, hidden: int, layers: int, batch: int, vocab: int) -> int:
+    """Multiply-add FLOPs of one sampling step: layer 0's h W_h (its input is a row gather),
+    the upper layers' [x | h] [W_x; W_h], and the head."""
+    gh = GATES[cell] * hidden
+    return 2 * batch * (hidden * gh + (layers - 1) * 2 * hidden * gh + hidden * vocab)
+
+
+def peak_gflops(n: int = 1024, repeats: int = 7) -> float:
+    """NumPy's float32 matmul rate on (n, n) matrices, best of `repeats`: the machine's ceiling."""
+    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    out = np.empty_like(a)
+    np.matmul(a, a, out=out)
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        np.matmul(a, a, out=out)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n ** 3 / best / 1e9
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--length", type=int, default=2000, help="characters per timed run")
@@ -60,6 +86,8 @@ def main() -> None:
     args = ap.parse_args()
     batches = sorted({int(b) for b in args.batches.split(",")} | {1})
     env = {k: v for k, v in os.environ.items() if k.startswith(("OPENBLAS", "OMP_"))}
+    peak = peak_gflops()
+    print(json.dumps({"kind": "peak_matmul", "gflops": round(peak, 1)}), flush=True)
     for cell in args.cells.split(","):
         per_step = {}
         for batch in batches:
@@ -70,6 +98,9 @@ def main() -> None:
                    "ms_per_step": round(per_step[batch] * 1e3, 4)}
             if batch > 1:
                 row["time_ratio_vs_batch1"] = round(per_step[batch] / per_step[1], 2)
+                floor = step_flops(cell, args.hidden, args.layers, batch, len(ALPHABET)) / (
+                    peak * 1e9)
+                row["floor_ratio_vs_batch1"] = round(floor / per_step[1], 2)
             row.update(numpy=np.__version__, machine=platform.machine(), cpus=os.cpu_count(),
                        env=env)
             print(json.dumps(row), flush=True)
