@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import sampling
-from .cells import CELLS
+from .cells import CELLS, Workspace
 from .config import ModelConfig
 from .errors import ConfigError
 
@@ -92,6 +92,9 @@ class CharRNN:
 
     ``vocab`` (a ``charrnn.data.Vocab``) is optional: it is only needed to turn text into ids
     and back (sampling, evaluation on text).
+
+    The model keeps its large scratch arrays from call to call (see ``cells.Workspace``), so
+    one model must not run forward/backward in two threads at once.
     """
 
     def __init__(self, config: ModelConfig, params=None, *, vocab=None, dtype=np.float32,
@@ -119,6 +122,11 @@ class CharRNN:
             params = {k: np.ascontiguousarray(params[k], dtype=self.dtype) for k in shapes}
         self.params = params
         self.cell = CELLS[config.cell]
+        # one workspace per layer, as the layers' caches live together until backward; one for
+        # the input projection and the backward's dx, each dead once the next layer has it
+        self._work = [Workspace() for _ in range(config.num_layers)]
+        self._scratch = Workspace()
+        self._generation = 0  # counts forwards for backward; a cache remembers its own
 
     @property
     def num_parameters(self) -> int:
@@ -142,7 +150,8 @@ class CharRNN:
 
         Dropout is applied when ``rng`` is given (training) and the config's rate is above 0.
         With ``for_backward=False`` the cells keep nothing for a backward pass (faster); the
-        cache then only holds the layers' inputs. ``backward`` consumes the cache.
+        cache then only holds the layers' inputs. ``backward`` consumes the cache, and only
+        the latest forward's (a forward for backward reuses the buffers of the one before).
         """
         B, T = ids.shape
         c = self.config
@@ -151,17 +160,20 @@ class CharRNN:
             state = self.initial_state(B)
         ids_tm = np.ascontiguousarray(ids.T)
         new_state = np.empty_like(state)
+        if for_backward:
+            self._generation += 1
         layers = []
         x = None  # input of the current layer, (T, B, H) for layers above 0
+        xw = self._scratch.take("xw", (T, B, c.gates * H), self.dtype)  # read by one cell only
         for layer in range(L):
             W_x, b = self.params[f"layers.{layer}.W_x"], self.params[f"layers.{layer}.b"]
             if layer == 0:
-                xw = np.take(W_x, ids_tm, axis=0)  # one-hot x W_x, (T, B, G*H)
+                np.take(W_x, ids_tm, axis=0, out=xw)  # one-hot x W_x, (T, B, G*H)
             else:
-                xw = (x.reshape(T * B, H) @ W_x).reshape(T, B, -1)
+                np.matmul(x.reshape(T * B, H), W_x, out=xw.reshape(T * B, -1))
             xw += b
             hs, final, cache = self.cell.forward(xw, tuple(state[layer]), self._layer(layer),
-                                                 for_backward)
+                                                 for_backward, self._work[layer])
             new_state[layer] = final
             mask = None
             if rng is not None and c.dropout > 0:
@@ -173,7 +185,7 @@ class CharRNN:
             x = hs
         logits = x.reshape(T * B, H) @ self.params["head.W"]
         logits += self.params["head.b"]
-        return logits, new_state, (ids_tm, layers, x)
+        return logits, new_state, (ids_tm, layers, x, self._generation)
 
     def backward(self, dlogits: np.ndarray, cache, dstate: np.ndarray | None = None):
         """Gradients of every parameter (and of the initial state) from d(loss)/d(logits).
@@ -182,16 +194,20 @@ class CharRNN:
         None. Returns (grads, dstate0) with grads keyed like ``params``. The cache is used up:
         the cells write their gradients over its buffers.
         """
-        ids_tm, layers, top = cache
+        ids_tm, layers, top, generation = cache
         if any(cell_cache is None for _, cell_cache, _ in layers):
             raise ValueError("backward needs the cache of a forward(..., for_backward=True) "
                              "that no backward has used yet")
+        if generation != self._generation:
+            raise ValueError("backward needs the cache of the latest forward(..., "
+                             "for_backward=True): a later one has reused its buffers")
         T, B = ids_tm.shape
         c = self.config
         H = c.hidden_size
         p = self.params
         grads = {"head.W": top.reshape(T * B, H).T @ dlogits, "head.b": dlogits.sum(axis=0)}
-        dx = (dlogits @ p["head.W"].T).reshape(T, B, H)
+        dx = self._scratch.take("dx", (T, B, H), self.dtype)  # read by one cell only
+        np.matmul(dlogits, p["head.W"].T, out=dx.reshape(T * B, H))
         dstate0 = np.empty((c.num_layers, c.state_parts, B, H), self.dtype)
         for layer in range(c.num_layers - 1, -1, -1):
             x, cell_cache, mask = layers[layer]
@@ -214,7 +230,7 @@ class CharRNN:
                 grads["layers.0.W_x"] = onehot @ dxw
             else:
                 grads[f"layers.{layer}.W_x"] = x.reshape(T * B, H).T @ dxw
-                dx = (dxw @ W_x.T).reshape(T, B, H)
+                np.matmul(dxw, W_x.T, out=dx.reshape(T * B, H))
         return grads, dstate0
 
     def loss_and_grad(self, ids: np.ndarray, targets: np.ndarray, state: np.ndarray | None = None,
@@ -244,7 +260,7 @@ class CharRNN:
 
     def hidden_states(self, ids: np.ndarray, state: np.ndarray | None = None):
         """Every layer's output at every position (no dropout): a list of L arrays (B, T, H)."""
-        _, _, (_, layers, top) = self.forward(ids, state, for_backward=False)
+        _, _, (_, layers, top, _) = self.forward(ids, state, for_backward=False)
         outs = [x for x, _, _ in layers[1:]] + [top]
         return [h.transpose(1, 0, 2) for h in outs]
 

@@ -76,7 +76,7 @@ def test_checker_catches_a_planted_bug():
     rnn = CELLS["rnn"]
 
     def truncated_backward(dhs, dfinal, cache):
-        hs, W_h = cache
+        hs, W_h, _ = cache
         deriv = 1.0 - hs[1:] ** 2
         dpre = dhs * deriv  # bug: no gradient flows back through time
         dW_h = np.einsum("tbi,tbj->ij", hs[:-1], dpre)

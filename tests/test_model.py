@@ -11,7 +11,7 @@ import pytest
 from charrnn.cells import CELLS
 from charrnn.config import ModelConfig
 from charrnn.errors import ConfigError
-from charrnn.model import CharRNN
+from charrnn.model import CharRNN, softmax_cross_entropy
 from charrnn.optim import clip_grad_norm, make_optimizer
 
 
@@ -99,6 +99,44 @@ def test_backward_refuses_a_used_or_forward_only_cache(cell):
     with pytest.raises(ValueError, match="for_backward=True"):
         m.backward(logits, cache)
 
+    stale_logits, _, stale = m.forward(ids)
+    m.forward(ids[:1])  # reuses the buffers stale's cache points into
+    with pytest.raises(ValueError, match="latest forward"):
+        m.backward(stale_logits, stale)
+
+
+def _grads(model, ids, targets, dropout_seed=None):
+    rng = None if dropout_seed is None else np.random.default_rng(dropout_seed)
+    loss, grads, state = model.loss_and_grad(ids, targets, rng=rng)
+    return loss, grads, state
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_reused_buffers_carry_nothing_from_call_to_call(cell):
+    """A model's scratch arrays are kept between calls: whatever ran before (other shapes,
+    scoring without backward, a hidden-state read), a step gives exactly what a fresh model
+    gives, and arrays handed out earlier are not overwritten."""
+    cfg = ModelConfig(cell=cell, vocab_size=7, hidden_size=6, num_layers=2, dropout=0.25)
+    rng = np.random.default_rng(3)
+    ids, targets = rng.integers(0, 7, (4, 9)), rng.integers(0, 7, (4, 9))
+    fresh = _grads(CharRNN(cfg, seed=5), ids, targets, dropout_seed=11)
+
+    used = CharRNN(cfg, seed=5)
+    _grads(used, rng.integers(0, 7, (6, 12)), rng.integers(0, 7, (6, 12)), dropout_seed=1)
+    read = used.hidden_states(ids[:2])
+    read_copy = [h.copy() for h in read]
+    _grads(used, rng.integers(0, 7, (2, 3)), rng.integers(0, 7, (2, 3)))
+    logits, state, cache = used.forward(ids, rng=np.random.default_rng(11))
+    used.losses(rng.integers(0, 7, (5, 10)), rng.integers(0, 7, (5, 10)))  # between the two
+    losses = softmax_cross_entropy(logits, np.ascontiguousarray(targets.T).reshape(-1))
+    grads, _ = used.backward(logits, cache)
+
+    assert float(losses.mean()) == fresh[0]
+    for name, g in fresh[1].items():
+        np.testing.assert_array_equal(grads[name], g, err_msg=name)
+    np.testing.assert_array_equal(state, fresh[2])
+    for h, h0 in zip(read, read_copy, strict=True):
+        np.testing.assert_array_equal(h, h0)
 
 def test_model_stacks_layers_by_hand():
     """One RNN layer of H=1 on a one-hot input, then the head: logits by hand."""
