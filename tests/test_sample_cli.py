@@ -207,4 +207,34 @@ def test_prime_file_that_is_not_utf8_is_one_clear_line(model_path, tmp_path):
     f.write_bytes(b"caf\xe9")
     r = run(["sample", "-m", model_path, "--prime-file", f])
     assert r.exit_code == 1 and "offset 3 is not valid utf-8" in r.output
-    assert "Traceback" not in r.output
+    assert "--encoding latin-1" in r.output and "Traceback" not in r.output
+    # read as latin-1 the file is "café": the model does not know é, which proves the decoding
+    r = run(["sample", "-m", model_path, "--prime-file", f, "--encoding", "latin-1",
+             "--unknown", "skip", "-n", "5", "--seed", "1"])
+    assert r.exit_code == 0, r.output
+    assert "dropped prime characters the model does not know: 'é' (U+00E9)" in r.output
+    assert r.stdout.startswith("caf")
+
+
+def test_prime_file_from_stdin_and_empty_prime_file(model_path, tmp_path):
+    r = run(["sample", "-m", model_path, "--prime-file", "-", "-n", "30", "--seed", "4"],
+            input="When I")
+    assert r.exit_code == 0, r.output
+    assert r.stdout == "When I" + charrnn.load(model_path).sample(30, prime="When I", seed=4) + "\n"
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    r = run(["sample", "-m", model_path, "--prime-file", empty])
+    assert r.exit_code == 1 and "the prime is empty" in r.output
+
+
+@pytest.mark.parametrize("command", [["train", "{corpus}"], ["eval", "{model}", "{corpus}"],
+                                     ["inspect", "{model}", "--text", "{corpus}"],
+                                     ["sample", "-m", "{model}", "--prime-file", "{corpus}"]])
+def test_unknown_encoding_is_a_usage_error(command, model_path, tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("hello there\n" * 20)
+    args = [a.format(corpus=corpus, model=model_path) for a in command]
+    r = run([*args, "--encoding", "klingon"])
+    assert r.exit_code == 2, r.output
+    assert "unknown text encoding 'klingon'" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "model.npz").exists()

@@ -38,6 +38,25 @@ def option_range(kind, lo=None, hi=None, lo_open=False, hi_open=False):
     return kind(min=lo, max=hi, min_open=lo_open, max_open=hi_open)
 
 
+class Encoding(click.ParamType):
+    """A text encoding Python knows (utf-8, latin-1, cp1252, ...); anything else is a usage
+    error, before any file is read."""
+
+    name = "encoding"
+
+    def convert(self, value, param, ctx):
+        import codecs
+
+        try:
+            return codecs.lookup(value).name
+        except LookupError:
+            self.fail(f"unknown text encoding {value!r} (e.g. utf-8, latin-1, cp1252)", param,
+                      ctx)
+
+
+ENCODING = Encoding()
+
+
 def given_options(ctx: click.Context, names) -> dict:
     """The options the user set explicitly (command line or environment), by field name."""
     return {n: ctx.params[n] for n in names

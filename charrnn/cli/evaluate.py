@@ -7,6 +7,7 @@ import click
 from ..errors import DataError, VocabularyError
 from .common import (
     CONTEXT,
+    ENCODING,
     errors_to_exit,
     load_model,
     main,
@@ -24,7 +25,7 @@ EVAL_PROGRESS_CHARS = 20_000  # texts at least this long get a progress bar (on 
 @click.argument("texts", nargs=-1, required=True, metavar="TEXT...")
 @click.option("--unknown", type=click.Choice(["error", "skip"]), default="error",
               show_default=True, help="Characters the model never saw: refuse, or leave out.")
-@click.option("--encoding", default="utf-8", show_default=True,
+@click.option("--encoding", type=ENCODING, default="utf-8", show_default=True,
               help="Text encoding of the files (e.g. latin-1, cp1252).")
 @click.option("--json", "as_json", is_flag=True, help="The figures as one JSON object.")
 @click.option("--no-color", is_flag=True, help="No colors (also: NO_COLOR=1).")

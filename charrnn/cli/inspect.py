@@ -7,6 +7,7 @@ import click
 from ..errors import DataError, VocabularyError
 from .common import (
     CONTEXT,
+    ENCODING,
     errors_to_exit,
     load_checkpoint,
     main,
@@ -54,7 +55,8 @@ def _encode(model, text: str, unknown: str, what: str):
               help="Characters of the text to read and show (at most 100,000).")
 @click.option("--unknown", type=click.Choice(["error", "skip"]), default="error",
               show_default=True, help="Text characters the model never saw: refuse, or drop.")
-@click.option("--encoding", default="utf-8", show_default=True, help="Encoding of --text.")
+@click.option("--encoding", type=ENCODING, default="utf-8", show_default=True,
+              help="Encoding of --text.")
 @click.option("--json", "as_json", is_flag=True,
               help="Everything as one JSON document on stdout (no colored text).")
 @click.option("--no-color", is_flag=True, help="No colors (also: NO_COLOR=1).")

@@ -7,15 +7,17 @@ from contextlib import contextmanager
 
 import click
 
-from ..errors import DataError, VocabularyError
+from ..errors import VocabularyError
 from .common import (
     CONTEXT,
+    ENCODING,
     errors_to_exit,
     escaped,
     given_options,
     load_model,
     main,
     option_range,
+    read_text,
 )
 
 
@@ -62,8 +64,10 @@ def _closed_pipe_is_fine():
               help="Draw only from the likeliest characters holding this much probability.")
 @click.option("--greedy", is_flag=True, help="Always take the likeliest character.")
 @click.option("-p", "--prime", default="", help="Text the model reads first and continues.")
-@click.option("--prime-file", type=click.File("r", encoding="utf-8"), default=None,
-              help="Read the prime from a file.")
+@click.option("--prime-file", type=click.Path(exists=True, dir_okay=False, allow_dash=True),
+              default=None, help="Read the prime from a file (- for stdin).")
+@click.option("--encoding", type=ENCODING, default="utf-8", show_default=True,
+              help="Text encoding of --prime-file (e.g. latin-1, cp1252).")
 @click.option("--no-echo-prime", is_flag=True, help="Do not print the prime before the text.")
 @click.option("--unknown", type=click.Choice(["error", "skip"]), default="error",
               show_default=True, help="Prime characters the model never saw: refuse, or drop.")
@@ -74,7 +78,7 @@ def _closed_pipe_is_fine():
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per sample on stdout.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def sample(model_path, length, temperature, top_k, top_p, greedy, prime, prime_file,
-           no_echo_prime, unknown, seed, num_samples, as_json, debug):
+           encoding, no_echo_prime, unknown, seed, num_samples, as_json, debug):
     """Generate text from a trained model, streamed to stdout as it is produced."""
     import json
 
@@ -88,13 +92,9 @@ def sample(model_path, length, temperature, top_k, top_p, greedy, prime, prime_f
         if prime_file is not None:
             if prime:
                 raise click.UsageError("give --prime or --prime-file, not both")
-            try:
-                prime = prime_file.read()
-            except UnicodeDecodeError as e:
-                raise DataError(f"{prime_file.name}: byte at offset {e.start} is not valid "
-                                "utf-8; convert the prime file to UTF-8") from None
-        # the same normalisation as a corpus: no byte-order mark, \r\n as \n
-        prime = prime.removeprefix("\ufeff").replace("\r\n", "\n")
+            prime = read_text([prime_file], encoding, "prime").text
+        else:  # the normalisation read_text gives a file: no byte-order mark, \r\n as \n
+            prime = prime.removeprefix("\ufeff").replace("\r\n", "\n")
         model = load_model(model_path)
         try:
             stream = model.stream(length, prime=prime, temperature=temperature, top_k=top_k,

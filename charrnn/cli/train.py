@@ -12,6 +12,7 @@ import click
 from ..config import CELLS, LR_SCHEDULES, OPTIMIZERS, ModelConfig, TrainConfig
 from .common import (
     CONTEXT,
+    ENCODING,
     Duration,
     errors_to_exit,
     given_options,
@@ -76,7 +77,7 @@ _MD, _TD = ModelConfig(), TrainConfig()
               show_default=True, help="Seed for initialisation, dropout and samples.")
 @click.option("--resume", is_flag=True, help="Continue training the model in --output.")
 @click.option("--force", is_flag=True, help="Overwrite an existing --output.")
-@click.option("--encoding", default="utf-8", show_default=True,
+@click.option("--encoding", type=ENCODING, default="utf-8", show_default=True,
               help="Text encoding of the corpus files (e.g. latin-1, cp1252).")
 @click.option("--no-color", is_flag=True, help="No colors (also: NO_COLOR=1).")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
