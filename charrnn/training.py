@@ -200,7 +200,8 @@ def _check_output(path: Path, resume: bool, force: bool) -> None:
 
 
 def _fit_to_corpus(cfg: TrainConfig, n_chars: int) -> tuple[TrainConfig, list[str]]:
-    """Shrink the batch (and drop validation) so a small corpus still trains; say so."""
+    """Shrink the window and the batch (and drop validation) so a small corpus still trains;
+    say so."""
     notes = []
     val_n = int(n_chars * cfg.val_frac + 0.5)
     if cfg.val_frac > 0 and val_n < MIN_VAL_CHARS:
@@ -213,10 +214,9 @@ def _fit_to_corpus(cfg: TrainConfig, n_chars: int) -> tuple[TrainConfig, list[st
         raise DataError(f"the corpus has {train_n} training character(s); at least 2 are needed "
                         "(one to read, one to predict)")
     if train_n < min_chars(1, cfg.seq_len):
-        raise DataError(
-            f"the corpus has {train_n} training characters but one window needs "
-            f"{min_chars(1, cfg.seq_len)} (--seq-len {cfg.seq_len} + 1); use a larger corpus "
-            f"or a smaller --seq-len (at most {max(1, train_n - 1)})")
+        notes.append(f"the corpus has {train_n} training characters, fewer than one window of "
+                     f"--seq-len {cfg.seq_len} + 1: using --seq-len {train_n - 1}")
+        cfg = cfg.replace(seq_len=train_n - 1)
     fit = (train_n - 1) // cfg.seq_len
     if fit < cfg.batch_size:
         notes.append(f"the corpus has {train_n} training characters, enough for {fit} "

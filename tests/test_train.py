@@ -158,13 +158,21 @@ def test_small_corpus_adapts_batch_and_validation(tmp_path):
     assert checkpoint.load(out).resume.train_config.batch_size == 1
 
 
-def test_too_small_corpus_says_what_to_change(tmp_path):
+def test_tiny_corpus_shrinks_the_window_and_says_so(tmp_path):
     text = tmp_path / "tiny.txt"
-    text.write_text("hello world")
-    r = run(["train", text, "-o", tmp_path / "m.npz"])
-    assert r.exit_code == 1
-    assert "--seq-len" in r.output and "characters" in r.output
-    assert "Traceback" not in r.output and not (tmp_path / "m.npz").exists()
+    text.write_text("hello world")  # 11 characters, no room for validation
+    out = tmp_path / "m.npz"
+    r = run(["train", text, "-o", out, "--max-steps", "3", "--hidden-size", "8"])
+    assert r.exit_code == 0, r.output
+    assert "fewer than one window of --seq-len 64 + 1: using --seq-len 10" in r.output
+    assert "training without validation" in r.output
+    config = checkpoint.load(out).resume.train_config
+    assert (config.seq_len, config.batch_size) == (10, 1)
+    one = tmp_path / "one.txt"
+    one.write_text("a")
+    r = run(["train", one, "-o", tmp_path / "one.npz"])
+    assert r.exit_code == 1 and "at least 2 are needed" in r.output
+    assert "Traceback" not in r.output and not (tmp_path / "one.npz").exists()
 
 
 def test_reads_stdin_and_directories(corpus, tmp_path):
