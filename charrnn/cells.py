@@ -22,9 +22,9 @@ hs included when it is part of the cache (``for_backward``).
 Speed notes (why the code looks the way it does):
 - Sigmoid gates are ``s(a) = 1 / (1 + exp(-a))``: NumPy's float32 ``exp`` plus an add and a
   divide cost about half of its ``tanh``. The recurrent product is taken with ``-W_h`` so that
-  ``-a`` comes out of the matmul; the LSTM's g gate is ``tanh(a) = 2 s(2a) - 1`` in the same
-  pass (``exp(-2a)`` is the square of ``exp(-a)``). ``exp`` overflows to inf for a << 0,
-  which gives the right limit, s = 0.
+  ``-a`` comes out of the matmul. ``exp`` overflows to inf for a << 0, which gives the right
+  limit, s = 0. (The tanh gates stay ``np.tanh``: ``2 s(2a) - 1`` would lose their relative
+  precision near 0.)
 - The factors of the backward pass that depend only on forward values (e.g.
   ``o * (1 - tanh(c)^2)``) are computed by the forward, step by step, while that step's
   values are still in cache: computed afterwards over all steps they cost several passes
@@ -118,7 +118,8 @@ class RNNCell:
         np.subtract(1.0, deriv, out=deriv)  # tanh' for every step at once
         dpre = work.take("dpre", dhs.shape, dhs.dtype)
         dh = np.zeros_like(hs[0]) if dfinal is None else dfinal[0].copy()
-        W_hT = np.ascontiguousarray(W_h.T)
+        W_hT = work.take("W_hT", W_h.T.shape, W_h.dtype)
+        np.copyto(W_hT, W_h.T)
         for t in range(T - 1, -1, -1):
             dh += dhs[t]
             np.multiply(dh, deriv[t], out=dpre[t])
@@ -156,7 +157,7 @@ class GRUCell:
         T, B, G3 = xw.shape
         H = G3 // 3
         dt = xw.dtype
-        W_neg = np.negative(W_h)  # hh = -h W_h: the sigmoids come from exp(-a)
+        W_neg = np.negative(W_h, out=work.take("W_neg", W_h.shape, dt))  # hh = -h W_h
         hs = _states_buffer(T, h0, work if for_backward else None)
         hh = np.empty((B, G3), dtype=dt)
         rz = np.empty((B, 2 * H), dtype=dt)
@@ -208,7 +209,8 @@ class GRUCell:
         P4 = P.reshape(T, B, 4, H)
         dh = np.zeros_like(hs[0]) if dfinal is None else dfinal[0].copy()
         tmp = np.empty_like(dh)
-        W_hT = np.ascontiguousarray(W_h.T)
+        W_hT = work.take("W_hT", W_h.T.shape, W_h.dtype)
+        np.copyto(W_hT, W_h.T)
         for t in range(T - 1, -1, -1):
             dh += dhs[t]
             P4[t] *= dh[:, None, :]  # [da_r, da_z, dhn, da_n]
@@ -251,14 +253,15 @@ class LSTMCell:
         T, B, G4 = xw.shape
         H = G4 // 4
         dt = xw.dtype
-        W_neg = np.negative(W_h)
+        W_neg = np.negative(W_h, out=work.take("W_neg", W_h.shape, dt))  # a = -(h W_h + xw)
         hs = _states_buffer(T, h0, work if for_backward else None)
         cs = work.take("cs", (T + 1,) + c0.shape, dt)  # only the final c leaves the cell
         cs[0] = c0
         a = np.empty((B, G4), dtype=dt)
+        g = np.empty((B, H), dtype=dt)
         ig = np.empty((B, H), dtype=dt)
         tc = np.empty((B, H), dtype=dt)  # tanh(c')
-        i, f, g, o = (a[:, k * H:(k + 1) * H] for k in range(4))
+        i, f, o = a[:, :H], a[:, H:2 * H], a[:, 3 * H:]
         if for_backward:
             P = work.take("P", (T, B, G4), dt)
             Q = work.take("Q", (T, B, H), dt)
@@ -267,12 +270,11 @@ class LSTMCell:
             for t in range(T):
                 np.matmul(hs[t], W_neg, out=a)
                 a -= xw[t]  # -a
+                np.negative(a[:, 2 * H:3 * H], out=g)
+                np.tanh(g, out=g)
                 np.exp(a, out=a)
-                np.square(g, out=g)  # exp(-2 a_g)
                 a += 1.0
-                np.divide(1.0, a, out=a)  # s(a); the g block holds s(2 a_g)
-                g *= 2.0
-                g -= 1.0  # tanh(a_g) = 2 s(2 a_g) - 1
+                np.divide(1.0, a, out=a)  # s(a) for i, f, o (the g block of a is not used)
                 if for_backward:
                     d = P[t]
                     np.subtract(1.0, a, out=d)
@@ -296,13 +298,13 @@ class LSTMCell:
                     np.subtract(1.0, q, out=q)
                     q *= o
                     F[t] = f
-        cache = (hs, P, Q, F, W_h) if for_backward else None
+        cache = (hs, P, Q, F, W_h, work) if for_backward else None
         return hs[1:], (hs[T].copy(), cs[T].copy()), cache
 
     @staticmethod
     def backward(dhs, dfinal, cache):
         """Consumes the cache: its P becomes the pre-activation gradients."""
-        hs, P, Q, F, W_h = cache
+        hs, P, Q, F, W_h, work = cache
         T, B, H = dhs.shape
         P4 = P.reshape(T, B, 4, H)
         if dfinal is None:
@@ -310,7 +312,8 @@ class LSTMCell:
         else:
             dh, dc = dfinal[0].copy(), dfinal[1].copy()
         tmp = np.empty_like(dh)
-        W_hT = np.ascontiguousarray(W_h.T)
+        W_hT = work.take("W_hT", W_h.T.shape, W_h.dtype)
+        np.copyto(W_hT, W_h.T)
         for t in range(T - 1, -1, -1):
             dh += dhs[t]
             np.multiply(dh, Q[t], out=tmp)

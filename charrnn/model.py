@@ -93,8 +93,9 @@ class CharRNN:
     ``vocab`` (a ``charrnn.data.Vocab``) is optional: it is only needed to turn text into ids
     and back (sampling, evaluation on text).
 
-    The model keeps its large scratch arrays from call to call (see ``cells.Workspace``), so
-    one model must not run forward/backward in two threads at once.
+    For training, the model keeps its large scratch arrays from step to step (see
+    ``cells.Workspace``): one model must not train in two threads at once. Forward-only calls
+    (``losses``, ``log_probs``, ``hidden_states``, sampling) only read it.
     """
 
     def __init__(self, config: ModelConfig, params=None, *, vocab=None, dtype=np.float32,
@@ -164,7 +165,11 @@ class CharRNN:
             self._generation += 1
         layers = []
         x = None  # input of the current layer, (T, B, H) for layers above 0
-        xw = self._scratch.take("xw", (T, B, c.gates * H), self.dtype)  # read by one cell only
+        # training reuses its large arrays (see cells.Workspace); a forward-only call takes new
+        # ones, so that scoring and sampling only read the model (safe from several threads)
+        xw_shape = (T, B, c.gates * H)
+        xw = (self._scratch.take("xw", xw_shape, self.dtype) if for_backward
+              else np.empty(xw_shape, self.dtype))  # read by one cell only
         for layer in range(L):
             W_x, b = self.params[f"layers.{layer}.W_x"], self.params[f"layers.{layer}.b"]
             if layer == 0:
@@ -173,7 +178,8 @@ class CharRNN:
                 np.matmul(x.reshape(T * B, H), W_x, out=xw.reshape(T * B, -1))
             xw += b
             hs, final, cache = self.cell.forward(xw, tuple(state[layer]), self._layer(layer),
-                                                 for_backward, self._work[layer])
+                                                 for_backward,
+                                                 self._work[layer] if for_backward else None)
             new_state[layer] = final
             mask = None
             if rng is not None and c.dropout > 0:
