@@ -172,11 +172,11 @@ class CharRNN:
               else np.empty(xw_shape, self.dtype))  # read by one cell only
         for layer in range(L):
             W_x, b = self.params[f"layers.{layer}.W_x"], self.params[f"layers.{layer}.b"]
-            if layer == 0:
-                np.take(W_x, ids_tm, axis=0, out=xw)  # one-hot x W_x, (T, B, G*H)
+            if layer == 0:  # one-hot x W_x + b: rows of the (V, G*H) table W_x + b
+                np.take(W_x + b, ids_tm, axis=0, out=xw)
             else:
                 np.matmul(x.reshape(T * B, H), W_x, out=xw.reshape(T * B, -1))
-            xw += b
+                xw += b
             hs, final, cache = self.cell.forward(xw, tuple(state[layer]), self._layer(layer),
                                                  for_backward,
                                                  self._work[layer] if for_backward else None)
@@ -226,15 +226,17 @@ class CharRNN:
             for k, v in dcell.items():
                 grads[f"layers.{layer}.{k}"] = v
             dxw = dxw.reshape(T * B, -1)
-            grads[f"layers.{layer}.b"] = dxw.sum(axis=0)
             W_x = p[f"layers.{layer}.W_x"]
             if layer == 0:
                 # one-hot input: dW_x = onehot^T dxw, i.e. row v sums dxw over the positions
-                # holding id v; as a matmul this is ~10x faster than np.add.at
+                # holding id v; as a matmul this is ~10x faster than np.add.at. Every position
+                # holds one id, so db (the sum over positions) is the sum of those V rows.
                 onehot = np.zeros((c.vocab_size, T * B), self.dtype)
                 onehot[ids_tm.reshape(-1), np.arange(T * B)] = 1.0
                 grads["layers.0.W_x"] = onehot @ dxw
+                grads["layers.0.b"] = grads["layers.0.W_x"].sum(axis=0)
             else:
+                grads[f"layers.{layer}.b"] = dxw.sum(axis=0)
                 grads[f"layers.{layer}.W_x"] = x.reshape(T * B, H).T @ dxw
                 np.matmul(dxw, W_x.T, out=dx.reshape(T * B, H))
         return grads, dstate0
