@@ -31,15 +31,18 @@ __all__ = ["GATE_NAMES", "char_counts", "figures", "gate_biases", "model_report"
 GATE_NAMES = {"rnn": ("h",), "gru": ("r", "z", "n"), "lstm": ("i", "f", "g", "o")}
 #: gates squashed by a sigmoid (their bias sets how open they are at rest)
 SIGMOID_GATES = {"rnn": (), "gru": ("r", "z"), "lstm": ("i", "f", "o")}
+MAX_EXP = math.log(np.finfo(np.float64).max)  # exp of more overflows (709.78...)
 TEXT_CHUNK = 1024  # characters per forward call when reading a text: bounds the cache's memory
 LN2 = math.log(2)
 
 
 def figures(loss: float | None) -> dict[str, float | None]:
-    """loss (nats/char) -> {"loss", "perplexity", "bits_per_char"}; None stays None."""
+    """loss (nats/char) -> {"loss", "perplexity", "bits_per_char"}; None stays None, and so
+    does a perplexity too large for a float (JSON has no inf)."""
     if loss is None or not math.isfinite(loss):
         return {"loss": loss, "perplexity": None, "bits_per_char": None}
-    return {"loss": loss, "perplexity": math.exp(min(loss, 700.0)), "bits_per_char": loss / LN2}
+    return {"loss": loss, "perplexity": math.exp(loss) if loss < MAX_EXP else None,
+            "bits_per_char": loss / LN2}
 
 
 # ----------------------------------------------------------------------------- parameters
@@ -101,7 +104,8 @@ def gate_biases(model) -> list[dict[str, Any]]:
             row = {"layer": layer, "gate": g, "mean": float(block.mean()),
                    "std": float(block.std()), "resting": None, "b_hn_mean": None}
             if g in SIGMOID_GATES[cfg.cell]:
-                row["resting"] = float((1 / (1 + np.exp(-block))).mean())
+                with np.errstate(over="ignore"):  # exp(-b) = inf for b << 0: resting 0
+                    row["resting"] = float((1 / (1 + np.exp(-block))).mean())
             if cfg.cell == "gru" and g == "n":
                 row["b_hn_mean"] = float(np.mean(model.params[f"layers.{layer}.b_hn"]))
             out.append(row)

@@ -246,7 +246,8 @@ def _resumed(ck: checkpoint.Checkpoint, corpus: Corpus, model_options: dict[str,
             "train on the same text or start a new model with --force")
     differs = [f"--{k.replace('_', '-')} {v} (model has {getattr(cfg, k)})"
                for k, v in model_options.items() if getattr(cfg, k) != v]
-    tcfg = rs.train_config.replace(**train_options)
+    # --max-time limits one invocation: a resumed run has none unless given again
+    tcfg = rs.train_config.replace(**{"max_time": 0.0, **train_options})
     for k in ("batch_size", "seq_len", "val_frac"):
         if getattr(tcfg, k) != getattr(rs.train_config, k):
             differs.append(f"--{k.replace('_', '-')} {getattr(tcfg, k)} (the run uses "

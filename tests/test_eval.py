@@ -264,3 +264,30 @@ def test_progress_bar_on_a_real_terminal_and_figures_on_stdout(trained, tmp_path
     assert p.returncode == 0
     assert b"evaluating" in err and b"%" in err
     assert b"\x1b" not in stdout and stdout.decode().splitlines()[2].startswith("loss ")
+
+
+def test_a_diverged_loss_shows_an_infinite_perplexity():
+    from charrnn.diagnostics import figures
+    from charrnn.display.base import loss_text, ppl
+
+    assert figures(1.0)["perplexity"] == math.e
+    assert figures(709.0)["perplexity"] == math.exp(709.0)
+    assert figures(3.4e30)["perplexity"] is None  # exp overflows; JSON has no inf
+    assert ppl(700.0) == f"{math.exp(700.0):.2e}" and ppl(710.0) == "inf"
+    assert ppl(3.4e30) == "inf" and ppl(math.nan) == "-"
+    assert loss_text(1.23456) == "1.2346" and loss_text(3.4e30) == "3.4000e+30"
+
+
+def test_gate_biases_of_a_saturated_model_without_warnings():
+    import warnings
+
+    from charrnn.config import ModelConfig
+    from charrnn.diagnostics import gate_biases
+    from charrnn.model import CharRNN
+
+    m = CharRNN(ModelConfig(cell="lstm", vocab_size=4, hidden_size=3, num_layers=1))
+    m.params["layers.0.b"][:] = -1e4
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rows = gate_biases(m)
+    assert [r["resting"] for r in rows if r["gate"] != "g"] == [0.0, 0.0, 0.0]

@@ -505,3 +505,15 @@ def test_zero_width_and_wide_characters_keep_the_digits_aligned():
     assert out[0] == "eU+0301\u4e2d→z"
     assert out[1] == "-1" + " " * 5 + "2 34"
     assert cell_len(out[0]) == cell_len(out[1])
+
+
+def test_redirected_output_is_wide_enough_for_the_tables(tmp_path):
+    """Written to a file or pipe (no terminal, no COLUMNS), the default 2x256 model's tables
+    show whole figures: rich's 80 columns would cut them short with an ellipsis."""
+    vocab = Vocab.from_text(SONNETS.read_text()[:3000])
+    path = tmp_path / "big.npz"
+    charrnn.save(CharRNN(ModelConfig(vocab_size=len(vocab)), vocab=vocab), path)
+    r = CliRunner().invoke(main, ["inspect", str(path)], env={"COLUMNS": None})
+    assert r.exit_code == 0, r.output
+    assert "…" not in r.stdout
+    assert max(len(line) for line in r.stdout.splitlines()) <= 120

@@ -89,6 +89,22 @@ def test_closed_pipe_ends_quietly_and_quickly(model_path):
     assert time.monotonic() - start < 30
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize("args", [["sample", "-n", "300", "--seed", "1"], ["--help"],
+                                  ["inspect", "{model}"], ["inspect", "{model}", "--json"]])
+@pytest.mark.parametrize("unbuffered", ["1", ""])
+def test_output_that_cannot_be_written_is_one_line(model_path, args, unbuffered):
+    """A full disk behind stdout: exit 1 and one line on stderr, whether the write fails at
+    once (unbuffered) or at the last flush."""
+    args = [a.format(model=model_path) for a in args]
+    env = {**os.environ, "PYTHONUNBUFFERED": unbuffered, "CHARRNN_MODEL": str(model_path)}
+    with open("/dev/full", "w") as full:
+        p = subprocess.run([*CHARRNN, *args], stdout=full, stderr=subprocess.PIPE, text=True,
+                           env=env, timeout=60)
+    assert p.returncode == 1
+    assert p.stderr == "Error: cannot write the output: No space left on device\n"
+
+
 def test_closed_pipe_through_a_shell(model_path):
     cmd = " ".join([*map(str, CHARRNN), "sample", "-m", str(model_path), "-n", "100000",
                     "| head -c 300"])

@@ -124,6 +124,20 @@ def test_epochs_cross_and_resume_finishes_the_run(corpus, tmp_path):
     assert r.exit_code == 0 and checkpoint.load(out).resume.step == 2 * per_epoch
 
 
+def test_a_time_limit_holds_for_its_own_invocation_only(corpus, tmp_path):
+    out = tmp_path / "m.npz"
+    r = train(corpus, out, "--max-steps", "2", "--max-time", "1h")
+    assert r.exit_code == 0, r.output
+    assert "time limit 1:00:00" in r.output
+    assert checkpoint.load(out).resume.train_config.max_time == 3600
+    r = run(["train", corpus, "-o", out, "--resume", "--max-steps", "4"])
+    assert r.exit_code == 0, r.output
+    assert "time limit" not in r.output and "resuming at step 2" in r.output
+    assert checkpoint.load(out).resume.train_config.max_time == 0
+    r = run(["train", corpus, "-o", out, "--resume", "--max-steps", "6", "--max-time", "30s"])
+    assert r.exit_code == 0 and "time limit 0:30" in r.output
+
+
 def test_resume_refuses_a_different_model_or_corpus(corpus, tmp_path):
     out = tmp_path / "m.npz"
     assert train(corpus, out, "--max-steps", "3").exit_code == 0

@@ -3,6 +3,7 @@ a model, reading a text argument."""
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from contextlib import contextmanager
@@ -80,7 +81,26 @@ def errors_to_exit(debug: bool):
         sys.exit(130)
 
 
-@click.group(context_settings=CONTEXT)
+class _Group(click.Group):
+    """The command group. An OSError that reaches it is almost always the output failing (a
+    full disk, a vanished device: files charrnn reads and writes have their own messages), so
+    it ends the command with one line, not a traceback (unless --debug)."""
+
+    def main(self, *args, **kwargs):
+        try:
+            return super().main(*args, **kwargs)
+        except OSError as e:
+            if "--debug" in sys.argv[1:]:
+                raise
+            # stdout now points at /dev/null, so the interpreter's last flush is quiet too
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            what = (f"{e.strerror}: {e.filename}" if e.filename
+                    else f"cannot write the output: {e.strerror or e}")
+            click.echo(f"Error: {what}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Group, context_settings=CONTEXT)
 @click.version_option(__version__, "--version", prog_name="charrnn")
 def main():
     """Train character-level RNN, GRU and LSTM language models on any text, sample from them,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import sys
 
 from rich.console import Console
 
@@ -27,9 +28,17 @@ class _Console(Console):
             os.dup2(os.open(os.devnull, os.O_WRONLY), self.file.fileno())
 
 
+REDIRECTED_WIDTH = 120  # columns for output to a file or pipe (rich would assume 80)
+
+
 def make_console(stderr: bool = True, no_color: bool = False) -> Console:
-    # NO_COLOR in the environment is honoured by rich itself
-    return _Console(stderr=stderr, no_color=no_color or None, highlight=False)
+    # NO_COLOR in the environment is honoured by rich itself; a file or pipe has no width, and
+    # at rich's 80 columns wide tables would cut their figures short, so it gets more
+    stream = sys.stderr if stderr else sys.stdout
+    width = None
+    if not stream.isatty() and "COLUMNS" not in os.environ:
+        width = REDIRECTED_WIDTH
+    return _Console(stderr=stderr, no_color=no_color or None, highlight=False, width=width)
 
 
 def safe(text: str) -> str:
@@ -50,7 +59,10 @@ def safe(text: str) -> str:
 def ppl(loss: float | None) -> str:
     if loss is None or not math.isfinite(loss):
         return "-"
-    return f"{math.exp(loss):.2f}" if loss < 20 else f"{math.exp(min(loss, 700)):.2e}"
+    try:
+        return f"{math.exp(loss):.2f}" if loss < 20 else f"{math.exp(loss):.2e}"
+    except OverflowError:  # a diverged model's loss
+        return "inf"
 
 
 def bpc(loss: float | None) -> str:
@@ -58,7 +70,9 @@ def bpc(loss: float | None) -> str:
 
 
 def loss_text(loss: float | None) -> str:
-    return "-" if loss is None or not math.isfinite(loss) else f"{loss:.4f}"
+    if loss is None or not math.isfinite(loss):
+        return "-"
+    return f"{loss:.4f}" if abs(loss) < 1e6 else f"{loss:.4e}"
 
 
 def clock(seconds: float | None) -> str:

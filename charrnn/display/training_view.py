@@ -142,8 +142,10 @@ def start_summary(r) -> Text:
         f"model {m.cell.upper()} {m.num_layers}x{m.hidden_size}, dropout {m.dropout:g}, "
         f"{info['parameters']:,} parameters",
         f"training {t.optimizer} lr {t.lr:g}, batch {t.batch_size} x seq {t.seq_len}, "
-        f"clip {t.grad_clip:g}, {info['steps_per_epoch']} steps/epoch, seed {t.seed}"
-        + (f"; resuming at step {info['resumed_at']}" if info["resumed_at"] else ""),
+        f"clip {t.grad_clip:g}, {info['steps_per_epoch']:,} step"
+        f"{'' if info['steps_per_epoch'] == 1 else 's'}/epoch, seed {t.seed}"
+        + (f", time limit {clock(t.max_time)}" if t.max_time else "")
+        + (f"; resuming at step {info['resumed_at']:,}" if info["resumed_at"] else ""),
     ]
     return Text("\n".join(lines))
 
