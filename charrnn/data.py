@@ -279,8 +279,9 @@ def read_corpus(paths: Sequence[str | Path], encoding: str = "utf-8",
     codec = _codec(encoding)
     files, skipped, size = _expand(paths)
     names = tuple("<stdin>" if f == "-" else _printable(str(f)) for f in files)
-    if len(files) > 1:
-        name = f"{len(files)} files"
+    if len(files) > 1:  # a few are named (a folder's files are not on the command line)
+        shown = [n if n == "<stdin>" else _printable(Path(n).name) for n in names]
+        name = f"{len(files)} files" + (f" ({', '.join(shown)})" if len(files) <= 4 else "")
     else:
         name = "<stdin>" if files[0] == "-" else _printable(Path(files[0]).name)
     builder = _IdsBuilder(size or CHUNK)  # chars <= bytes for any sane encoding: no regrowth

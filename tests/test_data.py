@@ -266,7 +266,7 @@ def test_directory_sorted_hidden_and_binary_skipped(tmp_path):
     (tmp_path / "img.bin").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
     corpus = read_corpus([tmp_path])
     assert corpus.text == "AA\nBB\nCC"
-    assert corpus.name == "3 files"
+    assert corpus.name == "3 files (a.txt, b.txt, c.md)"
     assert corpus.files == tuple(str(tmp_path / n) for n in ("a.txt", "b.txt", "c.md"))
     assert corpus.skipped == (str(tmp_path / "img.bin"),)
     raw = b"AA\n" + b"\xef\xbb\xbfBB\r\n" + b"CC"

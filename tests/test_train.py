@@ -189,6 +189,19 @@ def test_tiny_corpus_shrinks_the_window_and_says_so(tmp_path):
     assert "Traceback" not in r.output and not (tmp_path / "one.npz").exists()
 
 
+def test_a_folder_names_its_files_and_the_binary_ones_left_out(corpus, tmp_path):
+    folder = tmp_path / "texts"
+    folder.mkdir()
+    text = corpus.read_text()
+    (folder / "a.txt").write_text(text[:3000])
+    (folder / "b.txt").write_text(text[3000:])
+    (folder / "c.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    r = run(["train", folder, "-o", tmp_path / "m.npz", *TINY, "--max-steps", "1"])
+    assert r.exit_code == 0, r.output
+    assert f"note: left out 1 file(s) that look binary: {folder / 'c.png'}" in r.output
+    assert "corpus 2 files (a.txt, b.txt):" in r.output
+
+
 def test_reads_stdin_and_directories(corpus, tmp_path):
     out = tmp_path / "m.npz"
     r = run(["train", "-", "-o", out, *TINY, "--max-steps", "2"], input=corpus.read_text())

@@ -103,6 +103,10 @@ def train(ctx, corpus, output, resume, force, encoding, no_color, debug, **optio
     stop = _StopFlag(console)
     with errors_to_exit(debug):
         text = read_corpus(corpus, encoding=encoding, stdin=sys.stdin.buffer)
+        if text.skipped:
+            shown = ", ".join(text.skipped[:5]) + (", ..." if len(text.skipped) > 5 else "")
+            console.print(f"note: left out {len(text.skipped)} file(s) that look binary: {shown}",
+                          markup=False, highlight=False)
         run = training.train(text, output, model_options=model_options,
                              train_options=train_options, resume=resume, force=force,
                              should_stop=stop)
