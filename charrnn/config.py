@@ -142,9 +142,10 @@ class TrainConfig(_Config):
                                                   and self.lr_decay == 1.0),
                "--lr-decay and --lr-decay-every apply to --lr-schedule constant; add it")
         _check(_is_num(self.grad_clip) and self.grad_clip >= 0,
-               f"gradient clip must be non-negative, not {self.grad_clip!r}")
+               f"gradient clip must be a finite number >= 0 (0: no clipping), not "
+               f"{self.grad_clip!r}")
         _check(_is_num(self.epochs) and self.epochs >= 0,
-               f"epochs must be non-negative, not {self.epochs!r}")
+               f"epochs must be a finite number >= 0, not {self.epochs!r}")
         _check(_is_int(self.max_steps) and self.max_steps >= 0,
                f"max steps must be a non-negative integer, not {self.max_steps!r}")
         _check(_is_num(self.max_time) and self.max_time >= 0,

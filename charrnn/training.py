@@ -184,7 +184,8 @@ def _corpus_facts(corpus: Corpus) -> dict[str, Any]:
 def _check_output(path: Path, resume: bool, force: bool) -> None:
     folder = path.parent
     if not folder.is_dir():
-        raise TrainingUsageError(f"cannot write {path}: folder {folder} does not exist")
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise TrainingUsageError(f"cannot write {path}: {folder} {what}")
     if path.is_dir():
         raise TrainingUsageError(f"cannot write {path}: it is a directory")
     if not os.access(folder, os.W_OK):

@@ -155,8 +155,17 @@ def test_several_samples_are_separated_and_json_lines_parse(model_path):
     r = sample(model_path, "-n", "40", "--seed", "11", "-p", "O ", "--num-samples", "3",
                "--json")
     rows = [json.loads(line) for line in r.stdout.splitlines()]
-    assert rows == [{"sample": i + 1, "prime": "O ", "text": t} for i, t in enumerate(texts)]
+    assert rows == [{"sample": i + 1, "prime": "O ", "text": t, "seed": 11}
+                    for i, t in enumerate(texts)]
     assert len(set(texts)) == 3
+
+
+def test_without_a_seed_json_tells_the_one_drawn_and_it_repeats_the_text(model_path):
+    r = sample(model_path, "-n", "60", "--json")
+    row = json.loads(r.stdout)
+    assert isinstance(row["seed"], int) and 0 <= row["seed"] < 2**32
+    again = sample(model_path, "-n", "60", "--json", "--seed", str(row["seed"]))
+    assert json.loads(again.stdout)["text"] == row["text"]
 
 
 def test_missing_default_model_says_how_to_train(tmp_path, monkeypatch):

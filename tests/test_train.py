@@ -223,8 +223,11 @@ def test_reads_stdin_and_directories(corpus, tmp_path):
     (["--lr", "-1"], 2, "--lr"),
     (["--max-time", "5x"], 2, "duration"),
     (["-o", "no/such/folder/m.npz"], 2, "does not exist"),
+    (["-o", "{corpus}/m.npz"], 2, "text.txt is not a folder"),
+    (["--grad-clip", "inf"], 2, "a finite number >= 0 (0: no clipping), not inf"),
 ])
 def test_bad_input_is_one_clear_line(corpus, tmp_path, args, code, message):
+    args = [a.format(corpus=corpus) for a in args]
     if args[0] != "missing.txt":
         args = [corpus, *args]
     r = run(["train", *args])

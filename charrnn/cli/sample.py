@@ -72,7 +72,8 @@ def _closed_pipe_is_fine():
 @click.option("--unknown", type=click.Choice(["error", "skip"]), default="error",
               show_default=True, help="Prime characters the model never saw: refuse, or drop.")
 @click.option("--seed", type=option_range(click.IntRange, 0), default=None,
-              help="Same seed, same text (default: a fresh random seed).")
+              help="Same seed, same text (default: a fresh random seed, shown on a terminal "
+                   "and in --json).")
 @click.option("--num-samples", type=option_range(click.IntRange, 1, 100_000), default=1,
               show_default=True, help="Independent samples, generated in parallel.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per sample on stdout.")
@@ -96,6 +97,12 @@ def sample(model_path, length, temperature, top_k, top_p, greedy, prime, prime_f
         else:  # the normalisation read_text gives a file: no byte-order mark, \r\n as \n
             prime = prime.removeprefix("\ufeff").replace("\r\n", "\n")
         model = load_model(model_path)
+        if seed is None:  # drawn here, so it can be shown and the text repeated
+            import secrets
+
+            seed = secrets.randbelow(2**32)
+            if sys.stderr.isatty():
+                click.echo(f"seed {seed} (--seed {seed} gives this text again)", err=True)
         try:
             stream = model.stream(length, prime=prime, temperature=temperature, top_k=top_k,
                                   top_p=top_p, greedy=greedy, seed=seed,
@@ -113,8 +120,8 @@ def sample(model_path, length, temperature, top_k, top_p, greedy, prime, prime_f
         out = _Out()
         if as_json:
             for i, text in enumerate(stream.texts()):
-                out.write(json.dumps({"sample": i + 1, "prime": kept, "text": text},
-                                     ensure_ascii=False) + "\n")
+                out.write(json.dumps({"sample": i + 1, "prime": kept, "text": text,
+                                      "seed": seed}, ensure_ascii=False) + "\n")
         elif num_samples == 1:
             out.write(head)
             for ch in stream:

@@ -158,7 +158,8 @@ def vocab_table(rep: dict, width: int) -> Table:
     rows = -(-len(vocab) // groups)
     total = sum(v["count"] or 0 for v in vocab)
     table = Table(title=f"vocabulary: {len(vocab)} characters"
-                  + (f", counts in the training corpus ({total:,} in all)" if counted else ""),
+                  + (f", counts in the corpus it was trained on ({total:,} in all)" if counted
+                     else ""),
                   title_justify="left", show_edge=False, pad_edge=False)
     for _ in range(min(groups, len(vocab))):
         table.add_column("char", no_wrap=True)
