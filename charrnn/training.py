@@ -220,9 +220,9 @@ def _fit_to_corpus(cfg: TrainConfig, n_chars: int) -> tuple[TrainConfig, list[st
         cfg = cfg.replace(seq_len=train_n - 1)
     fit = (train_n - 1) // cfg.seq_len
     if fit < cfg.batch_size:
-        notes.append(f"the corpus has {train_n} training characters, enough for {fit} "
-                     f"stream(s) of --seq-len {cfg.seq_len}: using --batch-size {fit} "
-                     f"instead of {cfg.batch_size}")
+        notes.append(f"the corpus has {train_n:,} training characters, enough for {fit:,} "
+                     f"stream{'' if fit == 1 else 's'} of --seq-len {cfg.seq_len}: using "
+                     f"--batch-size {fit} instead of {cfg.batch_size}")
         cfg = cfg.replace(batch_size=fit)
     return cfg, notes
 
@@ -366,8 +366,10 @@ def _fit(run: _Run, cfg: TrainConfig, corpus: Corpus, path: Path, notes: list[st
                      "steps: nothing to train (raise --max-steps or --epochs to go on)")
     for note in notes:
         yield report("notice", text=note)
-    if run.best is not None:
+    if run.best is not None:  # a resumed run shows where it stood from its first line
         snap = replace(snap, best_val=run.best.get("val_loss"), best_step=run.best.get("step"))
+    if run.history:
+        snap = replace(snap, val_loss=run.history[-1].get("val_loss"))
 
     first_step = run.step
     smooth, smooth_weight = 0.0, 0.0

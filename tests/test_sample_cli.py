@@ -62,6 +62,9 @@ def test_greedy_equals_tiny_temperature_and_top_k_1(model_path):
     warm = sample(model_path, "-n", "80", "--seed", "3", "-p", "When").stdout
     assert greedy == cold == top1 != warm
     assert sample(model_path, "-n", "80", "--greedy", "--seed", "9", "-p", "When").stdout == greedy
+    r = sample(model_path, "-n", "20", "--greedy", "--num-samples", "2", "-p", "When")
+    assert "note: with --greedy every sample is the same text" in r.stderr
+    assert r.stdout.count(greedy[:24]) == 2
 
 
 def test_stdout_is_only_prime_text_and_newline(model_path, tmp_path):

@@ -138,6 +138,17 @@ def test_a_time_limit_holds_for_its_own_invocation_only(corpus, tmp_path):
     assert r.exit_code == 0 and "time limit 0:30" in r.output
 
 
+def test_a_resumed_run_shows_its_last_validation_from_the_first_line(corpus, tmp_path):
+    out = tmp_path / "m.npz"
+    assert train(corpus, out, "--max-steps", "4", "--eval-every", "2").exit_code == 0
+    ck = checkpoint.load(out)
+    last, best = ck.history[-1]["val_loss"], ck.best
+    r = run(["train", corpus, "-o", out, "--resume", "--max-steps", "6"])
+    assert r.exit_code == 0, r.output
+    first = next(line for line in r.output.splitlines() if line.startswith("step 5/6"))
+    assert f"val {last:.4f}" in first and f"best {best['val_loss']:.4f} @{best['step']}" in first
+
+
 def test_resume_refuses_a_different_model_or_corpus(corpus, tmp_path):
     out = tmp_path / "m.npz"
     assert train(corpus, out, "--max-steps", "3").exit_code == 0

@@ -90,6 +90,8 @@ def sample(model_path, length, temperature, top_k, top_p, greedy, prime, prime_f
             if clash:
                 raise click.UsageError(f"--greedy always takes the likeliest character; "
                                        f"it cannot be combined with {', '.join(clash)}")
+            if num_samples > 1:
+                click.echo("note: with --greedy every sample is the same text", err=True)
         if prime_file is not None:
             if prime:
                 raise click.UsageError("give --prime or --prime-file, not both")
