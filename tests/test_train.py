@@ -241,6 +241,8 @@ def test_bad_input_is_one_clear_line(corpus, tmp_path, args, code, message):
     args = [a.format(corpus=corpus) for a in args]
     if args[0] != "missing.txt":
         args = [corpus, *args]
+    if "-o" not in args:  # never the working folder's model.npz
+        args += ["-o", tmp_path / "m.npz"]
     r = run(["train", *args])
     assert r.exit_code == code, r.output
     assert message in r.output
