@@ -517,3 +517,10 @@ def test_redirected_output_is_wide_enough_for_the_tables(tmp_path):
     assert r.exit_code == 0, r.output
     assert "…" not in r.stdout
     assert max(len(line) for line in r.stdout.splitlines()) <= 120
+
+
+def test_a_one_character_text_has_nothing_to_predict(trained):
+    r = run(["inspect", trained, "--prime", "W"])
+    assert r.exit_code == 0, r.output
+    assert "1 character, nothing to predict: the first character has no context" in r.stdout
+    assert "mean -" not in r.stdout

@@ -211,6 +211,11 @@ def test_a_folder_names_its_files_and_the_binary_ones_left_out(corpus, tmp_path)
     assert r.exit_code == 0, r.output
     assert f"note: left out 1 file(s) that look binary: {folder / 'c.png'}" in r.output
     assert "corpus 2 files (a.txt, b.txt):" in r.output
+    assert "more than once" not in r.output
+    r = run(["train", folder, folder / "a.txt", "-o", tmp_path / "m2.npz", *TINY,
+             "--max-steps", "1"])
+    assert r.exit_code == 0, r.output
+    assert f"note: read more than once (named twice?): {folder / 'a.txt'}" in r.output
 
 
 def test_reads_stdin_and_directories(corpus, tmp_path):

@@ -107,6 +107,10 @@ def train(ctx, corpus, output, resume, force, encoding, no_color, debug, **optio
             shown = ", ".join(text.skipped[:5]) + (", ..." if len(text.skipped) > 5 else "")
             console.print(f"note: left out {len(text.skipped)} file(s) that look binary: {shown}",
                           markup=False, highlight=False)
+        twice = sorted({f for f in text.files if text.files.count(f) > 1})
+        if twice:
+            console.print("note: read more than once (named twice?): " + ", ".join(twice[:5]),
+                          markup=False, highlight=False)
         run = training.train(text, output, model_options=model_options,
                              train_options=train_options, resume=resume, force=force,
                              should_stop=stop)

@@ -94,8 +94,11 @@ def _scale(labels, palette, dark) -> Text:
 
 def text_views(tr: dict, width: int, color: bool) -> list:
     """The text colored by the model's surprise, then by each chosen hidden unit."""
+    n = tr["characters"]
+    mean = (f"mean {figures_text(tr)}" if n > 1
+            else "nothing to predict: the first character has no context")
     head = Text(f"surprise: -log p of each character given the ones before it; "
-                f"{tr['characters']:,} characters, mean {figures_text(tr)}", style="bold")
+                f"{n:,} character{'' if n == 1 else 's'}, {mean}", style="bold")
     key = (_scale([*map(str, range(9)), "9+"], SURPRISE_BG, _DARK_SURPRISE) if color else
            Text("digit under each character: its surprise in whole bits (0: under 1 bit, "
                 "9: 9 or more; -: the first character, which has no context)", style="dim"))
