@@ -190,9 +190,9 @@ def _read(model, ids: np.ndarray, layer: int | None):
     surprise, hidden = [], []
     for start in range(0, len(ids), TEXT_CHUNK):
         chunk = np.asarray(ids[start:start + TEXT_CHUNK])[None, :]
+        lp, outputs, state = model.read(chunk, state)  # one pass gives both
         if layer is not None:
-            hidden.append(model.hidden_states(chunk, state)[layer][0])
-        lp, state = model.log_probs(chunk, state)
+            hidden.append(outputs[layer][0])
         targets = np.asarray(ids[start + 1:start + 1 + chunk.shape[1]])  # the last has none
         surprise.append(-lp[0, np.arange(len(targets)), targets])
     return (np.concatenate(surprise) if surprise else np.zeros(0),

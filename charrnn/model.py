@@ -257,20 +257,26 @@ class CharRNN:
                                     need_grad=False)
         return out.reshape(T, B).T, new_state
 
-    def log_probs(self, ids: np.ndarray, state: np.ndarray | None = None):
-        """log softmax of the next-character distribution at every position: (B, T, V), state."""
-        logits, new_state, _ = self.forward(ids, state, for_backward=False)
+    def read(self, ids: np.ndarray, state: np.ndarray | None = None):
+        """One pass without dropout, giving what ``log_probs`` and ``hidden_states`` give:
+        (log probs (B, T, V) float64, a list of L layer outputs (B, T, H), new state)."""
+        logits, new_state, (_, layers, top, _) = self.forward(ids, state, for_backward=False)
         B, T = ids.shape
         logits = logits.astype(np.float64)
         logits -= logits.max(axis=1, keepdims=True)
         logits -= np.log(np.exp(logits).sum(axis=1, keepdims=True))
-        return logits.reshape(T, B, -1).transpose(1, 0, 2), new_state
+        outs = [x for x, _, _ in layers[1:]] + [top]
+        return (logits.reshape(T, B, -1).transpose(1, 0, 2),
+                [h.transpose(1, 0, 2) for h in outs], new_state)
+
+    def log_probs(self, ids: np.ndarray, state: np.ndarray | None = None):
+        """log softmax of the next-character distribution at every position: (B, T, V), state."""
+        log_probs, _, new_state = self.read(ids, state)
+        return log_probs, new_state
 
     def hidden_states(self, ids: np.ndarray, state: np.ndarray | None = None):
         """Every layer's output at every position (no dropout): a list of L arrays (B, T, H)."""
-        _, _, (_, layers, top, _) = self.forward(ids, state, for_backward=False)
-        outs = [x for x, _, _ in layers[1:]] + [top]
-        return [h.transpose(1, 0, 2) for h in outs]
+        return self.read(ids, state)[1]
 
     def sample(self, length: int = 500, *, prime: str = "", temperature: float = 1.0,
                top_k: int | None = None, top_p: float | None = None, greedy: bool = False,
