@@ -79,6 +79,13 @@ def _states_buffer(T: int, h0: np.ndarray, work: Workspace | None) -> np.ndarray
     return hs
 
 
+def _transposed(W: np.ndarray, work: Workspace) -> np.ndarray:
+    """W^T as a C-contiguous array in ``work``, for the backward's per-step ``dG @ W_h^T``."""
+    out = work.take("W_hT", W.T.shape, W.dtype)
+    np.copyto(out, W.T)
+    return out
+
+
 def _weight_grad(prev: np.ndarray, dpre: np.ndarray) -> np.ndarray:
     """``sum_t prev_t^T dpre_t`` as one matmul: (T, B, H), (T, B, K) -> (H, K)."""
     H, K = prev.shape[-1], dpre.shape[-1]
@@ -118,8 +125,7 @@ class RNNCell:
         np.subtract(1.0, deriv, out=deriv)  # tanh' for every step at once
         dpre = work.take("dpre", dhs.shape, dhs.dtype)
         dh = np.zeros_like(hs[0]) if dfinal is None else dfinal[0].copy()
-        W_hT = work.take("W_hT", W_h.T.shape, W_h.dtype)
-        np.copyto(W_hT, W_h.T)
+        W_hT = _transposed(W_h, work)
         for t in range(T - 1, -1, -1):
             dh += dhs[t]
             np.multiply(dh, deriv[t], out=dpre[t])
@@ -209,8 +215,7 @@ class GRUCell:
         P4 = P.reshape(T, B, 4, H)
         dh = np.zeros_like(hs[0]) if dfinal is None else dfinal[0].copy()
         tmp = np.empty_like(dh)
-        W_hT = work.take("W_hT", W_h.T.shape, W_h.dtype)
-        np.copyto(W_hT, W_h.T)
+        W_hT = _transposed(W_h, work)
         for t in range(T - 1, -1, -1):
             dh += dhs[t]
             P4[t] *= dh[:, None, :]  # [da_r, da_z, dhn, da_n]
@@ -312,8 +317,7 @@ class LSTMCell:
         else:
             dh, dc = dfinal[0].copy(), dfinal[1].copy()
         tmp = np.empty_like(dh)
-        W_hT = work.take("W_hT", W_h.T.shape, W_h.dtype)
-        np.copyto(W_hT, W_h.T)
+        W_hT = _transposed(W_h, work)
         for t in range(T - 1, -1, -1):
             dh += dhs[t]
             np.multiply(dh, Q[t], out=tmp)

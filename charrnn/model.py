@@ -167,9 +167,9 @@ class CharRNN:
         x = None  # input of the current layer, (T, B, H) for layers above 0
         # training reuses its large arrays (see cells.Workspace); a forward-only call takes new
         # ones, so that scoring and sampling only read the model (safe from several threads)
-        xw_shape = (T, B, c.gates * H)
-        xw = (self._scratch.take("xw", xw_shape, self.dtype) if for_backward
-              else np.empty(xw_shape, self.dtype))  # read by one cell only
+        scratch, works = ((self._scratch, self._work) if for_backward
+                          else (Workspace(), [None] * L))
+        xw = scratch.take("xw", (T, B, c.gates * H), self.dtype)  # read by one cell only
         for layer in range(L):
             W_x, b = self.params[f"layers.{layer}.W_x"], self.params[f"layers.{layer}.b"]
             if layer == 0:  # one-hot x W_x + b: rows of the (V, G*H) table W_x + b
@@ -178,8 +178,7 @@ class CharRNN:
                 np.matmul(x.reshape(T * B, H), W_x, out=xw.reshape(T * B, -1))
                 xw += b
             hs, final, cache = self.cell.forward(xw, tuple(state[layer]), self._layer(layer),
-                                                 for_backward,
-                                                 self._work[layer] if for_backward else None)
+                                                 for_backward, works[layer])
             new_state[layer] = final
             mask = None
             if rng is not None and c.dropout > 0:

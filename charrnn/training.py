@@ -200,6 +200,18 @@ def _check_output(path: Path, resume: bool, force: bool) -> None:
                                  "pass one of them")
 
 
+def _corpus_notes(corpus: Corpus) -> list[str]:
+    """What the reading of the corpus files left out or repeated, worth a word."""
+    notes = []
+    if corpus.skipped:
+        shown = ", ".join(corpus.skipped[:5]) + (", ..." if len(corpus.skipped) > 5 else "")
+        notes.append(f"left out {len(corpus.skipped)} file(s) that look binary: {shown}")
+    twice = sorted({f for f in corpus.files if corpus.files.count(f) > 1})
+    if twice:
+        notes.append("read more than once (named twice?): " + ", ".join(twice[:5]))
+    return notes
+
+
 def _fit_to_corpus(cfg: TrainConfig, n_chars: int) -> tuple[TrainConfig, list[str]]:
     """Shrink the window and the batch (and drop validation) so a small corpus still trains;
     say so."""
@@ -295,7 +307,7 @@ def train(corpus: Corpus, output: str | Path, *, model_options: dict[str, Any] |
         model = CharRNN(mcfg, vocab=corpus.vocab, dtype=dtype, seed=rng)
         run = _Run(model, make_optimizer(cfg.optimizer, model.params), rng,
                    model.initial_state(cfg.batch_size))
-    yield from _fit(run, cfg, corpus, path, notes, should_stop)
+    yield from _fit(run, cfg, corpus, path, _corpus_notes(corpus) + notes, should_stop)
 
 
 def _fit(run: _Run, cfg: TrainConfig, corpus: Corpus, path: Path, notes: list[str],

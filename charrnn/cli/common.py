@@ -81,10 +81,25 @@ def errors_to_exit(debug: bool):
         sys.exit(130)
 
 
+def silence(stream) -> None:
+    """Point a standard stream's file descriptor at /dev/null: after its reader has gone (or
+    its disk is full), later writes and the interpreter's last flush pass quietly."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+
+
 class _Group(click.Group):
-    """The command group. An OSError that reaches it is almost always the output failing (a
-    full disk, a vanished device: files charrnn reads and writes have their own messages), so
-    it ends the command with one line, not a traceback (unless --debug)."""
+    """The command group, where every command's output failures end:
+    - the reader went away (`charrnn sample | head`): stop quietly, exit 0;
+    - any other OSError that gets here is almost always the output failing (a full disk, a
+      vanished device: files charrnn reads and writes have their own messages): one line,
+      exit 1, not a traceback (unless --debug)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:  # caught here, before Click's own handler exits 1
+            silence(sys.stdout)
+            sys.exit(0)
 
     def main(self, *args, **kwargs):
         try:
@@ -92,8 +107,7 @@ class _Group(click.Group):
         except OSError as e:
             if "--debug" in sys.argv[1:]:
                 raise
-            # stdout now points at /dev/null, so the interpreter's last flush is quiet too
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            silence(sys.stdout)
             what = (f"{e.strerror}: {e.filename}" if e.filename
                     else f"cannot write the output: {e.strerror or e}")
             click.echo(f"Error: {what}", err=True)

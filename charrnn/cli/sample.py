@@ -1,9 +1,9 @@
-"""`charrnn sample`: streamed text on stdout, flushed as it comes; a closed pipe is no error."""
+"""`charrnn sample`: streamed text on stdout, flushed as it comes (a closed pipe ends it
+quietly: see common._Group)."""
 
 from __future__ import annotations
 
 import sys
-from contextlib import contextmanager
 
 import click
 
@@ -35,19 +35,6 @@ class _Out:
         if flush or self.interactive or self.pending >= 256:
             self.stream.flush()
             self.pending = 0
-
-
-@contextmanager
-def _closed_pipe_is_fine():
-    try:
-        yield
-    except BrokenPipeError:
-        # the reader went away (`| head`): stop quietly; point stdout at /dev/null so the
-        # interpreter's final flush does not complain either
-        import os
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(0)
 
 
 @main.command(context_settings=CONTEXT)
@@ -83,7 +70,7 @@ def sample(model_path, length, temperature, top_k, top_p, greedy, prime, prime_f
     """Generate text from a trained model, streamed to stdout as it is produced."""
     import json
 
-    with errors_to_exit(debug), _closed_pipe_is_fine():
+    with errors_to_exit(debug):
         if greedy:
             given = given_options(click.get_current_context(), ["temperature", "top_k", "top_p"])
             clash = ["--" + name.replace("_", "-") for name in given]

@@ -18,6 +18,7 @@ from .common import (
     given_options,
     main,
     option_range,
+    silence,
 )
 
 _MD, _TD = ModelConfig(), TrainConfig()
@@ -103,14 +104,6 @@ def train(ctx, corpus, output, resume, force, encoding, no_color, debug, **optio
     stop = _StopFlag(console)
     with errors_to_exit(debug):
         text = read_corpus(corpus, encoding=encoding, stdin=sys.stdin.buffer)
-        if text.skipped:
-            shown = ", ".join(text.skipped[:5]) + (", ..." if len(text.skipped) > 5 else "")
-            console.print(f"note: left out {len(text.skipped)} file(s) that look binary: {shown}",
-                          markup=False, highlight=False)
-        twice = sorted({f for f in text.files if text.files.count(f) > 1})
-        if twice:
-            console.print("note: read more than once (named twice?): " + ", ".join(twice[:5]),
-                          markup=False, highlight=False)
         run = training.train(text, output, model_options=model_options,
                              train_options=train_options, resume=resume, force=force,
                              should_stop=stop)
@@ -138,9 +131,7 @@ def _reader_may_leave():
     try:
         yield
     except BrokenPipeError:
-        import os
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stderr.fileno())
+        silence(sys.stderr)
 
 
 class _StopFlag:
