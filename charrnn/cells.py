@@ -173,7 +173,6 @@ class GRUCell:
         if for_backward:
             P = work.take("P", (T, B, 4 * H), dt)
             Z = work.take("Z", (T, B, H), dt)
-            tmp = np.empty((B, H), dtype=dt)
         with np.errstate(over="ignore"):  # exp(-a) = inf for a << 0 gives the limit s = 0
             for t in range(T):
                 np.matmul(hs[t], W_neg, out=hh)
@@ -183,8 +182,7 @@ class GRUCell:
                 np.divide(1.0, rz, out=rz)  # s(a) = 1 / (1 + exp(-a))
                 if for_backward:
                     d = P[t]
-                    np.subtract(1.0, rz, out=d[:, :2 * H])
-                    d[:, :2 * H] *= rz  # s(1 - s)
+                    np.subtract(1.0, rz, out=d[:, :2 * H])  # 1 - s, times s below
                 np.subtract(b_hn, hh[:, 2 * H:], out=hn)
                 np.multiply(r, hn, out=n)
                 n += xw[t, :, 2 * H:]
@@ -195,8 +193,8 @@ class GRUCell:
                     A = d[:, 3 * H:]
                     np.square(n, out=A)
                     np.subtract(1.0, A, out=A)
-                    np.subtract(1.0, z, out=tmp)
-                    A *= tmp
+                    A *= d[:, H:2 * H]  # 1 - z
+                    d[:, :2 * H] *= rz  # s(1 - s)
                     d[:, H:2 * H] *= h  # h - n
                     d[:, :H] *= hn
                     d[:, :H] *= A
@@ -283,10 +281,7 @@ class LSTMCell:
                 if for_backward:
                     d = P[t]
                     np.subtract(1.0, a, out=d)
-                    d *= a  # s(1 - s) ...
-                    dg = d[:, 2 * H:3 * H]
-                    np.square(g, out=dg)
-                    np.subtract(1.0, dg, out=dg)  # ... and 1 - g^2 for the g block
+                    d *= a  # s(1 - s) (the g block is overwritten below)
                 c = cs[t + 1]
                 np.multiply(f, cs[t], out=c)
                 np.multiply(i, g, out=ig)
@@ -296,12 +291,13 @@ class LSTMCell:
                 if for_backward:
                     d[:, :H] *= g
                     d[:, H:2 * H] *= cs[t]
-                    d[:, 2 * H:3 * H] *= i
+                    dg = d[:, 2 * H:3 * H]
+                    np.multiply(ig, g, out=dg)
+                    np.subtract(i, dg, out=dg)  # i (1 - g^2) = i - (i g) g
                     d[:, 3 * H:] *= tc
                     q = Q[t]
-                    np.square(tc, out=q)
-                    np.subtract(1.0, q, out=q)
-                    q *= o
+                    np.multiply(hs[t + 1], tc, out=q)
+                    np.subtract(o, q, out=q)  # o (1 - tanh(c')^2) = o - h' tanh(c')
                     F[t] = f
         cache = (hs, P, Q, F, W_h, work) if for_backward else None
         return hs[1:], (hs[T].copy(), cs[T].copy()), cache
