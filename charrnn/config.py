@@ -102,6 +102,9 @@ class ModelConfig(_Config):
         return sum(math.prod(s) for s in self.parameter_shapes().values())
 
 
+MAX_SEQ_LEN = MAX_BATCH_SIZE = 100_000  # far beyond use; keeps a typo from exhausting memory
+
+
 @dataclass(frozen=True)
 class TrainConfig(_Config):
     """How a model is trained; may change between resumed runs."""
@@ -125,10 +128,12 @@ class TrainConfig(_Config):
     seed: int = 0  # seeds initialisation, dropout, batching and samples
 
     def __post_init__(self) -> None:
-        _check(_is_int(self.seq_len) and 1 <= self.seq_len <= 100_000,
-               f"sequence length must be a positive integer, not {self.seq_len!r}")
-        _check(_is_int(self.batch_size) and 1 <= self.batch_size <= 100_000,
-               f"batch size must be a positive integer, not {self.batch_size!r}")
+        _check(_is_int(self.seq_len) and 1 <= self.seq_len <= MAX_SEQ_LEN,
+               f"sequence length must be an integer from 1 to {MAX_SEQ_LEN:,}, not "
+               f"{self.seq_len!r}")
+        _check(_is_int(self.batch_size) and 1 <= self.batch_size <= MAX_BATCH_SIZE,
+               f"batch size must be an integer from 1 to {MAX_BATCH_SIZE:,}, not "
+               f"{self.batch_size!r}")
         _check(_is_num(self.lr) and self.lr > 0, f"learning rate must be positive, not {self.lr!r}")
         _check(self.optimizer in OPTIMIZERS,
                f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}")

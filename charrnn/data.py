@@ -87,6 +87,17 @@ class Corpus:
         """The normalised text, decoded on demand (1, 2 or 4 bytes per character)."""
         return self.vocab.decode(self.ids)
 
+    def notes(self) -> list[str]:
+        """What the reading of the files left out or repeated, worth a word to the user."""
+        notes = []
+        if self.skipped:
+            shown = ", ".join(self.skipped[:5]) + (", ..." if len(self.skipped) > 5 else "")
+            notes.append(f"left out {len(self.skipped)} file(s) that look binary: {shown}")
+        twice = sorted({f for f in self.files if self.files.count(f) > 1})
+        if twice:
+            notes.append("read more than once (named twice?): " + ", ".join(twice[:5]))
+        return notes
+
     def encode(self, vocab: Vocab, skip_unknown: bool = False) -> np.ndarray:
         """The text's ids over another vocabulary (a model's); unknowns as in Vocab.encode."""
         if vocab == self.vocab:

@@ -154,6 +154,9 @@ class CharRNN:
         cache then only holds the layers' inputs. ``backward`` consumes the cache, and only
         the latest forward's (a forward for backward reuses the buffers of the one before).
         """
+        ids = np.asarray(ids)
+        if ids.ndim != 2:
+            raise ValueError(f"ids must be a (batch, time) array, not of shape {ids.shape}")
         B, T = ids.shape
         c = self.config
         H, L = c.hidden_size, c.num_layers

@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import os
 import secrets
+import stat
 import struct
 import warnings
 import zipfile
@@ -153,9 +154,18 @@ def _clean_stale(path: Path) -> None:
 
 
 def write_atomic(path: Path, meta: bytes, arrays: dict[str, np.ndarray]) -> None:
-    """A temporary file in the same folder, flushed and fsynced, renamed over the target."""
+    """A temporary file in the same folder, flushed and fsynced, renamed over the target.
+
+    A symbolic link is followed (its target is replaced, the link stays) and an existing
+    file's permissions carry over to the new one.
+    """
+    path = Path(os.path.realpath(path))
     _clean_stale(path)
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        mode = None
     try:
         with open(tmp, "xb") as f:
             with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
@@ -164,6 +174,8 @@ def write_atomic(path: Path, meta: bytes, arrays: dict[str, np.ndarray]) -> None
                         np.lib.format.write_array(m, a, version=(1, 0), allow_pickle=False)
             f.flush()
             os.fsync(f.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException as e:  # Ctrl-C too: never leave the temporary file behind
         with suppress(OSError):

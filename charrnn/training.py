@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from . import checkpoint, sampling
+from . import blas, checkpoint, sampling
 from .config import ModelConfig, TrainConfig
 from .data import Corpus, StreamBatches, min_chars, split_train_val
 from .errors import CharRNNError, DataError, DivergenceError
@@ -132,6 +132,11 @@ class Report:
 
 # ----------------------------------------------------------------------------- the run
 
+# A diverging run overflows on its way to inf/nan; the finite checks of the loss, the gradient
+# norm and the validation loss stop it with one message, so NumPy's warnings are left out.
+def _quiet() -> np.errstate:
+    return np.errstate(over="ignore", invalid="ignore", divide="ignore")
+
 @dataclass
 class _Run:
     """Mutable state of a run: exactly what a model file's resume section holds."""
@@ -200,18 +205,6 @@ def _check_output(path: Path, resume: bool, force: bool) -> None:
                                  "pass one of them")
 
 
-def _corpus_notes(corpus: Corpus) -> list[str]:
-    """What the reading of the corpus files left out or repeated, worth a word."""
-    notes = []
-    if corpus.skipped:
-        shown = ", ".join(corpus.skipped[:5]) + (", ..." if len(corpus.skipped) > 5 else "")
-        notes.append(f"left out {len(corpus.skipped)} file(s) that look binary: {shown}")
-    twice = sorted({f for f in corpus.files if corpus.files.count(f) > 1})
-    if twice:
-        notes.append("read more than once (named twice?): " + ", ".join(twice[:5]))
-    return notes
-
-
 def _fit_to_corpus(cfg: TrainConfig, n_chars: int) -> tuple[TrainConfig, list[str]]:
     """Shrink the window and the batch (and drop validation) so a small corpus still trains;
     say so."""
@@ -240,8 +233,9 @@ def _fit_to_corpus(cfg: TrainConfig, n_chars: int) -> tuple[TrainConfig, list[st
 
 
 def _resumed(ck: checkpoint.Checkpoint, corpus: Corpus, model_options: dict[str, Any],
-             train_options: dict[str, Any], path: Path) -> tuple[_Run, TrainConfig]:
-    """Rebuild a run from a model file, refusing what would not continue the same run."""
+             train_options: dict[str, Any], path: Path) -> tuple[_Run, TrainConfig, list[str]]:
+    """Rebuild a run from a model file, refusing what would not continue the same run; with
+    notes on options that a resumed run does not take."""
     if ck.resume is None:
         raise TrainingUsageError(f"cannot resume: {path} holds no training state (it was saved "
                                  "for sampling only); use --force to start a new model")
@@ -259,8 +253,16 @@ def _resumed(ck: checkpoint.Checkpoint, corpus: Corpus, model_options: dict[str,
             "train on the same text or start a new model with --force")
     differs = [f"--{k.replace('_', '-')} {v} (model has {getattr(cfg, k)})"
                for k, v in model_options.items() if getattr(cfg, k) != v]
+    notes = []
+    if train_options.get("seed", rs.train_config.seed) != rs.train_config.seed:
+        notes.append(f"--seed {train_options['seed']} is left aside: a resumed run goes on with "
+                     f"the random state saved in {path.name} (the run's seed is "
+                     f"{rs.train_config.seed})")
+    train_options = {k: v for k, v in train_options.items() if k != "seed"}
     # --max-time limits one invocation: a resumed run has none unless given again
     tcfg = rs.train_config.replace(**{"max_time": 0.0, **train_options})
+    # options the first run shrank to fit the corpus compare as shrunk the same way
+    tcfg = _fit_to_corpus(tcfg, len(corpus))[0]
     for k in ("batch_size", "seq_len", "val_frac"):
         if getattr(tcfg, k) != getattr(rs.train_config, k):
             differs.append(f"--{k.replace('_', '-')} {getattr(tcfg, k)} (the run uses "
@@ -278,19 +280,22 @@ def _resumed(ck: checkpoint.Checkpoint, corpus: Corpus, model_options: dict[str,
     run = _Run(model, optimizer, rng, rs.hidden.copy(), rs.step, rs.window, rs.epoch,
                rs.elapsed, list(ck.history),
                {k: v.copy() for k, v in ck.model.params.items()}, ck.best)
-    return run, tcfg
+    return run, tcfg, notes
 
 
 def train(corpus: Corpus, output: str | Path, *, model_options: dict[str, Any] | None = None,
           train_options: dict[str, Any] | None = None, resume: bool = False,
           force: bool = False, should_stop: Callable[[], bool] = lambda: False,
           dtype=np.float32) -> Iterator[Report]:
-    """Train a model on a corpus, checkpointing to ``output``; yields ``Report`` events.
+    """Train a model on a corpus, checkpointing to ``output``; returns an iterator of
+    ``Report`` events, which runs the training as it is consumed.
 
     ``model_options``/``train_options`` are ModelConfig/TrainConfig fields the user set; on
-    resume, the others come from the model file. ``should_stop`` is polled after every step
-    (Ctrl-C): the run then saves and ends with a ``done`` report whose ``info["stopped"]``
-    is "interrupted".
+    resume, the others come from the model file. The options, the output path and the model
+    file to resume are checked here, before the first event. ``should_stop`` is polled before
+    every step (Ctrl-C): the run then saves its latest state without another validation (so a
+    resumed run goes on exactly as if never stopped) and ends with a ``done`` report whose
+    ``info["stopped"]`` is "interrupted".
     """
     model_options = dict(model_options or {})
     train_options = dict(train_options or {})
@@ -298,8 +303,7 @@ def train(corpus: Corpus, output: str | Path, *, model_options: dict[str, Any] |
     _check_output(path, resume, force)
     if resume:
         ck = checkpoint.load(path)
-        run, cfg = _resumed(ck, corpus, model_options, train_options, path)
-        notes = []
+        run, cfg, notes = _resumed(ck, corpus, model_options, train_options, path)
     else:
         cfg, notes = _fit_to_corpus(TrainConfig(**train_options), len(corpus))
         mcfg = ModelConfig(**{**model_options, "vocab_size": len(corpus.vocab)})
@@ -307,11 +311,26 @@ def train(corpus: Corpus, output: str | Path, *, model_options: dict[str, Any] |
         model = CharRNN(mcfg, vocab=corpus.vocab, dtype=dtype, seed=rng)
         run = _Run(model, make_optimizer(cfg.optimizer, model.params), rng,
                    model.initial_state(cfg.batch_size))
-    yield from _fit(run, cfg, corpus, path, _corpus_notes(corpus) + notes, should_stop)
+    saved = run.step if resume else None
+    chooser = blas.ThreadChooser()
+    return _restoring(chooser, _fit(run, cfg, corpus, path, corpus.notes() + notes, should_stop,
+                                    saved, chooser))
+
+
+def _restoring(chooser: blas.ThreadChooser, reports: Iterator[Report]) -> Iterator[Report]:
+    """The reports; then (at the end, on an error, or when the caller stops) the BLAS thread
+    count as it was."""
+    try:
+        yield from reports
+    finally:
+        chooser.close()
 
 
 def _fit(run: _Run, cfg: TrainConfig, corpus: Corpus, path: Path, notes: list[str],
-         should_stop: Callable[[], bool]) -> Iterator[Report]:
+         should_stop: Callable[[], bool], saved: int | None,
+         chooser: blas.ThreadChooser) -> Iterator[Report]:
+    """The training loop; ``saved`` is the step the model file at ``path`` holds for this
+    run (None: nothing saved yet); ``chooser`` times the steps and sets BLAS's threads."""
     model = run.model
     train_ids, val_ids = split_train_val(corpus.ids, cfg.val_frac)
     batches = StreamBatches(train_ids, cfg.batch_size, cfg.seq_len)
@@ -337,6 +356,7 @@ def _fit(run: _Run, cfg: TrainConfig, corpus: Corpus, path: Path, notes: list[st
         return snap
 
     def save() -> Report:
+        nonlocal saved
         best_params = run.best_params if run.best_params is not None else model.params
         best_model = CharRNN(model.config, best_params, vocab=model.vocab, dtype=model.dtype)
         state = checkpoint.ResumeState(
@@ -347,10 +367,23 @@ def _fit(run: _Run, cfg: TrainConfig, corpus: Corpus, path: Path, notes: list[st
             epoch=run.epoch)
         checkpoint.save(path, best_model, resume=state, history=run.history, corpus=facts,
                         best=run.best)
+        saved = run.step
         return report("saved")
 
+    def diverged(what: str, value: float, step: int) -> DivergenceError:
+        if saved is None:
+            return DivergenceError(
+                f"training diverged at step {step}: the {what} is {value}; nothing was saved "
+                f"to {path}. Try a lower --lr or --grad-clip")
+        return DivergenceError(
+            f"training diverged at step {step}: the {what} is {value}; {path} (step {saved}) "
+            "is intact. Try a lower --lr or --grad-clip, then --resume")
+
     def validate() -> Report:
-        val = evaluate(model, val_ids) if len(val_ids) >= MIN_VAL_CHARS else None
+        with _quiet():
+            val = evaluate(model, val_ids) if len(val_ids) >= MIN_VAL_CHARS else None
+        if val is not None and not math.isfinite(val):  # the last update broke the weights
+            raise diverged("validation loss", val, run.step)
         row = {"step": run.step, "time": run.elapsed_before + time.perf_counter() - started,
                "train_loss": recent_loss(), "val_loss": val, "lr": lr_now()}
         run.history.append(row)
@@ -397,17 +430,16 @@ def _fit(run: _Run, cfg: TrainConfig, corpus: Corpus, path: Path, notes: list[st
             stopped = "interrupted"
             break
         x, y = batches.window(run.window)
-        loss, grads, hidden = model.loss_and_grad(x, y, run.hidden, run.rng)
-        norm = clip_grad_norm(grads, cfg.grad_clip) if math.isfinite(loss) else math.nan
-        if not (math.isfinite(loss) and math.isfinite(norm)):
-            what = "loss" if not math.isfinite(loss) else "gradient norm"
-            last = (f"{path} (step {run.history[-1]['step']}) is intact"
-                    if path.exists() and run.history else f"nothing was saved to {path}")
-            raise DivergenceError(
-                f"training diverged at step {run.step + 1}: the {what} is "
-                f"{loss if what == 'loss' else norm}; the update was not applied and {last}. "
-                "Try a lower --lr or --grad-clip, then --resume")
-        run.optimizer.step(model.params, grads, lr_now())
+        step_started = time.perf_counter()
+        with _quiet():
+            loss, grads, hidden = model.loss_and_grad(x, y, run.hidden, run.rng)
+            norm = clip_grad_norm(grads, cfg.grad_clip) if math.isfinite(loss) else math.nan
+            if not math.isfinite(loss):
+                raise diverged("loss", loss, run.step + 1)
+            if not math.isfinite(norm):
+                raise diverged("gradient norm", norm, run.step + 1)
+            run.optimizer.step(model.params, grads, lr_now())
+        threads_note = chooser.record(time.perf_counter() - step_started)
         run.hidden = hidden
         run.step += 1
         run.window += 1
@@ -426,6 +458,8 @@ def _fit(run: _Run, cfg: TrainConfig, corpus: Corpus, path: Path, notes: list[st
             snap = replace(snap, chars_per_s=(run.step - first_step) * chars_per_step
                            / max(now - started, 1e-9))
         yield report("step", train_loss=smooth / smooth_weight)
+        if threads_note:
+            yield report("notice", text=threads_note)
         if cfg.sample_every and run.step % cfg.sample_every == 0:
             text = sampling.sample(model, cfg.sample_length, temperature=SAMPLE_TEMPERATURE,
                                    seed=[cfg.seed, run.step])
@@ -436,7 +470,10 @@ def _fit(run: _Run, cfg: TrainConfig, corpus: Corpus, path: Path, notes: list[st
             if _stalled(run, cfg):
                 stopped = "stalled"
                 break
-    if not run.history or run.history[-1]["step"] != run.step:
+    # an interrupted run saves where it stands: a validation here would add a history row (a
+    # possible new best, a count towards --patience) that a run never stopped does not have
+    if stopped != "interrupted" and run.step > first_step \
+            and (not run.history or run.history[-1]["step"] != run.step):
         yield validate()
     yield save()
     elapsed = time.perf_counter() - started

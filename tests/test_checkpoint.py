@@ -953,3 +953,18 @@ def test_save_replaces_and_the_temporary_file_is_in_the_same_folder(tmp_path, mo
     assert target == tmp_path / "m.npz" and tmp.parent == tmp_path
     assert tmp.name.startswith(f".m.npz.tmp-{os.getpid()}-")
     assert load(tmp_path / "m.npz").model.params["head.b"].shape == (V,)
+
+
+def test_save_through_a_symlink_replaces_its_target_and_keeps_permissions(tmp_path):
+    real = tmp_path / "runs" / "m.npz"
+    real.parent.mkdir()
+    save(real, make_model())
+    real.chmod(0o600)
+    link = tmp_path / "link.npz"
+    link.symlink_to(real)
+    save(link, make_model(seed=2))
+    assert link.is_symlink() and link.resolve() == real
+    assert (real.stat().st_mode & 0o777) == 0o600
+    np.testing.assert_array_equal(load(real).model.params["head.W"],
+                                  make_model(seed=2).params["head.W"])
+    assert sorted(os.listdir(real.parent)) == ["m.npz"]

@@ -131,6 +131,18 @@ def test_several_files_are_one_text(trained, tmp_path):
     assert json.loads(piped.stdout)["loss"] == one["loss"]
 
 
+def test_a_file_named_twice_is_noted_and_one_prediction_is_singular(trained, tmp_path):
+    out, _ = trained
+    two = tmp_path / "two.txt"
+    two.write_text("th")
+    r = run(["eval", out, two, two])
+    assert r.exit_code == 0, r.output
+    assert f"note: read more than once (named twice?): {two}" in r.stderr
+    assert "4 characters, 3 predictions" in r.stdout
+    r = run(["eval", out, two])
+    assert "2 characters, 1 prediction\n" in r.stdout
+
+
 def test_unknown_characters_are_an_error_listing_them(trained, tmp_path):
     out, _ = trained
     path = tmp_path / "u.txt"

@@ -269,6 +269,15 @@ def test_bad_parameters_are_refused():
         CharRNN(cfg, {k: v for k, v in good.items() if k != "head.W"})
 
 
+
+def test_ids_must_be_batch_by_time():
+    cfg = ModelConfig(cell="rnn", vocab_size=3, hidden_size=2, num_layers=1)
+    model = CharRNN(cfg)
+    with pytest.raises(ValueError, match=r"\(batch, time\) array, not of shape \(4,\)"):
+        model.log_probs(np.array([0, 1, 2, 1]))
+    assert model.log_probs(np.array([[0, 1, 2, 1]]))[0].shape == (1, 4, 3)
+
+
 # ----------------------------------------------------------------------------- layout
 
 PACKAGE = Path(__file__).resolve().parents[1] / "charrnn"
@@ -278,7 +287,7 @@ ALLOWED = {
             "config", "errors"},
     "display": {"data", "config", "errors"},
     "diagnostics": {"data", "model", "config", "errors"},
-    "training": {"checkpoint", "model", "data", "sampling", "optim", "config", "errors"},
+    "training": {"blas", "checkpoint", "model", "data", "sampling", "optim", "config", "errors"},
     "checkpoint": {"npzfile", "model", "data", "optim", "config", "errors"},
     "npzfile": {"errors"},
     "model": {"cells", "data", "sampling", "config", "errors"},
@@ -288,6 +297,7 @@ ALLOWED = {
     "vocab": {"config", "errors"},
     "sampling": {"cells", "data", "config", "errors"},
     "config": {"errors"},
+    "blas": set(),
     "errors": set(),
 }
 THIRD_PARTY = {"click": {"cli"}, "rich": {"display"}}

@@ -266,3 +266,39 @@ def test_unknown_encoding_is_a_usage_error(command, model_path, tmp_path):
     assert r.exit_code == 2, r.output
     assert "unknown text encoding 'klingon'" in r.output and "Traceback" not in r.output
     assert not (tmp_path / "model.npz").exists()
+
+
+def test_an_encoding_that_is_not_for_text_is_a_usage_error(model_path, tmp_path):
+    prime = tmp_path / "p.txt"
+    prime.write_text("shall")
+    for name in ("rot13", "base64"):
+        r = run(["sample", "-m", model_path, "--prime-file", prime, "--encoding", name])
+        assert r.exit_code == 2, r.output
+        assert f"unknown text encoding '{name}'" in r.output
+
+
+@pytest.mark.parametrize("command", ["sample", "inspect"])
+def test_an_output_encoding_without_the_characters_is_one_line(tmp_path, command):
+    """sample: the text has characters ASCII lacks; inspect: so do its tables' borders."""
+    vocab = Vocab.from_text("h\u00e9llo w\u00f6rld\n")
+    model = CharRNN(ModelConfig(vocab_size=len(vocab), hidden_size=8, num_layers=1),
+                    vocab=vocab)
+    charrnn.save(model, tmp_path / "m.npz")
+    args = {"sample": ["sample", "-p", "h\u00e9", "--seed", "1"], "inspect": ["inspect"]}[command]
+    env = {**os.environ, "PYTHONIOENCODING": "ascii", "CHARRNN_MODEL": str(tmp_path / "m.npz")}
+    p = subprocess.run([*CHARRNN, *args], capture_output=True, text=True, env=env, timeout=60)
+    assert p.returncode == 1, p.stderr
+    assert p.stderr.startswith("Error: the output's encoding (ascii) has no character U+")
+    assert "PYTHONIOENCODING=utf-8" in p.stderr and len(p.stderr.splitlines()) == 1
+
+
+def test_ctrl_c_while_sampling_is_one_line_and_130(model_path, monkeypatch):
+    from charrnn import sampling
+
+    def interrupted(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sampling.Stream, "next_ids", interrupted)
+    r = run(["sample", "-m", model_path, "-n", "10"])
+    assert r.exit_code == 130
+    assert r.output.strip().endswith("Error: interrupted") and "save" not in r.output

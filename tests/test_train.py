@@ -1,6 +1,7 @@
 """`charrnn train`: behaviour, bad input, checkpoints, exact resume, reproducibility."""
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -85,19 +86,22 @@ def _interrupt_after(monkeypatch, steps):
     monkeypatch.setattr(train_command._StopFlag, "__call__", pressed)
 
 
-@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
-def test_resume_is_bit_exact(corpus, tmp_path, cell, monkeypatch):
-    """A run of N steps equals the same command stopped (Ctrl-C) after N/2 steps and re-run with
-    --resume — bit for bit, dropout, cosine schedule and all."""
+@pytest.mark.parametrize("cell,stop", [("rnn", 10), ("gru", 10), ("lstm", 10), ("lstm", 7)])
+def test_resume_is_bit_exact(corpus, tmp_path, cell, stop, monkeypatch):
+    """A run of N steps equals the same command stopped (Ctrl-C) after some steps and re-run
+    with --resume — bit for bit, dropout, cosine schedule and all; stopped between two
+    evaluations, the history, the best weights and --patience's count are those of the run
+    never stopped."""
     common = ["--cell", cell, "--dropout", "0.2", "--eval-every", "5", "--seed", "7",
-              "--max-steps", "20"]
+              "--max-steps", "20", "--patience", "3"]
     whole, half = tmp_path / "whole.npz", tmp_path / "half.npz"
     assert train(corpus, whole, *common).exit_code == 0
     with monkeypatch.context() as m:
-        _interrupt_after(m, 10)
+        _interrupt_after(m, stop)
         r = train(corpus, half, *common)
     assert r.exit_code == 130, r.output
-    assert "--resume" in r.output and checkpoint.load(half).resume.step == 10
+    assert "--resume" in r.output and checkpoint.load(half).resume.step == stop
+    assert [row["step"] for row in checkpoint.load(half).history] == list(range(5, stop + 1, 5))
     r = train(corpus, half, *common, "--resume")
     assert r.exit_code == 0, r.output
     a, b = checkpoint.load(whole), checkpoint.load(half)
@@ -109,8 +113,14 @@ def test_resume_is_bit_exact(corpus, tmp_path, cell, monkeypatch):
         np.testing.assert_array_equal(a.resume.optimizer_state[k], b.resume.optimizer_state[k])
     np.testing.assert_array_equal(a.resume.hidden, b.resume.hidden)
     assert a.resume.rng_state == b.resume.rng_state
-    drop_time = lambda h: [{k: v for k, v in row.items() if k != "time"} for row in h]  # noqa
-    assert drop_time(a.history) == drop_time(b.history)
+    # the one figure a stop between evaluations changes: the first training-loss average after
+    # the resume covers the steps since the resume only (the losses before it are not saved)
+    cut = stop + (-stop) % 5
+    kept = lambda h: [{k: v for k, v in row.items()  # noqa: E731
+                       if k != "time" and not (k == "train_loss" and row["step"] == cut
+                                               and cut != stop)} for row in h]
+    assert kept(a.history) == kept(b.history)
+    assert a.best == b.best
 
 
 def test_epochs_cross_and_resume_finishes_the_run(corpus, tmp_path):
@@ -437,3 +447,85 @@ def test_resume_and_force_together_and_a_finished_run(corpus, tmp_path):
     r = run(["train", corpus, "-o", out, "--resume", "--max-steps", "3"])
     assert r.exit_code == 0 and "nothing to train" in r.output
     assert checkpoint.load(out).resume.step == 4
+
+
+def test_ctrl_c_before_the_first_step_saves_the_untrained_model(corpus, tmp_path, monkeypatch):
+    out = tmp_path / "m.npz"
+    _interrupt_after(monkeypatch, 0)
+    r = train(corpus, out)
+    assert r.exit_code == 130, r.output
+    ck = checkpoint.load(out)
+    assert ck.resume.step == 0 and ck.history == [] and "--resume" in r.output
+
+
+def test_a_time_limit_shorter_than_a_step_saves_step_0(corpus, tmp_path):
+    out = tmp_path / "m.npz"
+    r = train(corpus, out, "--max-time", "0.000001s")
+    assert r.exit_code == 0, r.output
+    assert checkpoint.load(out).resume.step == 0 and "time limit reached" in r.output
+
+
+def _resume_hint(output):
+    line = next(x for x in output.splitlines() if "resume with: charrnn " in x)
+    return shlex.split(line.split("resume with: charrnn ", 1)[1].strip(" │|"))
+
+
+@pytest.mark.parametrize("extra", [["--force"], ["--batch-size", "32"]],
+                         ids=["force", "shrunk-batch"])
+def test_the_resume_hint_after_ctrl_c_works(corpus, tmp_path, monkeypatch, extra):
+    """--force started the run (it must not be repeated with --resume); --batch-size 32 was
+    shrunk to fit the corpus (the same option must resume the shrunk run)."""
+    out = tmp_path / "m.npz"
+    out.write_bytes(b"old")
+    args = ["train", str(corpus), "-o", str(out), *TINY[:4], "--seq-len", "16", *extra,
+            *(["--force"] if "--force" not in extra else []), "--max-steps", "8"]
+    monkeypatch.setattr(sys, "argv", ["charrnn", *args])
+    with monkeypatch.context() as m:
+        _interrupt_after(m, 3)
+        r = CliRunner().invoke(main, args, env={"COLUMNS": "1000"})  # the hint on one line
+    assert r.exit_code == 130, r.output
+    again = _resume_hint(r.output)
+    assert "--force" not in again and again[-1] == "--resume"
+    r = run(again)
+    assert r.exit_code == 0, r.output
+    assert checkpoint.load(out).resume.step == 8
+
+
+def test_weights_broken_by_an_update_stop_the_run_with_one_line(corpus, tmp_path):
+    """--lr 1e308 turns the weights into inf/nan in one update; the validation after it says so
+    (no NumPy warnings, no traceback), and as nothing was saved, no --resume is suggested."""
+    out = tmp_path / "m.npz"
+    r = train(corpus, out, "--lr", "1e308", "--eval-every", "1", "--max-steps", "3")
+    assert r.exit_code == 1, r.output
+    assert "diverged at step 1: the validation loss is nan" in r.output
+    assert f"nothing was saved to {out}" in r.output and "--resume" not in r.output
+    assert "Warning" not in r.output and "Traceback" not in r.output and not out.exists()
+
+
+def test_a_seed_given_on_resume_is_left_aside_with_a_note(corpus, tmp_path):
+    out = tmp_path / "m.npz"
+    assert train(corpus, out, "--max-steps", "2", "--seed", "3").exit_code == 0
+    r = run(["train", corpus, "-o", out, "--resume", "--max-steps", "4", "--seed", "5"])
+    assert r.exit_code == 0, r.output
+    assert "--seed 5 is left aside" in r.output and "the run's seed is 3" in r.output
+    assert checkpoint.load(out).resume.train_config.seed == 3
+
+
+def test_window_and_batch_limits_are_named(corpus, tmp_path):
+    r = train(corpus, tmp_path / "m.npz", "--seq-len", "100000000")
+    assert r.exit_code == 2 and "1<=x<=100000" in r.output
+    from charrnn.config import TrainConfig
+    from charrnn.errors import ConfigError
+    with pytest.raises(ConfigError, match="batch size must be an integer from 1 to 100,000"):
+        TrainConfig(batch_size=10**8)
+
+
+def test_ctrl_c_while_the_command_starts_is_one_line_and_130(corpus, tmp_path, monkeypatch):
+    from charrnn import display
+
+    def interrupted(**kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(display, "make_console", interrupted)
+    r = train(corpus, tmp_path / "m.npz")
+    assert r.exit_code == 130 and r.output == "Error: interrupted\n"

@@ -49,10 +49,13 @@ class Encoding(click.ParamType):
         import codecs
 
         try:
-            return codecs.lookup(value).name
+            codec = codecs.lookup(value)
         except LookupError:
+            codec = None
+        if codec is None or not getattr(codec, "_is_text_encoding", True):  # rot13, base64, ...
             self.fail(f"unknown text encoding {value!r} (e.g. utf-8, latin-1, cp1252)", param,
                       ctx)
+        return codec.name
 
 
 ENCODING = Encoding()
@@ -65,8 +68,9 @@ def given_options(ctx: click.Context, names) -> dict:
 
 
 @contextmanager
-def errors_to_exit(debug: bool):
-    """Turn charrnn's errors into a one-line `Error: ...` and the error's exit code."""
+def errors_to_exit(debug: bool, interrupted: str = "interrupted"):
+    """Turn charrnn's errors into a one-line `Error: ...` and the error's exit code; Ctrl-C
+    into `Error: <interrupted>` and 130."""
     try:
         yield
     except CharRNNError as e:
@@ -77,7 +81,7 @@ def errors_to_exit(debug: bool):
     except KeyboardInterrupt:
         if debug:
             raise
-        click.echo("Error: interrupted; files are as they were at the last save", err=True)
+        click.echo(f"Error: {interrupted}", err=True)
         sys.exit(130)
 
 
@@ -90,16 +94,32 @@ def silence(stream) -> None:
 class _Group(click.Group):
     """The command group, where every command's output failures end:
     - the reader went away (`charrnn sample | head`): stop quietly, exit 0;
+    - the output's encoding cannot hold a character (`PYTHONIOENCODING=ascii`): one line,
+      exit 1;
+    - Ctrl-C outside a command's own handling (e.g. while it starts): one line, exit 130;
     - any other OSError that gets here is almost always the output failing (a full disk, a
       vanished device: files charrnn reads and writes have their own messages): one line,
       exit 1, not a traceback (unless --debug)."""
 
     def invoke(self, ctx):
+        debug = "--debug" in sys.argv[1:]
         try:
             return super().invoke(ctx)
         except BrokenPipeError:  # caught here, before Click's own handler exits 1
             silence(sys.stdout)
             sys.exit(0)
+        except UnicodeEncodeError as e:
+            if debug:
+                raise
+            ch = e.object[e.start:e.start + 1]
+            click.echo(f"Error: the output's encoding ({e.encoding}) has no character "
+                       f"U+{ord(ch):04X}; set PYTHONIOENCODING=utf-8", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:  # before Click's own handler says "Aborted!" and exits 1
+            if debug:
+                raise
+            click.echo("Error: interrupted", err=True)
+            sys.exit(130)
 
     def main(self, *args, **kwargs):
         try:

@@ -44,6 +44,8 @@ def evaluate(model_path, texts, unknown, encoding, as_json, no_color, debug):
     with errors_to_exit(debug):
         model = load_model(model_path)
         corpus = read_text(texts, encoding, "text")
+        for note in corpus.notes():
+            click.echo(f"note: {note}", err=True)
         missing = diagnostics.unknown_chars(model.vocab, diagnostics.char_counts(corpus))
         if missing and unknown == "error":
             raise VocabularyError(unknown_message(missing, "text"))

@@ -9,7 +9,15 @@ from contextlib import contextmanager
 
 import click
 
-from ..config import CELLS, LR_SCHEDULES, OPTIMIZERS, ModelConfig, TrainConfig
+from ..config import (
+    CELLS,
+    LR_SCHEDULES,
+    MAX_BATCH_SIZE,
+    MAX_SEQ_LEN,
+    OPTIMIZERS,
+    ModelConfig,
+    TrainConfig,
+)
 from .common import (
     CONTEXT,
     ENCODING,
@@ -37,10 +45,11 @@ _MD, _TD = ModelConfig(), TrainConfig()
 @click.option("--dropout", type=option_range(click.FloatRange, 0, 1, hi_open=True),
               default=_MD.dropout, show_default=True,
               help="Dropout rate between layers and before the output (training only).")
-@click.option("--seq-len", type=option_range(click.IntRange, 1), default=_TD.seq_len,
-              show_default=True, help="Characters per backpropagation-through-time window.")
-@click.option("--batch-size", type=option_range(click.IntRange, 1), default=_TD.batch_size,
-              show_default=True, help="Parallel streams per step.")
+@click.option("--seq-len", type=option_range(click.IntRange, 1, MAX_SEQ_LEN),
+              default=_TD.seq_len, show_default=True,
+              help="Characters per backpropagation-through-time window.")
+@click.option("--batch-size", type=option_range(click.IntRange, 1, MAX_BATCH_SIZE),
+              default=_TD.batch_size, show_default=True, help="Parallel streams per step.")
 @click.option("--lr", type=option_range(click.FloatRange, 0, lo_open=True), default=_TD.lr,
               show_default=True, help="Learning rate.")
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=_TD.optimizer,
@@ -61,7 +70,8 @@ _MD, _TD = ModelConfig(), TrainConfig()
 @click.option("--max-steps", type=option_range(click.IntRange, 0), default=_TD.max_steps,
               show_default=True, help="Total steps of the run, resumes included (0: no limit).")
 @click.option("--max-time", type=Duration(), default=_TD.max_time,
-              help="Stop after this much training time in this invocation: 90s, 10m, 1h.")
+              help="Stop after this much training time in this invocation: 90s, 10m, 1h (0: no "
+                   "limit).")
 @click.option("--patience", type=option_range(click.IntRange, 0), default=_TD.patience,
               show_default=True,
               help="Stop after this many evaluations without a better validation loss (0: off).")
@@ -102,7 +112,7 @@ def train(ctx, corpus, output, resume, force, encoding, no_color, debug, **optio
     train_options = pick([f for f in TrainConfig.__dataclass_fields__ if f in ctx.params])
     console = display.make_console(no_color=no_color)
     stop = _StopFlag(console)
-    with errors_to_exit(debug):
+    with errors_to_exit(debug, "interrupted; files are as they were at the last save"):
         text = read_corpus(corpus, encoding=encoding, stdin=sys.stdin.buffer)
         run = training.train(text, output, model_options=model_options,
                              train_options=train_options, resume=resume, force=force,
@@ -116,7 +126,8 @@ def train(ctx, corpus, output, resume, force, encoding, no_color, debug, **optio
         hint = f"charrnn sample -m {shlex.quote(output)}" if output != "model.npz" else \
             "charrnn sample"
         if last.info.get("stopped") == "interrupted":
-            again = " ".join(shlex.quote(a) for a in sys.argv[1:] if a != "--resume")
+            again = " ".join(shlex.quote(a) for a in sys.argv[1:]
+                             if a not in ("--resume", "--force"))
             hint = f"resume with: charrnn {again} --resume"
         with _reader_may_leave():
             console.print(display.training_summary(last, hint))

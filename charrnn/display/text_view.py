@@ -146,7 +146,7 @@ def eval_lines(result: dict) -> str:
     """The figures of ``charrnn eval`` as plain aligned lines (stdout: grep-able)."""
     lines = [f"model        {one_line(result['model'])}",
              f"text         {one_line(result['text'])}: {result['characters']:,} characters, "
-             f"{result['predictions']:,} predictions"]
+             f"{result['predictions']:,} prediction{'' if result['predictions'] == 1 else 's'}"]
     unk = result["unknown"]
     if unk["count"]:
         lines.append(f"skipped      {unk['count']:,} unknown character(s): "

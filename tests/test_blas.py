@@ -1,0 +1,135 @@
+"""The BLAS thread count: the chooser's decisions on simulated step times, and the real
+OpenBLAS controls where NumPy has them."""
+
+import pytest
+
+from charrnn import blas
+
+
+class FakeBLAS(blas.OpenBLAS):
+    """A thread count that records every change."""
+
+    def __init__(self, n=2):
+        self.n, self.changes = n, []
+        super().__init__(lambda: self.n, self._set)
+
+    def _set(self, n):
+        self.n = n
+        self.changes.append(n)
+
+
+def run(chooser, fake, seconds_for, steps, start=0):
+    """Record `steps` steps timed by seconds_for(threads, step); the notes, by step."""
+    notes = {}
+    for step in range(start, start + steps):
+        note = chooser.record(seconds_for(fake.n, step))
+        if note:
+            notes[step] = note
+    return notes
+
+
+@pytest.fixture(autouse=True)
+def no_thread_variables(monkeypatch):
+    for v in blas.THREAD_VARIABLES:
+        monkeypatch.delenv(v, raising=False)
+
+
+def test_an_idle_machine_keeps_its_threads_and_probes_less_and_less_often():
+    fake = FakeBLAS(2)
+    chooser = blas.ThreadChooser(fake, first=3, every=50, longest=800)
+    probes = []
+    for step in range(3000):
+        if fake.n == 1 and (not probes or probes[-1] != step - 1):
+            probes.append(step)
+        assert chooser.record(1.0 if fake.n == 2 else 1.35) is None
+    assert fake.n == 2 and set(fake.changes[::2]) == {1} and set(fake.changes[1::2]) == {2}
+    # each probe is two steps; then 50, 100, 200, 400, 800, 800 steps before the next
+    gaps = [b - a - 2 for a, b in zip(probes, probes[1:], strict=False)]
+    assert probes[0] == 3 and gaps == [54, 100, 200, 400, 800, 800]  # 54: 20 x the probe's 2.7 s
+    chooser.close()
+    assert fake.n == 2
+
+
+def test_a_busy_machine_switches_to_one_thread_and_back_when_it_is_free_again():
+    fake = FakeBLAS(2)
+    chooser = blas.ThreadChooser(fake, first=3, every=50, longest=800)
+    busy = lambda n, step: 2.0 if n == 2 else 1.0  # noqa: E731
+    notes = run(chooser, fake, busy, 100)
+    assert fake.n == 1 and list(notes.values()) == [
+        "1 BLAS thread now: 2.0x faster steps (other processes keep the cores busy)"]
+    assert min(notes) <= 5  # decided by the first probe
+    idle = lambda n, step: 0.7 if n == 2 else 1.0  # noqa: E731
+    notes = run(chooser, fake, idle, 200, start=100)
+    assert fake.n == 2 and list(notes.values()) == ["2 BLAS threads again: 1.4x faster steps"]
+    chooser.close()
+    assert fake.n == 2
+
+
+def test_a_probe_step_far_slower_ends_the_probe_and_delays_the_next():
+    """On one thread, a 2-thread step of 100 s (both cores busy): one such step per probe, and
+    the next probe waits for 20 times that in steps."""
+    fake = FakeBLAS(2)
+    chooser = blas.ThreadChooser(fake, first=3, every=50, longest=800)
+    slow = lambda n, step: 100.0 if n == 2 else 1.0  # noqa: E731
+    steps_on_two = []
+    for step in range(5000):
+        seconds = slow(fake.n, step)
+        if step >= 3 and fake.n == 2:
+            steps_on_two.append(step)
+        chooser.record(seconds)
+    # after the first three and the probe that chose one thread (steps 3, 4): one probe step
+    # 50 steps later, then each 20 x 100 s of one-thread steps after the last
+    assert steps_on_two == [55, 2056, 4057]
+
+
+def test_threads_fixed_by_the_user_are_left_alone(monkeypatch):
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
+    fake = FakeBLAS(2)
+    chooser = blas.ThreadChooser(fake)
+    run(chooser, fake, lambda n, _: 5.0 if n == 2 else 1.0, 500)
+    chooser.close()
+    assert not chooser.active and fake.changes == []
+
+
+def test_one_thread_leaves_nothing_to_choose():
+    fake = FakeBLAS(1)
+    chooser = blas.ThreadChooser(fake)
+    run(chooser, fake, lambda n, _: 1.0, 100)
+    assert not chooser.active and fake.changes == []
+
+
+@pytest.mark.skipif(blas.openblas() is None, reason="NumPy's BLAS here is not OpenBLAS")
+def test_the_real_openblas_thread_count_can_be_set_and_restored():
+    real = blas.openblas()
+    before = real.get()
+    assert before >= 1
+    try:
+        real.set(1)
+        assert real.get() == 1
+    finally:
+        real.set(before)
+    assert real.get() == before
+
+
+@pytest.mark.skipif(blas.openblas() is None or blas.openblas().get() < 2,
+                    reason="needs OpenBLAS with two or more threads")
+def test_training_probes_one_thread_and_restores_the_count_when_stopped(tmp_path):
+    """The first probe starts after step 3 (the next step runs on one thread); closing the
+    run there restores the count."""
+    from charrnn import training
+    from charrnn.data import read_corpus
+
+    corpus_file = tmp_path / "c.txt"
+    corpus_file.write_text("the quick brown fox jumps over the lazy dog\n" * 200)
+    real = blas.openblas()
+    before = real.get()
+    run = training.train(read_corpus([corpus_file]), tmp_path / "m.npz",
+                         model_options={"hidden_size": 8, "num_layers": 1},
+                         train_options={"batch_size": 4, "seq_len": 16, "max_steps": 50})
+    during = None
+    for report in run:
+        if report.kind == "step" and report.step == 3:
+            during = real.get()
+            break
+    run.close()
+    assert during == 1 and real.get() == before
