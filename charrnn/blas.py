@@ -6,12 +6,17 @@ each one waits until every thread has done its share. On an idle machine that pa
 2x256 step ~1.35x faster with two threads than one, on the 2-core development machine); when
 other processes keep the cores busy, each product waits for a thread the system has put aside,
 and one thread is faster: 2x with one core busy, 45-180x with both (LSTM 2x256 / 1x64).
-`ThreadChooser` times the steps, tries the other choice now and then, and keeps the faster.
 
-The thread count is set through OpenBLAS's ``openblas_set_num_threads`` (any symbol prefix and
-suffix NumPy's builds use), found with ctypes among the libraries the process has loaded (NumPy's
-among them). Without
-OpenBLAS (MKL, Apple Accelerate, a platform without /proc) nothing is changed.
+`threads(n)` fixes the count for a block of work; `ThreadChooser` ("--threads auto") times the
+steps, tries the other choice now and then, and keeps the faster. Float32 products differ in
+their last bits between thread counts, so a run whose count changes with the machine's load is
+not bit-for-bit repeatable: the chooser is opt-in. `CoreShare` tells, from the steps' CPU and
+wall time alone, when the threads do not get their cores (so training can suggest the option).
+
+The count is set through OpenBLAS's ``openblas_set_num_threads`` (under any symbol prefix and
+suffix NumPy's builds use), found with ctypes among the libraries the process has loaded
+(NumPy's among them; Linux only, through /proc/self/maps). Elsewhere (MKL, Apple Accelerate,
+macOS, Windows) `openblas()` is None and nothing is changed.
 """
 
 from __future__ import annotations
@@ -20,13 +25,11 @@ import ctypes
 import os
 import statistics
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["OpenBLAS", "ThreadChooser", "openblas"]
-
-# set by the user, these fix the thread count: a chooser then leaves it alone
-THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS")
+__all__ = ["CoreShare", "OpenBLAS", "ThreadChooser", "openblas", "threads"]
 
 
 class OpenBLAS:
@@ -37,13 +40,16 @@ class OpenBLAS:
 
 
 def _loaded_libraries() -> list[str]:
-    """Paths of the shared libraries in this process whose name says OpenBLAS (Linux)."""
+    """Paths of the loaded shared libraries whose file name says OpenBLAS, NumPy's first."""
     try:
-        with open("/proc/self/maps") as maps:
-            paths = {line.split()[-1] for line in maps if "openblas" in line.lower()}
+        with open("/proc/self/maps", "rb") as maps:
+            # address perms offset dev inode path (which may hold spaces)
+            fields = [line.rstrip(b"\n").split(maxsplit=5) for line in maps]
     except OSError:
         return []
-    return sorted(p for p in paths if Path(p).is_file())
+    paths = {os.fsdecode(f[5]) for f in fields if len(f) == 6}
+    found = sorted(p for p in paths if "openblas" in Path(p).name.lower() and Path(p).is_file())
+    return sorted(found, key=lambda p: "numpy" not in p)  # NumPy's own copy first
 
 
 def _find() -> OpenBLAS | None:
@@ -53,7 +59,7 @@ def _find() -> OpenBLAS | None:
         except OSError:
             continue
         for prefix in ("scipy_openblas", "openblas"):
-            for suffix in ("64_", ""):
+            for suffix in ("64_", "", "_64"):
                 get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
                 set_ = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
                 if get is not None and set_ is not None:
@@ -73,6 +79,20 @@ def openblas() -> OpenBLAS | None:
     return _FOUND[0]
 
 
+@contextmanager
+def threads(n: int | None) -> Iterator[None]:
+    """Run a block with ``n`` BLAS threads (None: leave the count alone), then restore it."""
+    blas = openblas() if n is not None else None
+    before = blas.get() if blas else None
+    if blas:
+        blas.set(n)
+    try:
+        yield
+    finally:
+        if blas:
+            blas.set(before)
+
+
 class ThreadChooser:
     """Keeps the BLAS thread count that makes steps fastest, as conditions change.
 
@@ -82,18 +102,17 @@ class ThreadChooser:
     faster of two against the median of the last five at the current one. The other choice is
     kept when at least 10% faster. Otherwise the chooser goes back and waits twice as many
     steps before trying again (at most ``longest``), and at least 20 times as long as the
-    probe took: a probe step over twice as slow ends the probe at once, but on a busy machine
-    that one step on two threads can cost a hundred steps on one.
-    ``close()`` restores the count the library had.
+    probe took (at most 10 x ``longest`` steps' worth): a probe step over twice as slow ends the
+    probe at once, but on a busy machine that one step on two threads can cost a hundred
+    steps on one. ``close()`` restores the count the library had and ends the choosing.
 
     ``record`` returns a line worth telling the user when the choice changed, else None.
+    ``active`` is False where there is nothing to choose (no OpenBLAS, or one thread).
     """
 
     def __init__(self, blas: OpenBLAS | None = None, first: int = 3, every: int = 50,
                  longest: int = 800):
-        blas = blas if blas is not None else openblas()
-        fixed = any(os.environ.get(v) for v in THREAD_VARIABLES)
-        self.blas = None if blas is None or fixed else blas
+        self.blas = blas if blas is not None else openblas()
         self.start = self.blas.get() if self.blas else 1
         if self.start < 2:
             self.blas = None  # one thread (or unknown): nothing to choose
@@ -111,6 +130,7 @@ class ThreadChooser:
     def record(self, seconds: float) -> str | None:
         if self.blas is None:
             return None
+        seconds = max(seconds, 1e-9)  # a clock that did not move is still a time
         if self.probe is None:
             self.times.append(seconds)
             self.steps, self.seconds = self.steps + 1, self.seconds + seconds
@@ -123,7 +143,9 @@ class ThreadChooser:
         if len(self.probe) == 1 and seconds <= 2 * base:
             return None  # a second probe step: the first may carry the switch's own cost
         probe, self.probe = self.probe, None
-        self.steps, self.seconds, self.cooldown = 0, 0.0, 20 * sum(probe)
+        # a stalled probe (the process stopped, the machine swapping) must not stop the choosing
+        self.cooldown = min(20 * sum(probe), 10 * self.longest * base)
+        self.steps, self.seconds = 0, 0.0
         if min(probe) >= 0.9 * base:
             self.blas.set(self.current)
             self.wait = min(2 * max(self.wait, self.every // 2), self.longest)
@@ -139,3 +161,32 @@ class ThreadChooser:
     def close(self) -> None:
         if self.blas is not None:
             self.blas.set(self.start)
+            self.blas = None
+
+
+class CoreShare:
+    """How much of their cores BLAS's threads got during the steps, from CPU and wall time.
+
+    OpenBLAS's threads wait for work by spinning, so on an idle machine a process running n
+    of them burns n CPU-seconds per second of a training step (measured: 2.00 with two). When
+    other processes keep the cores busy the threads get less (1.2-1.5 with one other busy
+    program on two cores, 1.0 with two), and each of the step's small products waits for the
+    slowest. ``add(wall, cpu)`` per step; ``share()`` is CPU / (wall x n) since the last call,
+    None without OpenBLAS or with one thread.
+    """
+
+    def __init__(self) -> None:
+        blas = openblas()
+        self.threads = blas.get() if blas else 1
+        self.wall = self.cpu = 0.0
+
+    def add(self, wall: float, cpu: float) -> None:
+        self.wall += wall
+        self.cpu += cpu
+
+    def share(self) -> float | None:
+        if self.threads < 2 or self.wall <= 0:
+            return None
+        out = self.cpu / (self.wall * self.threads)
+        self.wall = self.cpu = 0.0
+        return out

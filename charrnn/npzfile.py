@@ -163,7 +163,7 @@ def write_atomic(path: Path, meta: bytes, arrays: dict[str, np.ndarray]) -> None
     _clean_stale(path)
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
     try:
-        mode = stat.S_IMODE(os.stat(path).st_mode)
+        mode = stat.S_IMODE(os.stat(path).st_mode) & 0o777  # permissions, not setuid & co
     except OSError:
         mode = None
     try:
@@ -178,6 +178,8 @@ def write_atomic(path: Path, meta: bytes, arrays: dict[str, np.ndarray]) -> None
             os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException as e:  # Ctrl-C too: never leave the temporary file behind
+        with suppress(OSError):
+            os.chmod(tmp, 0o600)  # a read-only copy of the mode would keep Windows from deleting
         with suppress(OSError):
             os.unlink(tmp)
         if isinstance(e, OSError):

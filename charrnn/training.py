@@ -1,8 +1,9 @@
 """Training: the fit loop (truncated BPTT, clipping, schedule), evaluation, and ``train``.
 
-``train(...)`` is a generator of ``Report`` events (start, step, eval, sample, saved, done);
-the command line renders them, a library user may simply exhaust it. Everything a run needs
-to continue bit for bit is saved at every evaluation, at the end and when stopped early.
+``train(...)`` returns an iterator of ``Report`` events (start, step, eval, sample, saved,
+done); the command line renders them, a library user may simply exhaust it. Everything a run
+needs to continue bit for bit is saved at every evaluation, at the end and when stopped early
+(bit for bit with the same BLAS thread count: see ``charrnn.blas``).
 
 Evaluation scores every character of a text exactly once:
 
@@ -36,6 +37,9 @@ __all__ = ["Report", "TrainingUsageError", "evaluate", "evaluation_losses", "tra
 
 EVAL_WINDOW = 64  # characters per stream per forward call in evaluation (bounds its memory)
 EVAL_STREAM_CHARS = 2048  # evaluation uses one stream per this many characters (at most 64)
+MAX_THREADS = 1024
+BUSY_SHARE = 0.8  # BLAS's threads got less of their cores than this: say --threads may help
+BUSY_CHECK_STEP = 5  # the first look at it (then at every evaluation, until it is said once)
 MIN_VAL_CHARS = 2  # fewer validation characters than this: no validation at all
 COUNT_CHUNK = 1 << 22  # characters counted at a time (bounds memory on large corpora)
 COSINE_FLOOR = 0.05  # the cosine schedule ends at this fraction of --lr
@@ -137,6 +141,7 @@ class Report:
 def _quiet() -> np.errstate:
     return np.errstate(over="ignore", invalid="ignore", divide="ignore")
 
+
 @dataclass
 class _Run:
     """Mutable state of a run: exactly what a model file's resume section holds."""
@@ -187,7 +192,8 @@ def _corpus_facts(corpus: Corpus) -> dict[str, Any]:
 
 
 def _check_output(path: Path, resume: bool, force: bool) -> None:
-    folder = path.parent
+    target = Path(os.path.realpath(path))  # a symbolic link is written through to its target
+    folder = target.parent
     if not folder.is_dir():
         what = "is not a folder" if folder.exists() else "does not exist"
         raise TrainingUsageError(f"cannot write {path}: {folder} {what}")
@@ -262,7 +268,8 @@ def _resumed(ck: checkpoint.Checkpoint, corpus: Corpus, model_options: dict[str,
     # --max-time limits one invocation: a resumed run has none unless given again
     tcfg = rs.train_config.replace(**{"max_time": 0.0, **train_options})
     # options the first run shrank to fit the corpus compare as shrunk the same way
-    tcfg = _fit_to_corpus(tcfg, len(corpus))[0]
+    tcfg, fitted = _fit_to_corpus(tcfg, len(corpus))
+    notes += fitted
     for k in ("batch_size", "seq_len", "val_frac"):
         if getattr(tcfg, k) != getattr(rs.train_config, k):
             differs.append(f"--{k.replace('_', '-')} {getattr(tcfg, k)} (the run uses "
@@ -286,7 +293,7 @@ def _resumed(ck: checkpoint.Checkpoint, corpus: Corpus, model_options: dict[str,
 def train(corpus: Corpus, output: str | Path, *, model_options: dict[str, Any] | None = None,
           train_options: dict[str, Any] | None = None, resume: bool = False,
           force: bool = False, should_stop: Callable[[], bool] = lambda: False,
-          dtype=np.float32) -> Iterator[Report]:
+          threads: int | str | None = None, dtype=np.float32) -> Iterator[Report]:
     """Train a model on a corpus, checkpointing to ``output``; returns an iterator of
     ``Report`` events, which runs the training as it is consumed.
 
@@ -296,10 +303,16 @@ def train(corpus: Corpus, output: str | Path, *, model_options: dict[str, Any] |
     every step (Ctrl-C): the run then saves its latest state without another validation (so a
     resumed run goes on exactly as if never stopped) and ends with a ``done`` report whose
     ``info["stopped"]`` is "interrupted".
+
+    ``threads``: BLAS threads for the run (process-wide while it runs, restored after): None
+    leaves the count alone, a number fixes it, "auto" times the steps and keeps the faster of
+    all threads and one (see ``charrnn.blas.ThreadChooser``; the model then depends, in its
+    last bits, on the machine's load).
     """
     model_options = dict(model_options or {})
     train_options = dict(train_options or {})
     path = Path(output)
+    _check_threads(threads)
     _check_output(path, resume, force)
     if resume:
         ck = checkpoint.load(path)
@@ -312,25 +325,53 @@ def train(corpus: Corpus, output: str | Path, *, model_options: dict[str, Any] |
         run = _Run(model, make_optimizer(cfg.optimizer, model.params), rng,
                    model.initial_state(cfg.batch_size))
     saved = run.step if resume else None
-    chooser = blas.ThreadChooser()
-    return _restoring(chooser, _fit(run, cfg, corpus, path, corpus.notes() + notes, should_stop,
-                                    saved, chooser))
+    chooser = blas.ThreadChooser() if threads == "auto" else None
+    fixed = threads if isinstance(threads, int) else None
+    if (chooser is not None and not chooser.active) or (fixed and blas.openblas() is None):
+        notes.append("--threads has no effect here (NumPy's BLAS is not OpenBLAS, or it runs "
+                     "one thread); OPENBLAS_NUM_THREADS, OMP_NUM_THREADS or MKL_NUM_THREADS, "
+                     "set before the start, choose the count")
+    reports = _fit(run, cfg, corpus, path, corpus.notes() + notes, should_stop, saved, chooser,
+                   hint_threads=threads is None)
+    return _with_threads(fixed, chooser, reports)
 
 
-def _restoring(chooser: blas.ThreadChooser, reports: Iterator[Report]) -> Iterator[Report]:
-    """The reports; then (at the end, on an error, or when the caller stops) the BLAS thread
-    count as it was."""
-    try:
-        yield from reports
-    finally:
-        chooser.close()
+def _busy_hint(share: blas.CoreShare) -> str | None:
+    """A note when BLAS's threads got much less than their cores during the last steps."""
+    got = share.share()
+    if got is None or got >= BUSY_SHARE:
+        return None
+    return (f"other processes keep the cores busy (BLAS's {share.threads} threads got "
+            f"{got:.0%} of their time): --threads 1 (or auto) may train much faster")
+
+
+def _check_threads(threads) -> None:
+    ok = threads in (None, "auto") or (isinstance(threads, int) and not isinstance(threads, bool)
+                                       and 1 <= threads <= MAX_THREADS)
+    if not ok:
+        raise TrainingUsageError(f"threads must be a number from 1 to {MAX_THREADS} or 'auto', "
+                                 f"not {threads!r}")
+
+
+def _with_threads(fixed: int | None, chooser: blas.ThreadChooser | None,
+                  reports: Iterator[Report]) -> Iterator[Report]:
+    """The reports, run with ``fixed`` BLAS threads (or as the chooser sets them); then, at the
+    end, on an error or when the caller stops, the count as it was."""
+    with blas.threads(fixed):
+        try:
+            yield from reports
+        finally:
+            if chooser is not None:
+                chooser.close()
 
 
 def _fit(run: _Run, cfg: TrainConfig, corpus: Corpus, path: Path, notes: list[str],
          should_stop: Callable[[], bool], saved: int | None,
-         chooser: blas.ThreadChooser) -> Iterator[Report]:
+         chooser: blas.ThreadChooser | None, hint_threads: bool) -> Iterator[Report]:
     """The training loop; ``saved`` is the step the model file at ``path`` holds for this
-    run (None: nothing saved yet); ``chooser`` times the steps and sets BLAS's threads."""
+    run (None: nothing saved yet); ``chooser`` (or None) times the steps and sets BLAS's
+    threads; ``hint_threads``: check after a few steps and at each evaluation, until it is
+    so once, whether other processes keep BLAS's threads from their cores, and say so."""
     model = run.model
     train_ids, val_ids = split_train_val(corpus.ids, cfg.val_frac)
     batches = StreamBatches(train_ids, cfg.batch_size, cfg.seq_len)
@@ -357,6 +398,7 @@ def _fit(run: _Run, cfg: TrainConfig, corpus: Corpus, path: Path, notes: list[st
 
     def save() -> Report:
         nonlocal saved
+        check_weights()
         best_params = run.best_params if run.best_params is not None else model.params
         best_model = CharRNN(model.config, best_params, vocab=model.vocab, dtype=model.dtype)
         state = checkpoint.ResumeState(
@@ -370,20 +412,26 @@ def _fit(run: _Run, cfg: TrainConfig, corpus: Corpus, path: Path, notes: list[st
         saved = run.step
         return report("saved")
 
-    def diverged(what: str, value: float, step: int) -> DivergenceError:
+    def diverged(what: str, step: int) -> DivergenceError:
         if saved is None:
             return DivergenceError(
-                f"training diverged at step {step}: the {what} is {value}; nothing was saved "
-                f"to {path}. Try a lower --lr or --grad-clip")
+                f"training diverged at step {step}: {what}; nothing was saved to {path}. "
+                "Try a lower --lr or --grad-clip")
         return DivergenceError(
-            f"training diverged at step {step}: the {what} is {value}; {path} (step {saved}) "
-            "is intact. Try a lower --lr or --grad-clip, then --resume")
+            f"training diverged at step {step}: {what}; {path} (step {saved}) is intact. "
+            "Try a lower --lr or --grad-clip, then --resume")
+
+    def check_weights() -> None:
+        """Before the weights are used to sample, validate or save: an update that overflowed
+        them (with finite gradients) shows first here."""
+        if not all(np.isfinite(p).all() for p in model.params.values()):
+            raise diverged("an update made weights infinite or NaN", run.step)
 
     def validate() -> Report:
         with _quiet():
             val = evaluate(model, val_ids) if len(val_ids) >= MIN_VAL_CHARS else None
         if val is not None and not math.isfinite(val):  # the last update broke the weights
-            raise diverged("validation loss", val, run.step)
+            raise diverged(f"the validation loss is {val}", run.step)
         row = {"step": run.step, "time": run.elapsed_before + time.perf_counter() - started,
                "train_loss": recent_loss(), "val_loss": val, "lr": lr_now()}
         run.history.append(row)
@@ -417,6 +465,7 @@ def _fit(run: _Run, cfg: TrainConfig, corpus: Corpus, path: Path, notes: list[st
         snap = replace(snap, val_loss=run.history[-1].get("val_loss"))
 
     first_step = run.step
+    core_share = blas.CoreShare() if hint_threads else None
     smooth, smooth_weight = 0.0, 0.0
     rate_t, rate_steps = time.perf_counter(), 0
     stopped = "done"
@@ -430,16 +479,19 @@ def _fit(run: _Run, cfg: TrainConfig, corpus: Corpus, path: Path, notes: list[st
             stopped = "interrupted"
             break
         x, y = batches.window(run.window)
-        step_started = time.perf_counter()
+        step_started, cpu_started = time.perf_counter(), time.process_time()
         with _quiet():
             loss, grads, hidden = model.loss_and_grad(x, y, run.hidden, run.rng)
             norm = clip_grad_norm(grads, cfg.grad_clip) if math.isfinite(loss) else math.nan
             if not math.isfinite(loss):
-                raise diverged("loss", loss, run.step + 1)
+                raise diverged(f"the loss is {loss}", run.step + 1)
             if not math.isfinite(norm):
-                raise diverged("gradient norm", norm, run.step + 1)
+                raise diverged(f"the gradient norm is {norm}", run.step + 1)
             run.optimizer.step(model.params, grads, lr_now())
-        threads_note = chooser.record(time.perf_counter() - step_started)
+        step_seconds = time.perf_counter() - step_started
+        threads_note = chooser.record(step_seconds) if chooser else None
+        if core_share:
+            core_share.add(step_seconds, time.process_time() - cpu_started)
         run.hidden = hidden
         run.step += 1
         run.window += 1
@@ -461,9 +513,14 @@ def _fit(run: _Run, cfg: TrainConfig, corpus: Corpus, path: Path, notes: list[st
         if threads_note:
             yield report("notice", text=threads_note)
         if cfg.sample_every and run.step % cfg.sample_every == 0:
+            check_weights()
             text = sampling.sample(model, cfg.sample_length, temperature=SAMPLE_TEMPERATURE,
                                    seed=[cfg.seed, run.step])
             yield report("sample", text=text)
+        if core_share and (run.step - first_step == BUSY_CHECK_STEP
+                           or run.step % cfg.eval_every == 0) and (hint := _busy_hint(core_share)):
+            core_share = None
+            yield report("notice", text=hint)
         if run.step % cfg.eval_every == 0:
             yield validate()
             yield save()

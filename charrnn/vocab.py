@@ -23,12 +23,16 @@ _MAX_LISTED = 20  # unknown characters named in one error message
 
 
 def escape_char(ch: str) -> str:
-    """A printable, terminal-safe display of one character: 'a', '\\n', '\\x1b', ' ' or U+200B."""
+    """A printable, terminal-safe display of one character: 'a', '\\n', '\\x1b', ' ', U+200B,
+    or '◌́' (a combining mark on a dotted circle, as Unicode charts show it)."""
     code = ord(ch)
     if code < 0x20 or 0x7F <= code <= 0x9F:
         return repr(ch)  # C0/C1 controls as Python escapes: '\n', '\t', '\x00', '\x1b'
-    if ch != " " and unicodedata.category(ch)[0] in "CZ":
+    category = unicodedata.category(ch)
+    if ch != " " and category[0] in "CZ":
         return f"U+{code:04X}"  # invisible or unsafe: format (bidi), private, unassigned, spaces
+    if category in ("Mn", "Me"):  # alone it would sit on the quote mark
+        return f"'\u25cc{ch}'"
     return repr(ch)
 
 

@@ -28,12 +28,6 @@ def run(chooser, fake, seconds_for, steps, start=0):
     return notes
 
 
-@pytest.fixture(autouse=True)
-def no_thread_variables(monkeypatch):
-    for v in blas.THREAD_VARIABLES:
-        monkeypatch.delenv(v, raising=False)
-
-
 def test_an_idle_machine_keeps_its_threads_and_probes_less_and_less_often():
     fake = FakeBLAS(2)
     chooser = blas.ThreadChooser(fake, first=3, every=50, longest=800)
@@ -82,13 +76,28 @@ def test_a_probe_step_far_slower_ends_the_probe_and_delays_the_next():
     assert steps_on_two == [55, 2056, 4057]
 
 
-def test_threads_fixed_by_the_user_are_left_alone(monkeypatch):
-    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
+def test_a_stalled_probe_delays_the_next_by_at_most_the_longest_wait():
     fake = FakeBLAS(2)
-    chooser = blas.ThreadChooser(fake)
-    run(chooser, fake, lambda n, _: 5.0 if n == 2 else 1.0, 500)
+    chooser = blas.ThreadChooser(fake, first=3, every=50, longest=800)
+    times = iter([1.0] * 3 + [3600.0] + [1.0] * 20000)  # the probe's first step: an hour
+    probes = []
+    for step in range(20000):
+        if fake.n == 1 and (not probes or probes[-1] != step - 1):
+            probes.append(step)
+        chooser.record(next(times))
+    # 20 x 3600 s would be 72,000 one-second steps; the wait is capped at 10 x 800
+    assert probes[0] == 3 and probes[1] == 3 + 1 + 8000
+
+
+def test_closing_restores_and_ends_the_choosing():
+    fake = FakeBLAS(2)
+    chooser = blas.ThreadChooser(fake, first=3)
+    run(chooser, fake, lambda n, _: 1.0, 3)
+    assert fake.n == 1  # a probe has begun
     chooser.close()
-    assert not chooser.active and fake.changes == []
+    assert fake.n == 2 and not chooser.active
+    run(chooser, fake, lambda n, _: 1.0, 100)
+    assert fake.n == 2 and fake.changes == [1, 2]
 
 
 def test_one_thread_leaves_nothing_to_choose():
@@ -111,25 +120,77 @@ def test_the_real_openblas_thread_count_can_be_set_and_restored():
     assert real.get() == before
 
 
-@pytest.mark.skipif(blas.openblas() is None or blas.openblas().get() < 2,
-                    reason="needs OpenBLAS with two or more threads")
-def test_training_probes_one_thread_and_restores_the_count_when_stopped(tmp_path):
-    """The first probe starts after step 3 (the next step runs on one thread); closing the
-    run there restores the count."""
+def _counts_during_a_run(tmp_path, threads, stop_at):
+    """The BLAS thread count at each step report of a small run, and after it is closed."""
     from charrnn import training
     from charrnn.data import read_corpus
 
     corpus_file = tmp_path / "c.txt"
     corpus_file.write_text("the quick brown fox jumps over the lazy dog\n" * 200)
     real = blas.openblas()
-    before = real.get()
     run = training.train(read_corpus([corpus_file]), tmp_path / "m.npz",
                          model_options={"hidden_size": 8, "num_layers": 1},
-                         train_options={"batch_size": 4, "seq_len": 16, "max_steps": 50})
-    during = None
+                         train_options={"batch_size": 4, "seq_len": 16, "max_steps": 50},
+                         threads=threads)
+    counts = []
     for report in run:
-        if report.kind == "step" and report.step == 3:
-            during = real.get()
-            break
+        if report.kind == "step":
+            counts.append(real.get())
+            if report.step == stop_at:
+                break
     run.close()
-    assert during == 1 and real.get() == before
+    return counts, real.get()
+
+
+needs_threads = pytest.mark.skipif(blas.openblas() is None or blas.openblas().get() < 2,
+                                   reason="needs OpenBLAS with two or more threads")
+
+
+@needs_threads
+def test_by_default_training_leaves_the_thread_count_alone(tmp_path):
+    before = blas.openblas().get()
+    assert before >= 2
+    counts, after = _counts_during_a_run(tmp_path, None, 20)
+    assert counts == [before] * 20 and after == before
+
+
+@needs_threads
+def test_a_fixed_count_holds_for_the_run_and_is_restored(tmp_path):
+    before = blas.openblas().get()
+    counts, after = _counts_during_a_run(tmp_path, 1, 5)
+    assert counts == [1] * 5 and after == before
+
+
+@needs_threads
+def test_auto_probes_one_thread_and_restores_the_count_when_stopped(tmp_path):
+    """The first probe starts after step 3 (the next step runs on one thread); closing the
+    run there restores the count."""
+    before = blas.openblas().get()
+    assert before >= 2
+    counts, after = _counts_during_a_run(tmp_path, "auto", 3)
+    assert counts == [before, before, 1] and after == before
+
+
+@needs_threads
+def test_threads_block_sets_and_restores():
+    real = blas.openblas()
+    before = real.get()
+    with blas.threads(1):
+        assert real.get() == 1
+    assert real.get() == before
+    with blas.threads(None):
+        assert real.get() == before
+
+
+def test_core_share_is_cpu_over_wall_per_thread_since_the_last_look():
+    share = blas.CoreShare()
+    share.threads = 2
+    share.add(1.0, 1.9)
+    share.add(1.0, 2.1)
+    assert share.share() == pytest.approx(1.0)
+    assert share.share() is None  # nothing since
+    share.add(2.0, 2.4)
+    assert share.share() == pytest.approx(0.6)
+    share.threads = 1
+    share.add(1.0, 0.1)
+    assert share.share() is None  # one thread has nobody to wait for

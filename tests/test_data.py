@@ -57,7 +57,8 @@ def small_chunks(monkeypatch):
     ("\n", r"'\n'"), ("\t", r"'\t'"), ("\r", r"'\r'"), ("\x00", r"'\x00'"),
     ("\x1b", r"'\x1b'"), ("\x7f", r"'\x7f'"), ("\x85", r"'\x85'"),
     ("\u200b", "U+200B"), ("\u202e", "U+202E"), ("\xa0", "U+00A0"), ("\u2028", "U+2028"),
-    ("\ue000", "U+E000"), ("\U000E0001", "U+E0001"),
+    ("\ue000", "U+E000"), ("\U000E0001", "U+E0001"), ("\u0301", "'\u25cc\u0301'"),
+    ("\u20dd", "'\u25cc\u20dd'"),
 ])
 def test_escape_char(ch, shown):
     assert escape_char(ch) == shown

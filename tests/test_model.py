@@ -269,7 +269,6 @@ def test_bad_parameters_are_refused():
         CharRNN(cfg, {k: v for k, v in good.items() if k != "head.W"})
 
 
-
 def test_ids_must_be_batch_by_time():
     cfg = ModelConfig(cell="rnn", vocab_size=3, hidden_size=2, num_layers=1)
     model = CharRNN(cfg)

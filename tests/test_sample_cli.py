@@ -274,7 +274,7 @@ def test_an_encoding_that_is_not_for_text_is_a_usage_error(model_path, tmp_path)
     for name in ("rot13", "base64"):
         r = run(["sample", "-m", model_path, "--prime-file", prime, "--encoding", name])
         assert r.exit_code == 2, r.output
-        assert f"unknown text encoding '{name}'" in r.output
+        assert f"'{name}' is not a text encoding" in r.output
 
 
 @pytest.mark.parametrize("command", ["sample", "inspect"])

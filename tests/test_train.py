@@ -470,15 +470,16 @@ def _resume_hint(output):
     return shlex.split(line.split("resume with: charrnn ", 1)[1].strip(" │|"))
 
 
-@pytest.mark.parametrize("extra", [["--force"], ["--batch-size", "32"]],
-                         ids=["force", "shrunk-batch"])
-def test_the_resume_hint_after_ctrl_c_works(corpus, tmp_path, monkeypatch, extra):
+@pytest.mark.parametrize("extra", [[], ["--batch-size", "32"]], ids=["force", "shrunk-batch"])
+def test_the_resume_hint_after_ctrl_c_works(tmp_path, monkeypatch, extra):
     """--force started the run (it must not be repeated with --resume); --batch-size 32 was
     shrunk to fit the corpus (the same option must resume the shrunk run)."""
+    corpus = tmp_path / "small.txt"
+    corpus.write_text(SONNETS.read_text()[:1500])  # 1,350 training characters: 21 streams of 64
     out = tmp_path / "m.npz"
     out.write_bytes(b"old")
-    args = ["train", str(corpus), "-o", str(out), *TINY[:4], "--seq-len", "16", *extra,
-            *(["--force"] if "--force" not in extra else []), "--max-steps", "8"]
+    args = ["train", str(corpus), "-o", str(out), *TINY[:4], *extra, "--force",
+            "--max-steps", "8"]
     monkeypatch.setattr(sys, "argv", ["charrnn", *args])
     with monkeypatch.context() as m:
         _interrupt_after(m, 3)
@@ -488,18 +489,25 @@ def test_the_resume_hint_after_ctrl_c_works(corpus, tmp_path, monkeypatch, extra
     assert "--force" not in again and again[-1] == "--resume"
     r = run(again)
     assert r.exit_code == 0, r.output
-    assert checkpoint.load(out).resume.step == 8
+    ck = checkpoint.load(out)
+    assert ck.resume.step == 8
+    assert ck.resume.train_config.batch_size == 21
 
 
-def test_weights_broken_by_an_update_stop_the_run_with_one_line(corpus, tmp_path):
+def test_weights_broken_by_an_update_stop_the_run_with_one_line(corpus, tmp_path, recwarn):
     """--lr 1e308 turns the weights into inf/nan in one update; the validation after it says so
-    (no NumPy warnings, no traceback), and as nothing was saved, no --resume is suggested."""
+    (no NumPy warnings, no traceback), and as nothing was saved, no --resume is suggested.
+    Without validation text, the save says so instead."""
     out = tmp_path / "m.npz"
     r = train(corpus, out, "--lr", "1e308", "--eval-every", "1", "--max-steps", "3")
     assert r.exit_code == 1, r.output
     assert "diverged at step 1: the validation loss is nan" in r.output
     assert f"nothing was saved to {out}" in r.output and "--resume" not in r.output
-    assert "Warning" not in r.output and "Traceback" not in r.output and not out.exists()
+    assert "Traceback" not in r.output and not out.exists()
+    r = train(corpus, out, "--lr", "1e308", "--eval-every", "1", "--val-frac", "0")
+    assert r.exit_code == 1, r.output
+    assert "diverged at step 1: an update made weights infinite or NaN" in r.output
+    assert [str(w.message) for w in recwarn.list] == []
 
 
 def test_a_seed_given_on_resume_is_left_aside_with_a_note(corpus, tmp_path):
@@ -529,3 +537,36 @@ def test_ctrl_c_while_the_command_starts_is_one_line_and_130(corpus, tmp_path, m
     monkeypatch.setattr(display, "make_console", interrupted)
     r = train(corpus, tmp_path / "m.npz")
     assert r.exit_code == 130 and r.output == "Error: interrupted\n"
+
+
+def test_a_busy_machine_gets_a_hint_about_threads(corpus, tmp_path, monkeypatch):
+    """The hint comes from the steps' CPU and wall time (blas.CoreShare), once, after five
+    steps or at an evaluation; not when the threads got their cores, nor with --threads."""
+    from charrnn import blas
+
+    looks = []
+
+    def share(got):
+        def look(self):
+            looks.append(self.wall)
+            return got
+        return look
+
+    monkeypatch.setattr(blas.CoreShare, "share", share(0.55))
+    r = train(corpus, tmp_path / "a.npz", "--max-steps", "12", "--eval-every", "4")
+    assert r.exit_code == 0, r.output
+    assert r.output.count("got 55% of their time): --threads 1 (or auto) may train") == 1
+    assert len(looks) == 1 and looks[0] > 0  # at step 4 (an evaluation): said, no more looks
+    looks.clear()
+    monkeypatch.setattr(blas.CoreShare, "share", share(0.99))
+    r = train(corpus, tmp_path / "b.npz", "--max-steps", "12", "--eval-every", "4")
+    assert r.exit_code == 0 and "BLAS" not in r.output and len(looks) == 4  # 4, 5, 8, 12
+    looks.clear()
+    r = train(corpus, tmp_path / "c.npz", "--max-steps", "12", "--threads", "1")
+    assert r.exit_code == 0 and "BLAS" not in r.output and looks == []
+
+
+@pytest.mark.parametrize("value", ["0", "many", "-1", "1025"])
+def test_bad_thread_counts_are_usage_errors(corpus, tmp_path, value):
+    r = train(corpus, tmp_path / "m.npz", "--threads", value)
+    assert r.exit_code == 2 and "is not a thread count from 1 to 1024 or auto" in r.output

@@ -51,9 +51,10 @@ class Encoding(click.ParamType):
         try:
             codec = codecs.lookup(value)
         except LookupError:
-            codec = None
-        if codec is None or not getattr(codec, "_is_text_encoding", True):  # rot13, base64, ...
             self.fail(f"unknown text encoding {value!r} (e.g. utf-8, latin-1, cp1252)", param,
+                      ctx)
+        if not getattr(codec, "_is_text_encoding", True):  # rot13, base64, ...
+            self.fail(f"{value!r} is not a text encoding (e.g. utf-8, latin-1, cp1252)", param,
                       ctx)
         return codec.name
 

@@ -32,6 +32,22 @@ from .common import (
 _MD, _TD = ModelConfig(), TrainConfig()
 
 
+class _Threads(click.ParamType):
+    """A BLAS thread count from 1 to 1024, or auto."""
+
+    name = "N|auto"
+
+    def convert(self, value, param, ctx):
+        if value is None or isinstance(value, int) or value == "auto":
+            return value
+        text = str(value).strip().lower()
+        if text == "auto":
+            return text
+        if text.isdigit() and 1 <= int(text) <= 1024:
+            return int(text)
+        self.fail(f"{value!r} is not a thread count from 1 to 1024 or auto", param, ctx)
+
+
 @main.command(context_settings=CONTEXT)
 @click.argument("corpus", nargs=-1, required=True, metavar="CORPUS...")
 @click.option("-o", "--output", default="model.npz", show_default=True,
@@ -90,10 +106,15 @@ _MD, _TD = ModelConfig(), TrainConfig()
 @click.option("--force", is_flag=True, help="Overwrite an existing --output.")
 @click.option("--encoding", type=ENCODING, default="utf-8", show_default=True,
               help="Text encoding of the corpus files (e.g. latin-1, cp1252).")
+@click.option("--threads", type=_Threads(), default=None, metavar="N|auto",
+              help="BLAS threads for the matrix products: a number, or auto (time the steps "
+                   "and keep the faster of all and one; much faster while other programs keep "
+                   "the cores busy, but the model then depends on the machine's load in its "
+                   "last bits). Default: NumPy's (all cores).")
 @click.option("--no-color", is_flag=True, help="No colors (also: NO_COLOR=1).")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.pass_context
-def train(ctx, corpus, output, resume, force, encoding, no_color, debug, **options):
+def train(ctx, corpus, output, resume, force, encoding, threads, no_color, debug, **options):
     """Train a model on CORPUS (files, a directory of text files, or - for stdin).
 
     Shows live progress on stderr and writes the model to --output at every evaluation, at
@@ -116,7 +137,7 @@ def train(ctx, corpus, output, resume, force, encoding, no_color, debug, **optio
         text = read_corpus(corpus, encoding=encoding, stdin=sys.stdin.buffer)
         run = training.train(text, output, model_options=model_options,
                              train_options=train_options, resume=resume, force=force,
-                             should_stop=stop)
+                             should_stop=stop, threads=threads)
         with stop.installed(), _reader_may_leave(), display.TrainingView(console) as view:
             last = None
             for report in run:
