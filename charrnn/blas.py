@@ -165,28 +165,35 @@ class ThreadChooser:
 
 
 class CoreShare:
-    """How much of their cores BLAS's threads got during the steps, from CPU and wall time.
+    """Whether the training thread gets its core during the steps, from CPU and wall time.
 
-    OpenBLAS's threads wait for work by spinning, so on an idle machine a process running n
-    of them burns n CPU-seconds per second of a training step (measured: 2.00 with two). When
-    other processes keep the cores busy the threads get less (1.2-1.5 with one other busy
-    program on two cores, 1.0 with two), and each of the step's small products waits for the
-    slowest. ``add(wall, cpu)`` per step; ``share()`` is CPU / (wall x n) since the last call,
-    None without OpenBLAS or with one thread.
+    The thread that runs a step never sleeps on an idle machine: it computes, or spins while
+    OpenBLAS's threads finish their share of a product (its CPU time per wall second measured
+    1.00 for LSTMs of 8 to 256 units on the 2-core development machine). When other processes
+    keep the cores busy it waits for the system too (0.67-0.71 with one other busy program on
+    two cores, 0.50 with two), and so does every product it hands to BLAS's other threads.
+
+    ``add(wall, thread_cpu, process_cpu)`` per step. ``share()`` gives the training thread's
+    CPU / wall once at least ``window`` seconds of steps are in (then starts a new window);
+    None before that, with one BLAS thread, or when BLAS's other threads did no work (small
+    products run on one thread: then one thread is what the run uses already).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, window: float = 1.0) -> None:
         blas = openblas()
         self.threads = blas.get() if blas else 1
-        self.wall = self.cpu = 0.0
+        self.window = window
+        self.wall = self.cpu = self.others = 0.0
 
-    def add(self, wall: float, cpu: float) -> None:
+    def add(self, wall: float, thread_cpu: float, process_cpu: float) -> None:
         self.wall += wall
-        self.cpu += cpu
+        self.cpu += thread_cpu
+        self.others += max(process_cpu - thread_cpu, 0.0)
 
     def share(self) -> float | None:
-        if self.threads < 2 or self.wall <= 0:
+        if self.threads < 2 or self.wall < self.window:
             return None
-        out = self.cpu / (self.wall * self.threads)
-        self.wall = self.cpu = 0.0
+        used = self.others / self.wall > 0.1  # BLAS's other threads took part
+        out = self.cpu / self.wall if used else None
+        self.wall = self.cpu = self.others = 0.0
         return out

@@ -103,6 +103,7 @@ class ModelConfig(_Config):
 
 
 MAX_SEQ_LEN = MAX_BATCH_SIZE = 100_000  # far beyond use; keeps a typo from exhausting memory
+MAX_THREADS = 1024  # BLAS threads a run may ask for (OpenBLAS caps it at its own build's limit)
 
 
 @dataclass(frozen=True)

@@ -142,7 +142,7 @@ def _clean_stale(path: Path) -> None:
     with suppress(OSError):
         for entry in os.scandir(path.parent):
             pid, _, tag = entry.name.removeprefix(prefix).partition("-")
-            if (entry.name.startswith(prefix) and pid.isdigit() and len(tag) == 8
+            if (entry.name.startswith(prefix) and pid.isascii() and pid.isdigit() and len(tag) == 8
                     and set(tag) <= set("0123456789abcdef") and os.name == "posix"):
                 try:
                     os.kill(int(pid), 0)  # signal 0 only asks: does the process exist?

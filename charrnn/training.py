@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from . import blas, checkpoint, sampling
-from .config import ModelConfig, TrainConfig
+from .config import MAX_THREADS, ModelConfig, TrainConfig
 from .data import Corpus, StreamBatches, min_chars, split_train_val
 from .errors import CharRNNError, DataError, DivergenceError
 from .model import CharRNN
@@ -37,9 +37,7 @@ __all__ = ["Report", "TrainingUsageError", "evaluate", "evaluation_losses", "tra
 
 EVAL_WINDOW = 64  # characters per stream per forward call in evaluation (bounds its memory)
 EVAL_STREAM_CHARS = 2048  # evaluation uses one stream per this many characters (at most 64)
-MAX_THREADS = 1024
-BUSY_SHARE = 0.8  # BLAS's threads got less of their cores than this: say --threads may help
-BUSY_CHECK_STEP = 5  # the first look at it (then at every evaluation, until it is said once)
+BUSY_SHARE = 0.85  # the training thread got less of its core than this: say --threads may help
 MIN_VAL_CHARS = 2  # fewer validation characters than this: no validation at all
 COUNT_CHUNK = 1 << 22  # characters counted at a time (bounds memory on large corpora)
 COSINE_FLOOR = 0.05  # the cosine schedule ends at this fraction of --lr
@@ -337,12 +335,12 @@ def train(corpus: Corpus, output: str | Path, *, model_options: dict[str, Any] |
 
 
 def _busy_hint(share: blas.CoreShare) -> str | None:
-    """A note when BLAS's threads got much less than their cores during the last steps."""
+    """A note when the training thread got much less than its core over the last second."""
     got = share.share()
     if got is None or got >= BUSY_SHARE:
         return None
-    return (f"other processes keep the cores busy (BLAS's {share.threads} threads got "
-            f"{got:.0%} of their time): --threads 1 (or auto) may train much faster")
+    return (f"other processes keep the cores busy (training got {got:.0%} of its core): "
+            "--threads 1 (or auto) may train much faster")
 
 
 def _check_threads(threads) -> None:
@@ -370,8 +368,8 @@ def _fit(run: _Run, cfg: TrainConfig, corpus: Corpus, path: Path, notes: list[st
          chooser: blas.ThreadChooser | None, hint_threads: bool) -> Iterator[Report]:
     """The training loop; ``saved`` is the step the model file at ``path`` holds for this
     run (None: nothing saved yet); ``chooser`` (or None) times the steps and sets BLAS's
-    threads; ``hint_threads``: check after a few steps and at each evaluation, until it is
-    so once, whether other processes keep BLAS's threads from their cores, and say so."""
+    threads; ``hint_threads``: watch, second by second, whether other processes keep the
+    training from its core, and say so (once)."""
     model = run.model
     train_ids, val_ids = split_train_val(corpus.ids, cfg.val_frac)
     batches = StreamBatches(train_ids, cfg.batch_size, cfg.seq_len)
@@ -479,7 +477,8 @@ def _fit(run: _Run, cfg: TrainConfig, corpus: Corpus, path: Path, notes: list[st
             stopped = "interrupted"
             break
         x, y = batches.window(run.window)
-        step_started, cpu_started = time.perf_counter(), time.process_time()
+        step_started = time.perf_counter()
+        cpu_started = time.thread_time(), time.process_time()
         with _quiet():
             loss, grads, hidden = model.loss_and_grad(x, y, run.hidden, run.rng)
             norm = clip_grad_norm(grads, cfg.grad_clip) if math.isfinite(loss) else math.nan
@@ -491,7 +490,8 @@ def _fit(run: _Run, cfg: TrainConfig, corpus: Corpus, path: Path, notes: list[st
         step_seconds = time.perf_counter() - step_started
         threads_note = chooser.record(step_seconds) if chooser else None
         if core_share:
-            core_share.add(step_seconds, time.process_time() - cpu_started)
+            core_share.add(step_seconds, time.thread_time() - cpu_started[0],
+                           time.process_time() - cpu_started[1])
         run.hidden = hidden
         run.step += 1
         run.window += 1
@@ -517,8 +517,7 @@ def _fit(run: _Run, cfg: TrainConfig, corpus: Corpus, path: Path, notes: list[st
             text = sampling.sample(model, cfg.sample_length, temperature=SAMPLE_TEMPERATURE,
                                    seed=[cfg.seed, run.step])
             yield report("sample", text=text)
-        if core_share and (run.step - first_step == BUSY_CHECK_STEP
-                           or run.step % cfg.eval_every == 0) and (hint := _busy_hint(core_share)):
+        if core_share and (hint := _busy_hint(core_share)):
             core_share = None
             yield report("notice", text=hint)
         if run.step % cfg.eval_every == 0:

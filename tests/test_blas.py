@@ -1,6 +1,7 @@
 """The BLAS thread count: the chooser's decisions on simulated step times, and the real
 OpenBLAS controls where NumPy has them."""
 
+import numpy as np
 import pytest
 
 from charrnn import blas
@@ -120,14 +121,15 @@ def test_the_real_openblas_thread_count_can_be_set_and_restored():
     assert real.get() == before
 
 
-def _counts_during_a_run(tmp_path, threads, stop_at):
+def _counts_during_a_run(tmp_path, threads, stop_at, real=None):
     """The BLAS thread count at each step report of a small run, and after it is closed."""
     from charrnn import training
     from charrnn.data import read_corpus
 
+    tmp_path.mkdir(exist_ok=True)
     corpus_file = tmp_path / "c.txt"
     corpus_file.write_text("the quick brown fox jumps over the lazy dog\n" * 200)
-    real = blas.openblas()
+    real = real or blas.openblas()
     run = training.train(read_corpus([corpus_file]), tmp_path / "m.npz",
                          model_options={"hidden_size": 8, "num_layers": 1},
                          train_options={"batch_size": 4, "seq_len": 16, "max_steps": 50},
@@ -182,15 +184,60 @@ def test_threads_block_sets_and_restores():
         assert real.get() == before
 
 
-def test_core_share_is_cpu_over_wall_per_thread_since_the_last_look():
-    share = blas.CoreShare()
+def test_core_share_is_the_training_threads_cpu_over_wall_once_a_window_is_in():
+    share = blas.CoreShare(window=1.0)
     share.threads = 2
-    share.add(1.0, 1.9)
-    share.add(1.0, 2.1)
-    assert share.share() == pytest.approx(1.0)
-    assert share.share() is None  # nothing since
-    share.add(2.0, 2.4)
-    assert share.share() == pytest.approx(0.6)
+    share.add(0.6, 0.6, 1.2)
+    assert share.share() is None  # 0.6 s: too little to judge (CPU time comes in ticks)
+    share.add(0.6, 0.2, 0.6)
+    assert share.share() == pytest.approx(0.8 / 1.2)
+    assert share.share() is None  # a new window
+    share.add(2.0, 1.0, 1.05)  # the other BLAS threads did (almost) nothing: small products
+    assert share.share() is None
     share.threads = 1
-    share.add(1.0, 0.1)
-    assert share.share() is None  # one thread has nobody to wait for
+    share.add(2.0, 1.0, 2.0)
+    assert share.share() is None  # one thread: nothing to suggest
+
+
+def test_the_training_threads_cpu_time_is_its_own():
+    """CoreShare reads the stepping thread's clock: at most 1 CPU-second per wall second,
+    though OpenBLAS's spinning helpers make the process's own clock run at ~2 here."""
+    import time
+
+    from charrnn import CharRNN, ModelConfig
+
+    model = CharRNN(ModelConfig(hidden_size=64, num_layers=2, vocab_size=20))
+    ids = np.random.default_rng(0).integers(0, 20, (32, 33))
+    wall = cpu = 0.0
+    while wall < 0.5:
+        w, c = time.perf_counter(), time.thread_time()
+        model.loss_and_grad(ids[:, :-1], ids[:, 1:])
+        wall, cpu = wall + time.perf_counter() - w, cpu + time.thread_time() - c
+    assert cpu / wall < 1.05
+
+
+def test_the_default_never_sets_the_count_and_a_fixed_count_is_set_then_restored(
+        tmp_path, monkeypatch):
+    fake = FakeBLAS(2)
+    monkeypatch.setattr(blas, "_FOUND", [fake])
+    _counts_during_a_run(tmp_path, None, 10, real=fake)
+    assert fake.changes == []
+    _counts_during_a_run(tmp_path / "b", 1, 10, real=fake)
+    assert fake.changes == [1, 2]
+
+
+def test_without_openblas_threads_is_a_note_and_nothing_else(tmp_path, monkeypatch):
+    monkeypatch.setattr(blas, "_FOUND", [None])
+    from charrnn import training
+    from charrnn.data import read_corpus
+
+    corpus_file = tmp_path / "c.txt"
+    corpus_file.write_text("the quick brown fox jumps over the lazy dog\n" * 200)
+    for threads in (None, 1, "auto"):
+        run = training.train(read_corpus([corpus_file]), tmp_path / f"{threads}.npz",
+                             model_options={"hidden_size": 8, "num_layers": 1},
+                             train_options={"batch_size": 4, "seq_len": 16, "max_steps": 3},
+                             threads=threads)
+        notes = [r.text for r in run if r.kind == "notice"]
+        assert (notes == []) == (threads is None)
+        assert all("--threads has no effect here" in n for n in notes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 import signal
 import sys
@@ -14,6 +15,7 @@ from ..config import (
     LR_SCHEDULES,
     MAX_BATCH_SIZE,
     MAX_SEQ_LEN,
+    MAX_THREADS,
     OPTIMIZERS,
     ModelConfig,
     TrainConfig,
@@ -33,7 +35,7 @@ _MD, _TD = ModelConfig(), TrainConfig()
 
 
 class _Threads(click.ParamType):
-    """A BLAS thread count from 1 to 1024, or auto."""
+    """A BLAS thread count from 1 to MAX_THREADS, or auto."""
 
     name = "N|auto"
 
@@ -43,9 +45,9 @@ class _Threads(click.ParamType):
         text = str(value).strip().lower()
         if text == "auto":
             return text
-        if text.isdigit() and 1 <= int(text) <= 1024:
+        if re.fullmatch(r"[0-9]+", text) and 1 <= int(text) <= MAX_THREADS:
             return int(text)
-        self.fail(f"{value!r} is not a thread count from 1 to 1024 or auto", param, ctx)
+        self.fail(f"{value!r} is not a thread count from 1 to {MAX_THREADS} or auto", param, ctx)
 
 
 @main.command(context_settings=CONTEXT)
@@ -110,7 +112,7 @@ class _Threads(click.ParamType):
               help="BLAS threads for the matrix products: a number, or auto (time the steps "
                    "and keep the faster of all and one; much faster while other programs keep "
                    "the cores busy, but the model then depends on the machine's load in its "
-                   "last bits). Default: NumPy's (all cores).")
+                   "last bits). Default: NumPy's.")
 @click.option("--no-color", is_flag=True, help="No colors (also: NO_COLOR=1).")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.pass_context
