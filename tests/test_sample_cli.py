@@ -302,3 +302,25 @@ def test_ctrl_c_while_sampling_is_one_line_and_130(model_path, monkeypatch):
     r = run(["sample", "-m", model_path, "-n", "10"])
     assert r.exit_code == 130
     assert r.output.strip().endswith("Error: interrupted") and "save" not in r.output
+
+
+def test_a_terminal_sees_control_characters_escaped_and_a_pipe_the_exact_text(tmp_path):
+    """A model whose text holds ESC and a bidi override: on a terminal they are shown, not
+    obeyed; a pipe gets them as they are."""
+    import pty
+
+    vocab = Vocab.from_text("ab\x1b[31m\u202e\n")
+    charrnn.save(CharRNN(ModelConfig(vocab_size=len(vocab), hidden_size=4, num_layers=1),
+                         vocab=vocab), tmp_path / "m.npz")
+    args = [*CHARRNN, "sample", "-m", str(tmp_path / "m.npz"), "-p", "a\x1b[31mb\u202e",
+            "-n", "0"]
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    leader, follower = pty.openpty()
+    p = subprocess.run(args, stdout=follower, stderr=subprocess.PIPE, env=env, timeout=60)
+    os.close(follower)
+    shown = os.read(leader, 1000).decode()
+    os.close(leader)
+    assert p.returncode == 0, p.stderr
+    assert shown.replace("\r\n", "\n") == "a\\x1b[31mb<U+202E>\n"
+    piped = subprocess.run(args, capture_output=True, env=env, timeout=60)
+    assert piped.stdout.decode() == "a\x1b[31mb\u202e\n"

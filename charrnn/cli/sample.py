@@ -22,14 +22,27 @@ from .common import (
 
 
 class _Out:
-    """stdout for streamed text: flushed as it goes; a closed pipe ends the command quietly."""
+    """stdout for streamed text: flushed as it goes. On a terminal, the characters of
+    ``chars`` that would act rather than show (controls but line break and tab, invisible
+    format characters such as bidi overrides) are written escaped: a model trained on text
+    with terminal escape codes cannot drive the terminal. Files and pipes get the exact text."""
 
-    def __init__(self):
+    def __init__(self, chars=()):
         self.stream = sys.stdout
         self.interactive = self.stream.isatty()
         self.pending = 0
+        self.table = {}
+        if self.interactive:
+            from ..data import escape_char
+
+            for ch in chars:
+                if not ch.isprintable() and ch not in "\n\t":
+                    shown = escape_char(ch)
+                    self.table[ord(ch)] = shown[1:-1] if shown.startswith("'") else f"<{shown}>"
 
     def write(self, text: str, flush: bool = False) -> None:
+        if self.table:
+            text = text.translate(self.table)
         self.stream.write(text)
         self.pending += len(text)
         if flush or self.interactive or self.pending >= 256:
@@ -106,7 +119,7 @@ def sample(model_path, length, temperature, top_k, top_p, greedy, prime, prime_f
         dropped = set(stream.dropped)
         kept = "".join(c for c in prime if c not in dropped) if dropped else prime
         head = "" if no_echo_prime else kept
-        out = _Out()
+        out = _Out(model.vocab.chars)
         if as_json:
             for i, text in enumerate(stream.texts()):
                 out.write(json.dumps({"sample": i + 1, "prime": kept, "text": text,
