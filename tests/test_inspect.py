@@ -286,6 +286,14 @@ def test_surprise_view_without_color_puts_digits_under_the_text(trained):
     assert f"mean {float(np.mean(bits)) * math.log(2):.4f} nats/char" in r.stdout
 
 
+def test_a_prime_reads_as_a_file_would_and_as_sample_reads_it(trained):
+    """A byte-order mark and \\r\\n line ends in --prime (pasted from Windows) are normalised,
+    as `sample` does and as a --text file is read, instead of being unknown characters."""
+    doc = inspect_json(trained, "--prime", "\ufeff" + PRIME.replace("\n", "\r\n"))
+    assert doc["text"]["text"] == PRIME
+    assert doc["text"]["surprise"] == inspect_json(trained, "--prime", PRIME)["text"]["surprise"]
+
+
 def test_surprise_json_equals_a_direct_forward_pass(trained):
     doc = inspect_json(trained, "--prime", PRIME)
     model = checkpoint.load(trained).model

@@ -77,7 +77,8 @@ def test_stdout_is_only_prime_text_and_newline(model_path, tmp_path):
     assert p.returncode == 0, p.stderr
     expected = charrnn.load(model_path).sample(200, prime="Love is", seed=5)
     assert out.read_bytes() == ("Love is" + expected + "\n").encode()
-    assert b"note: dropped prime characters" in p.stderr and b"U+20AC" in p.stderr
+    assert b"note: left out 1 character(s) the model never saw" in p.stderr
+    assert b"U+20AC" in p.stderr
 
 
 def test_closed_pipe_ends_quietly_and_quickly(model_path):
@@ -120,16 +121,17 @@ def test_unknown_prime_characters_exit_2_listing_them(model_path):
     r = run(["sample", "-m", model_path, "-n", "10", "-p", "ab\x1bc\u20ac\u202e"])
     assert r.exit_code == 2 and r.stdout == ""
     msg = r.stderr.strip()
-    assert msg.startswith("Error: the prime has 3 characters not in the vocabulary")
-    assert "'\\x1b' (U+001B)" in msg and "'€' (U+20AC)" in msg and "U+202E" in msg
+    # worded as `inspect` and `eval` word it, each with its count
+    assert msg.startswith("Error: the prime has 3 character(s) the model never saw, 3 distinct: ")
+    assert "'\\x1b' (U+001B, once)" in msg and "'€' (U+20AC, once)" in msg
+    assert "U+202E (once)" in msg
     assert "--unknown skip" in msg and "\x1b" not in msg and "\u202e" not in msg
 
 
 def test_unknown_skip_drops_them_with_a_note(model_path):
     r = sample(model_path, "-n", "30", "--seed", "1", "-p", "ab\x1bc", "--unknown", "skip")
     assert r.stdout == "abc" + charrnn.load(model_path).sample(30, prime="abc", seed=1) + "\n"
-    assert "note: dropped prime characters the model does not know: '\\x1b' (U+001B)" \
-        in r.stderr
+    assert "note: left out 1 character(s) the model never saw: '\\x1b' (U+001B)" in r.stderr
 
 
 def test_prime_file_and_no_echo_prime(model_path, tmp_path):
@@ -240,7 +242,7 @@ def test_prime_file_that_is_not_utf8_is_one_clear_line(model_path, tmp_path):
     r = run(["sample", "-m", model_path, "--prime-file", f, "--encoding", "latin-1",
              "--unknown", "skip", "-n", "5", "--seed", "1"])
     assert r.exit_code == 0, r.output
-    assert "dropped prime characters the model does not know: 'é' (U+00E9)" in r.output
+    assert "left out 1 character(s) the model never saw: 'é' (U+00E9)" in r.output
     assert r.stdout.startswith("caf")
 
 

@@ -169,6 +169,12 @@ def escaped(ch: str) -> str:
     return f"{escape_char(ch)} (U+{ord(ch):04X})"
 
 
+def normalised(text: str) -> str:
+    """Text given on the command line, read as a file would be: no byte-order mark, and
+    ``\r\n`` as ``\n``."""
+    return text.removeprefix("\ufeff").replace("\r\n", "\n")
+
+
 def read_text(paths, encoding: str, what: str):
     """Text files (or - for stdin) as one data.Corpus, with errors that name it as `what`."""
     from pathlib import Path

@@ -11,6 +11,7 @@ from .common import (
     errors_to_exit,
     load_checkpoint,
     main,
+    normalised,
     note_left_out,
     option_range,
     read_text,
@@ -92,7 +93,8 @@ def inspect(model_path, text_file, prime, neuron, layer, top_neurons, max_chars,
         text_rep = None
         if text_file is not None or prime is not None:
             what = "prime" if prime is not None else "text"
-            text = prime if prime is not None else read_text([text_file], encoding, what).text
+            text = normalised(prime) if prime is not None else \
+                read_text([text_file], encoding, what).text
             if len(text) > max_chars:
                 click.echo(f"note: showing the first {max_chars:,} of {len(text):,} characters "
                            "(--max-chars)", err=True)

@@ -12,12 +12,14 @@ from .common import (
     CONTEXT,
     ENCODING,
     errors_to_exit,
-    escaped,
     given_options,
     load_model,
     main,
+    normalised,
+    note_left_out,
     option_range,
     read_text,
+    unknown_message,
 )
 
 
@@ -82,6 +84,9 @@ def sample(model_path, length, temperature, top_k, top_p, greedy, prime, prime_f
            encoding, no_echo_prime, unknown, seed, num_samples, as_json, debug):
     """Generate text from a trained model, streamed to stdout as it is produced."""
     import json
+    from collections import Counter
+
+    from ..diagnostics import unknown_chars
 
     with errors_to_exit(debug):
         if greedy:
@@ -96,8 +101,8 @@ def sample(model_path, length, temperature, top_k, top_p, greedy, prime, prime_f
             if prime:
                 raise click.UsageError("give --prime or --prime-file, not both")
             prime = read_text([prime_file], encoding, "prime").text
-        else:  # the normalisation read_text gives a file: no byte-order mark, \r\n as \n
-            prime = prime.removeprefix("\ufeff").replace("\r\n", "\n")
+        else:
+            prime = normalised(prime)
         model = load_model(model_path)
         if seed is None:  # drawn here, so it can be shown and the text repeated
             import secrets
@@ -105,17 +110,14 @@ def sample(model_path, length, temperature, top_k, top_p, greedy, prime, prime_f
             seed = secrets.randbelow(2**32)
             if sys.stderr.isatty():
                 click.echo(f"seed {seed} (--seed {seed} gives this text again)", err=True)
-        try:
-            stream = model.stream(length, prime=prime, temperature=temperature, top_k=top_k,
-                                  top_p=top_p, greedy=greedy, seed=seed,
-                                  num_samples=num_samples, skip_unknown=unknown == "skip")
-        except VocabularyError as e:
-            raise VocabularyError(f"the prime has {e}; pass --unknown skip to drop them") \
-                from None
-        if stream.dropped:
-            shown = ", ".join(escaped(c) for c in stream.dropped)
-            click.echo(f"note: dropped prime characters the model does not know: {shown}",
-                       err=True)
+        missing = unknown_chars(model.vocab, Counter(prime))  # worded as inspect and eval do
+        if missing and unknown == "error":
+            raise VocabularyError(unknown_message(missing, "prime"))
+        stream = model.stream(length, prime=prime, temperature=temperature, top_k=top_k,
+                              top_p=top_p, greedy=greedy, seed=seed, num_samples=num_samples,
+                              skip_unknown=True)
+        if missing:
+            note_left_out(missing)
         dropped = set(stream.dropped)
         kept = "".join(c for c in prime if c not in dropped) if dropped else prime
         head = "" if no_echo_prime else kept
