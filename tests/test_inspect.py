@@ -188,6 +188,10 @@ def test_chart_copes_with_one_point_flat_lines_and_gaps():
                               width=40, height=5)
     assert len(flat) == 8 and "●" in "".join(flat)
     assert display.line_chart([("a", [(0, None)])]) == ["(no losses recorded)"]
+    # a loss of exactly 0 all along (a one-character text) keeps the axis at 0 and above
+    zero = display.line_chart([("a", [(0, 0.0), (10, 0.0)])], width=40, height=5)
+    labels = [float(ln.split("┤")[0]) for ln in zero[:5] if "┤" in ln]
+    assert min(labels) >= 0 and max(labels) > 0
 
 
 def test_chart_in_the_inspect_output(trained):

@@ -214,8 +214,8 @@ def chart_rows(series, width: int, height: int) -> list[list[tuple[str, int | No
     if not ys:
         return [[("(no losses recorded)", None)]]
     lo, hi = min(ys), max(ys)
-    if hi - lo < 1e-9:
-        lo, hi = lo - 0.5, hi + 0.5
+    if hi - lo < 1e-9:  # a flat line: room around it, but no axis below 0 for losses that are not
+        lo, hi = (lo - 0.5 if lo < 0 or lo >= 0.5 else 0.0), hi + 0.5
     x0, x1 = min(xs), max(xs)
     d = _ticks(lo, hi)
     label_rows = {0, height - 1, *range(0, height - 2, max(2, (height - 1) // 4))}
