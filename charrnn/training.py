@@ -431,7 +431,8 @@ def _fit(run: _Run, cfg: TrainConfig, corpus: Corpus, path: Path, notes: list[st
         if val is not None and not math.isfinite(val):  # the last update broke the weights
             raise diverged(f"the validation loss is {val}", run.step)
         row = {"step": run.step, "time": run.elapsed_before + time.perf_counter() - started,
-               "train_loss": recent_loss(), "val_loss": val, "lr": lr_now()}
+               "train_loss": recent_loss(), "val_loss": val,
+               "lr": last_lr if last_lr is not None else lr_now()}  # the rate step `step` took
         run.history.append(row)
         if val is None or run.best is None or run.best.get("val_loss") is None \
                 or val < run.best["val_loss"]:
@@ -442,6 +443,7 @@ def _fit(run: _Run, cfg: TrainConfig, corpus: Corpus, path: Path, notes: list[st
                       best_step=run.best["step"])
 
     window_losses: list[float] = []
+    last_lr: float | None = None  # the rate of the latest step
 
     def recent_loss() -> float:
         out = float(np.mean(window_losses)) if window_losses else math.nan
@@ -486,7 +488,8 @@ def _fit(run: _Run, cfg: TrainConfig, corpus: Corpus, path: Path, notes: list[st
                 raise diverged(f"the loss is {loss}", run.step + 1)
             if not math.isfinite(norm):
                 raise diverged(f"the gradient norm is {norm}", run.step + 1)
-            run.optimizer.step(model.params, grads, lr_now())
+            last_lr = lr_now()
+            run.optimizer.step(model.params, grads, last_lr)
         step_seconds = time.perf_counter() - step_started
         threads_note = chooser.record(step_seconds) if chooser else None
         if core_share:

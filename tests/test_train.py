@@ -571,3 +571,13 @@ def test_a_busy_machine_gets_a_hint_about_threads(corpus, tmp_path, monkeypatch)
 def test_bad_thread_counts_are_usage_errors(corpus, tmp_path, value):
     r = train(corpus, tmp_path / "m.npz", "--threads", value)
     assert r.exit_code == 2 and "is not a thread count from 1 to 1024 or auto" in r.output
+
+
+def test_the_history_records_the_rate_of_the_step_it_follows(corpus, tmp_path):
+    out = tmp_path / "m.npz"
+    r = train(corpus, out, "--lr-schedule", "constant", "--lr", "0.01", "--lr-decay", "0.5",
+              "--lr-decay-every", "10", "--eval-every", "10", "--max-steps", "20")
+    assert r.exit_code == 0, r.output
+    # steps 1-10 ran at 0.01, steps 11-20 at 0.005
+    assert [(row["step"], row["lr"]) for row in checkpoint.load(out).history] == [
+        (10, 0.01), (20, 0.005)]
