@@ -17,6 +17,7 @@ exactly what training reported.
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -324,11 +325,8 @@ def train(corpus: Corpus, output: str | Path, *, model_options: dict[str, Any] |
                    model.initial_state(cfg.batch_size))
     saved = run.step if resume else None
     chooser = blas.ThreadChooser() if threads == "auto" else None
-    fixed = threads if isinstance(threads, int) else None
-    if (chooser is not None and not chooser.active) or (fixed and blas.openblas() is None):
-        notes.append("--threads has no effect here (NumPy's BLAS is not OpenBLAS, or it runs "
-                     "one thread); OPENBLAS_NUM_THREADS, OMP_NUM_THREADS or MKL_NUM_THREADS, "
-                     "set before the start, choose the count")
+    fixed = int(threads) if isinstance(threads, numbers.Integral) else None
+    notes += _thread_notes(fixed, chooser)
     reports = _fit(run, cfg, corpus, path, corpus.notes() + notes, should_stop, saved, chooser,
                    hint_threads=threads is None)
     return _with_threads(fixed, chooser, reports)
@@ -343,8 +341,22 @@ def _busy_hint(share: blas.CoreShare) -> str | None:
             "--threads 1 (or auto) may train much faster")
 
 
+def _thread_notes(fixed: int | None, chooser: blas.ThreadChooser | None) -> list[str]:
+    """What a user should know about the --threads they gave."""
+    if (chooser is not None and not chooser.active) or (fixed and blas.openblas() is None):
+        return ["--threads has no effect here (NumPy's BLAS is not OpenBLAS, or it runs one "
+                "thread); OPENBLAS_NUM_THREADS, OMP_NUM_THREADS or MKL_NUM_THREADS, set "
+                "before the start, choose the count"]
+    cores = os.cpu_count() or 1
+    if fixed and fixed > cores:
+        return [f"--threads {fixed} is more than this machine's {cores} core(s): threads "
+                "beyond the cores wait for each other, which makes training slower, not faster"]
+    return []
+
+
 def _check_threads(threads) -> None:
-    ok = threads in (None, "auto") or (isinstance(threads, int) and not isinstance(threads, bool)
+    ok = threads in (None, "auto") or (isinstance(threads, numbers.Integral)
+                                       and not isinstance(threads, bool)
                                        and 1 <= threads <= MAX_THREADS)
     if not ok:
         raise TrainingUsageError(f"threads must be a number from 1 to {MAX_THREADS} or 'auto', "
@@ -411,13 +423,13 @@ def _fit(run: _Run, cfg: TrainConfig, corpus: Corpus, path: Path, notes: list[st
         return report("saved")
 
     def diverged(what: str, step: int) -> DivergenceError:
+        advice = ("Try a lower --lr or --grad-clip" if cfg.grad_clip else
+                  "Try a lower --lr, or clipping (e.g. --grad-clip 5)")
         if saved is None:
-            return DivergenceError(
-                f"training diverged at step {step}: {what}; nothing was saved to {path}. "
-                "Try a lower --lr or --grad-clip")
-        return DivergenceError(
-            f"training diverged at step {step}: {what}; {path} (step {saved}) is intact. "
-            "Try a lower --lr or --grad-clip, then --resume")
+            return DivergenceError(f"training diverged at step {step}: {what}; nothing was "
+                                   f"saved to {path}. {advice}")
+        return DivergenceError(f"training diverged at step {step}: {what}; {path} (step "
+                               f"{saved}) is intact. {advice}, then --resume")
 
     def check_weights() -> None:
         """Before the weights are used to sample, validate or save: an update that overflowed

@@ -241,3 +241,25 @@ def test_without_openblas_threads_is_a_note_and_nothing_else(tmp_path, monkeypat
         notes = [r.text for r in run if r.kind == "notice"]
         assert (notes == []) == (threads is None)
         assert all("--threads has no effect here" in n for n in notes)
+
+
+def test_more_threads_than_cores_is_a_note_and_numpy_integers_are_counts(tmp_path, monkeypatch):
+    import os
+
+    from charrnn import training
+    from charrnn.data import read_corpus
+
+    fake = FakeBLAS(2)
+    monkeypatch.setattr(blas, "_FOUND", [fake])
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    corpus_file = tmp_path / "c.txt"
+    corpus_file.write_text("the quick brown fox jumps over the lazy dog\n" * 200)
+    for threads, noted in ((8, True), (np.int64(2), False)):
+        run = training.train(read_corpus([corpus_file]), tmp_path / f"{threads}.npz",
+                             model_options={"hidden_size": 8, "num_layers": 1},
+                             train_options={"batch_size": 4, "seq_len": 16, "max_steps": 2},
+                             threads=threads)
+        notes = [r.text for r in run if r.kind == "notice"]
+        assert any(f"--threads {threads} is more than this machine's 2 core(s)" in n
+                   for n in notes) == noted
+    assert fake.changes == [8, 2, 2, 2]

@@ -326,3 +326,79 @@ def test_a_terminal_sees_control_characters_escaped_and_a_pipe_the_exact_text(tm
     assert shown.replace("\r\n", "\n") == "a\\x1b[31mb<U+202E>\n"
     piped = subprocess.run(args, capture_output=True, env=env, timeout=60)
     assert piped.stdout.decode() == "a\x1b[31mb\u202e\n"
+
+
+@pytest.mark.parametrize("command", [["sample", "-n", "50", "--seed", "1", "--temp", "0.1"],
+                                     ["eval", "{model}", "{text}"]])
+def test_a_model_with_overflowing_logits_shows_no_numpy_warnings(tmp_path, command):
+    """Huge but finite weights (what a diverging run can leave): the figures say inf, the text
+    is what it is, and no RuntimeWarning lines come between them."""
+    vocab = Vocab.from_text(TEXT)
+    model = CharRNN(ModelConfig(vocab_size=len(vocab), hidden_size=8, num_layers=1),
+                    vocab=vocab)
+    model.params["head.W"][:] = 0  # logits = head.b: finite, but their differences overflow
+    model.params["head.b"][:] = np.where(np.arange(len(vocab)) % 2, 3e38, -3e38)
+    charrnn.save(model, tmp_path / "m.npz")
+    (tmp_path / "t.txt").write_text(TEXT[:500])
+    args = [a.format(model=tmp_path / "m.npz", text=tmp_path / "t.txt") for a in command]
+    env = {**os.environ, "CHARRNN_MODEL": str(tmp_path / "m.npz")}
+    p = subprocess.run([*CHARRNN, *args], capture_output=True, text=True, env=env, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert "Warning" not in p.stderr and "Traceback" not in p.stderr
+
+
+def _on_a_terminal(args, env=None):
+    """Run a command with stdout on a pseudo-terminal: (exit code, what the terminal got)."""
+    import pty
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(args, stdout=follower, stderr=subprocess.PIPE, env=env)
+    os.close(follower)
+    got = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        got += chunk
+    os.close(leader)
+    return proc.wait(timeout=60), got.decode().replace("\r\n", "\n")
+
+
+def test_json_on_a_terminal_escapes_what_is_not_ascii_and_stays_exact(tmp_path):
+    vocab = Vocab.from_text("ab\x1b\u202e\n")
+    charrnn.save(CharRNN(ModelConfig(vocab_size=len(vocab), hidden_size=4, num_layers=1),
+                         vocab=vocab), tmp_path / "m.npz")
+    args = [*CHARRNN, "sample", "-m", str(tmp_path / "m.npz"), "-p", "a\x1bb\u202e", "-n", "0",
+            "--json", "--seed", "1"]
+    code, shown = _on_a_terminal(args)
+    assert code == 0
+    assert json.loads(shown)["prime"] == "a\x1bb\u202e" and "\\u202e" in shown
+    assert "\x1b" not in shown and "\u202e" not in shown
+
+
+def test_ctrl_c_on_a_terminal_ends_the_text_line_before_the_message(model_path):
+    import pty
+    import signal
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([*CHARRNN, "sample", "-m", str(model_path), "-n", "100000000",
+                             "--seed", "1"], stdout=follower, stderr=follower)
+    os.close(follower)
+    got = b""
+    while len(got) < 2000:
+        got += os.read(leader, 65536)
+    proc.send_signal(signal.SIGINT)
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        got += chunk
+    os.close(leader)
+    assert proc.wait(timeout=60) == 130
+    assert got.decode().replace("\r\n", "\n").endswith("\nError: interrupted\n")

@@ -574,3 +574,10 @@ def test_bad_thread_counts_are_usage_errors(corpus, tmp_path, value):
     r = train(corpus, tmp_path / "m.npz", "--threads", value)
     assert r.exit_code == 2 and "is not a thread count from 1 to 1024 or auto" in r.output
 
+
+
+def test_divergence_without_clipping_suggests_clipping(corpus, tmp_path):
+    r = train(corpus, tmp_path / "m.npz", "--optimizer", "sgd", "--grad-clip", "0", "--lr",
+              "1e38", "--max-steps", "30")
+    assert r.exit_code == 1, r.output
+    assert "Try a lower --lr, or clipping (e.g. --grad-clip 5)" in r.output

@@ -71,9 +71,13 @@ def given_options(ctx: click.Context, names) -> dict:
 @contextmanager
 def errors_to_exit(debug: bool, interrupted: str = "interrupted"):
     """Turn charrnn's errors into a one-line `Error: ...` and the error's exit code; Ctrl-C
-    into `Error: <interrupted>` and 130."""
+    into `Error: <interrupted>` and 130. NumPy's floating-point warnings are off: a model whose
+    weights overflow shows it in its figures (inf, nan), not in warnings between them."""
+    import numpy as np
+
     try:
-        yield
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            yield
     except CharRNNError as e:
         if debug:
             raise

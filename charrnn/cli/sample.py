@@ -33,6 +33,7 @@ class _Out:
         self.stream = sys.stdout
         self.interactive = self.stream.isatty()
         self.pending = 0
+        self.at_line_start = True
         self.table = {}
         if self.interactive:
             from ..data import escape_char
@@ -46,10 +47,17 @@ class _Out:
         if self.table:
             text = text.translate(self.table)
         self.stream.write(text)
+        if text:
+            self.at_line_start = text.endswith("\n")
         self.pending += len(text)
         if flush or self.interactive or self.pending >= 256:
             self.stream.flush()
             self.pending = 0
+
+    def end_line(self) -> None:
+        """On a terminal, a line break if the text written so far ends without one."""
+        if self.interactive and not self.at_line_start:
+            self.write("\n", flush=True)
 
 
 @main.command(context_settings=CONTEXT)
@@ -121,18 +129,22 @@ def sample(model_path, length, temperature, top_k, top_p, greedy, prime, prime_f
         dropped = set(stream.dropped)
         kept = "".join(c for c in prime if c not in dropped) if dropped else prime
         head = "" if no_echo_prime else kept
-        out = _Out(model.vocab.chars)
-        if as_json:
-            for i, text in enumerate(stream.texts()):
-                out.write(json.dumps({"sample": i + 1, "prime": kept, "text": text,
-                                      "seed": seed}, ensure_ascii=False) + "\n")
-        elif num_samples == 1:
-            out.write(head)
-            for ch in stream:
-                out.write(ch)
-            out.write("\n", flush=True)
-        else:
-            for i, text in enumerate(stream.texts()):
-                out.write(f"{'' if i == 0 else chr(10)}=== sample {i + 1} of {num_samples} "
-                          f"===\n{head}{text}\n")
-        out.write("", flush=True)
+        out = _Out(() if as_json else model.vocab.chars)
+        try:
+            if as_json:  # exact data; on a terminal, with every non-ASCII character \u-escaped
+                for i, text in enumerate(stream.texts()):
+                    out.write(json.dumps({"sample": i + 1, "prime": kept, "text": text,
+                                          "seed": seed}, ensure_ascii=out.interactive) + "\n")
+            elif num_samples == 1:
+                out.write(head)
+                for ch in stream:
+                    out.write(ch)
+                out.write("\n", flush=True)
+            else:
+                for i, text in enumerate(stream.texts()):
+                    out.write(f"{'' if i == 0 else chr(10)}=== sample {i + 1} of {num_samples} "
+                              f"===\n{head}{text}\n")
+            out.write("", flush=True)
+        except KeyboardInterrupt:
+            out.end_line()  # so that the message does not follow the text on its line
+            raise
