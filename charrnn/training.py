@@ -39,6 +39,7 @@ __all__ = ["Report", "TrainingUsageError", "evaluate", "evaluation_losses", "tra
 EVAL_WINDOW = 64  # characters per stream per forward call in evaluation (bounds its memory)
 EVAL_STREAM_CHARS = 2048  # evaluation uses one stream per this many characters (at most 64)
 BUSY_SHARE = 0.85  # the training thread got less of its core than this: say --threads may help
+MAX_LOSS = 1e4  # nats/char: no model that learns comes near (a uniform guess costs ln V ~ 4-9)
 MIN_VAL_CHARS = 2  # fewer validation characters than this: no validation at all
 COUNT_CHUNK = 1 << 22  # characters counted at a time (bounds memory on large corpora)
 COSINE_FLOOR = 0.05  # the cosine schedule ends at this fraction of --lr
@@ -354,6 +355,10 @@ def _thread_notes(fixed: int | None, chooser: blas.ThreadChooser | None) -> list
     return []
 
 
+def _beyond(loss: float) -> str:
+    return f" (beyond {MAX_LOSS:,.0f} nats per character)" if math.isfinite(loss) else ""
+
+
 def _check_threads(threads) -> None:
     ok = threads in (None, "auto") or (isinstance(threads, numbers.Integral)
                                        and not isinstance(threads, bool)
@@ -440,8 +445,8 @@ def _fit(run: _Run, cfg: TrainConfig, corpus: Corpus, path: Path, notes: list[st
     def validate() -> Report:
         with _quiet():
             val = evaluate(model, val_ids) if len(val_ids) >= MIN_VAL_CHARS else None
-        if val is not None and not math.isfinite(val):  # the last update broke the weights
-            raise diverged(f"the validation loss is {val}", run.step)
+        if val is not None and not (math.isfinite(val) and val <= MAX_LOSS):  # broken weights
+            raise diverged(f"the validation loss is {val:.6g}{_beyond(val)}", run.step)
         row = {"step": run.step, "time": run.elapsed_before + time.perf_counter() - started,
                "train_loss": recent_loss(), "val_loss": val,
                "lr": last_lr if last_lr is not None else lr_now()}  # the rate step `step` took
@@ -496,8 +501,8 @@ def _fit(run: _Run, cfg: TrainConfig, corpus: Corpus, path: Path, notes: list[st
         with _quiet():
             loss, grads, hidden = model.loss_and_grad(x, y, run.hidden, run.rng)
             norm = clip_grad_norm(grads, cfg.grad_clip) if math.isfinite(loss) else math.nan
-            if not math.isfinite(loss):
-                raise diverged(f"the loss is {loss}", run.step + 1)
+            if not (math.isfinite(loss) and loss <= MAX_LOSS):
+                raise diverged(f"the loss is {loss:.6g}{_beyond(loss)}", run.step + 1)
             if not math.isfinite(norm):
                 raise diverged(f"the gradient norm is {norm}", run.step + 1)
             last_lr = lr_now()

@@ -581,3 +581,9 @@ def test_divergence_without_clipping_suggests_clipping(corpus, tmp_path):
               "1e38", "--max-steps", "30")
     assert r.exit_code == 1, r.output
     assert "Try a lower --lr, or clipping (e.g. --grad-clip 5)" in r.output
+
+
+def test_a_finite_but_absurd_loss_is_a_divergence(corpus, tmp_path):
+    r = train(corpus, tmp_path / "m.npz", "--lr", "1e30", "--max-steps", "50")
+    assert r.exit_code == 1, r.output
+    assert "(beyond 10,000 nats per character)" in r.output and "diverged at step" in r.output
