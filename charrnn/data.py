@@ -41,12 +41,13 @@ from .vocab import (
     escape_char,
     id_dtype_for,
     take_chunked,
+    terminal_form,
     unknown_error,
 )
 
 __all__ = [
     "Corpus", "CorpusNotFound", "StreamBatches", "Vocab", "encode_corpus", "escape_char",
-    "min_chars", "read_corpus", "split_train_val",
+    "min_chars", "read_corpus", "split_train_val", "terminal_form",
 ]
 
 CHUNK = 1 << 20  # characters (or bytes read) per step: bounds the temporaries to a few MB

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from .errors import ConfigError
+from .errors import CharRNNError, ConfigError
 
 __all__ = ["Stepper", "Stream", "probabilities", "sample", "stream"]
 
@@ -101,19 +101,32 @@ class _Chooser:
         return x
 
     def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Ids (N,) drawn from logits x (N, V) (overwritten); a view of an internal buffer."""
+        """Ids (N,) drawn from logits x (N, V) (overwritten); a view of an internal buffer.
+
+        Logits that are not finite numbers (a model whose weights overflowed) are an error."""
         if self.greedy:
+            if not np.isfinite(np.add.reduce(x, axis=None)):
+                raise _broken()
             return np.argmax(x, axis=1, out=self.ids)
         if self.single:  # the same draw as below (one double from rng), with fewer calls
             cdf = np.add.accumulate(self.weights(x[0]), dtype=np.float64, out=self.cdf[0])
+            if not 0 < cdf[-1] < math.inf:
+                raise _broken()
             self.ids[0] = cdf.searchsorted(rng.random() * cdf[-1], "right")
             return self.ids
         np.add.accumulate(self.weights(x), axis=1, dtype=np.float64, out=self.cdf)
+        if not (np.isfinite(self.total).all() and (self.total > 0).all()):
+            raise _broken()
         rng.random(out=self.u)
         np.multiply(self.u, self.total, out=self.u)  # u sum < sum (u <= 1 - 2^-53, rounding)
         # first j with cdf_j > u*sum: a zero weight repeats its left neighbour and is never hit
         np.less_equal(self.cdf, self.u_col, out=self.below)
         return np.add.reduce(self.below, axis=1, out=self.ids)
+
+
+def _broken() -> CharRNNError:
+    return CharRNNError("the model's outputs are not finite numbers (its weights overflowed, "
+                        "as in a diverged training run): it cannot be sampled")
 
 
 def probabilities(logits, temperature=1.0, top_k=None, top_p=None) -> np.ndarray:

@@ -333,12 +333,20 @@ def train(corpus: Corpus, output: str | Path, *, model_options: dict[str, Any] |
     return _with_threads(fixed, chooser, reports)
 
 
-def _busy_hint(share: blas.CoreShare) -> str | None:
-    """A note when the training thread got much less than its core over the last second."""
+def _busy_hint(share: blas.CoreShare, low: list[float]) -> str | None:
+    """A note when the training thread got much less than its core in two one-second windows
+    in a row (one alone may be a pause: Ctrl-Z, a burst of other work); ``low`` keeps the
+    current run of such windows."""
     got = share.share()
-    if got is None or got >= BUSY_SHARE:
+    if got is None:
         return None
-    return (f"other processes keep the cores busy (training got {got:.0%} of its core): "
+    if got >= BUSY_SHARE:
+        low.clear()
+        return None
+    low.append(got)
+    if len(low) < 2:
+        return None
+    return (f"other processes keep the cores busy (training got {max(low):.0%} of its core): "
             "--threads 1 (or auto) may train much faster")
 
 
@@ -348,7 +356,8 @@ def _thread_notes(fixed: int | None, chooser: blas.ThreadChooser | None) -> list
         return ["--threads has no effect here (NumPy's BLAS is not OpenBLAS, or it runs one "
                 "thread); OPENBLAS_NUM_THREADS, OMP_NUM_THREADS or MKL_NUM_THREADS, set "
                 "before the start, choose the count"]
-    cores = os.cpu_count() or 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+        (os.cpu_count() or 1)
     if fixed and fixed > cores:
         return [f"--threads {fixed} is more than this machine's {cores} core(s): threads "
                 "beyond the cores wait for each other, which makes training slower, not faster"]
@@ -483,6 +492,7 @@ def _fit(run: _Run, cfg: TrainConfig, corpus: Corpus, path: Path, notes: list[st
 
     first_step = run.step
     core_share = blas.CoreShare() if hint_threads else None
+    low_shares: list[float] = []
     smooth, smooth_weight = 0.0, 0.0
     rate_t, rate_steps = time.perf_counter(), 0
     stopped = "done"
@@ -537,7 +547,7 @@ def _fit(run: _Run, cfg: TrainConfig, corpus: Corpus, path: Path, notes: list[st
             text = sampling.sample(model, cfg.sample_length, temperature=SAMPLE_TEMPERATURE,
                                    seed=[cfg.seed, run.step])
             yield report("sample", text=text)
-        if core_share and (hint := _busy_hint(core_share)):
+        if core_share and (hint := _busy_hint(core_share, low_shares)):
             core_share = None
             yield report("notice", text=hint)
         if run.step % cfg.eval_every == 0:

@@ -36,6 +36,22 @@ def escape_char(ch: str) -> str:
     return repr(ch)
 
 
+# what a terminal obeys rather than shows: bidi embeddings, overrides, isolates and marks
+# (they can reorder what follows, e.g. hide code), and the line/paragraph separators
+_TERMINAL_ACTING = frozenset("\u061c\u200e\u200f\u2028\u2029") | frozenset(
+    chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A)))
+
+
+def terminal_form(ch: str) -> str:
+    """``ch`` as a terminal should get it inside text: itself, unless the terminal would act on
+    it (a control other than line break and tab, a bidi control): then ``\\x1b`` or <U+202E>.
+    Spaces, joiners (U+200C/D) and soft hyphens of real text are left as they are."""
+    if ch in "\n\t" or not (unicodedata.category(ch) == "Cc" or ch in _TERMINAL_ACTING):
+        return ch
+    shown = escape_char(ch)
+    return shown[1:-1] if shown.startswith("'") else f"<{shown}>"
+
+
 def unknown_error(chars: Sequence[str]) -> VocabularyError:
     shown = [escape_char(c) for c in chars[:_MAX_LISTED]]
     listed = ", ".join(s if s.startswith("U+") else f"{s} (U+{ord(c):04X})"

@@ -252,6 +252,7 @@ def test_more_threads_than_cores_is_a_note_and_numpy_integers_are_counts(tmp_pat
     fake = FakeBLAS(2)
     monkeypatch.setattr(blas, "_FOUND", [fake])
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     corpus_file = tmp_path / "c.txt"
     corpus_file.write_text("the quick brown fox jumps over the lazy dog\n" * 200)
     for threads, noted in ((8, True), (np.int64(2), False)):

@@ -64,6 +64,16 @@ def test_escape_char(ch, shown):
     assert escape_char(ch) == shown
 
 
+def test_terminal_form_escapes_what_a_terminal_obeys_and_keeps_real_text():
+    from charrnn.data import terminal_form
+
+    kept = "a\n\t\u00e9\u65e5\u3000\u00a0\u202f\u200c\u200d\u00ad\U0001F600\u0301\ue000"
+    assert "".join(map(terminal_form, kept)) == kept
+    assert [terminal_form(c) for c in "\x1b\x07\r\x7f\x85\u202e\u2066\u200f\u2028"] == [
+        "\\x1b", "\\x07", "\\r", "\\x7f", "\\x85", "<U+202E>", "<U+2066>", "<U+200F>",
+        "<U+2028>"]
+
+
 @given(st.characters())
 def test_escape_char_is_always_printable(ch):
     assert escape_char(ch).isprintable()

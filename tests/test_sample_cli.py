@@ -402,3 +402,27 @@ def test_ctrl_c_on_a_terminal_ends_the_text_line_before_the_message(model_path):
     os.close(leader)
     assert proc.wait(timeout=60) == 130
     assert got.decode().replace("\r\n", "\n").endswith("\nError: interrupted\n")
+
+
+@pytest.mark.parametrize("extra", [[], ["--greedy"], ["--num-samples", "3"]])
+def test_a_model_whose_outputs_overflow_is_one_line_not_garbage(model_path, monkeypatch, extra):
+    """inf/NaN logits (weights that overflowed): an error, not an IndexError or garbage."""
+    from charrnn import sampling
+
+    real_prime, real_step = sampling.Stepper.prime, sampling.Stepper.step
+
+    def poisoned(real):
+        def run_and_spoil(self, ids):
+            out = real(self, ids)
+            out[..., 1] = np.inf
+            out[..., 2] = -np.inf
+            return out
+        return run_and_spoil
+
+    monkeypatch.setattr(sampling.Stepper, "prime", poisoned(real_prime))
+    monkeypatch.setattr(sampling.Stepper, "step", poisoned(real_step))
+    r = run(["sample", "-m", model_path, "-n", "20", "--seed", "1", *extra])
+    assert r.exit_code == 1, r.output
+    assert r.stderr.strip().splitlines()[-1] == (
+        "Error: the model's outputs are not finite numbers (its weights overflowed, as in a "
+        "diverged training run): it cannot be sampled")

@@ -558,7 +558,18 @@ def test_a_busy_machine_gets_a_hint_about_threads(corpus, tmp_path, monkeypatch)
     r = train(corpus, tmp_path / "a.npz", "--max-steps", "12", "--eval-every", "4")
     assert r.exit_code == 0, r.output
     assert r.output.count("(training got 70% of its core): --threads 1 (or auto) may") == 1
-    assert len(looks) == 1 and looks[0] > 0  # said after the first step, no more looks
+    assert len(looks) == 2 and looks[0] > 0  # two low windows in a row: said, no more looks
+    looks.clear()
+    answers = iter([0.5, 0.95, 0.5, None, 0.6, 0.5])  # a pause alone, then two in a row
+
+    def varying(self):
+        looks.append(self.wall)
+        return next(answers, None)
+
+    monkeypatch.setattr(blas.CoreShare, "share", varying)
+    r = train(corpus, tmp_path / "d.npz", "--max-steps", "12")
+    assert r.exit_code == 0 and r.output.count("(training got 60% of its core)") == 1
+    assert len(looks) == 5  # None (a window not full yet) leaves the run of low ones as it is
     looks.clear()
     monkeypatch.setattr(blas.CoreShare, "share", share(None))
     r = train(corpus, tmp_path / "b.npz", "--max-steps", "12", "--eval-every", "4")
@@ -569,7 +580,7 @@ def test_a_busy_machine_gets_a_hint_about_threads(corpus, tmp_path, monkeypatch)
     assert r.exit_code == 0 and "core" not in r.output and looks == []
 
 
-@pytest.mark.parametrize("value", ["0", "many", "-1", "1025", "\u00b2", "1.0"])
+@pytest.mark.parametrize("value", ["0", "many", "-1", "1025", "\u00b2", "1.0", "1" * 5000])
 def test_bad_thread_counts_are_usage_errors(corpus, tmp_path, value):
     r = train(corpus, tmp_path / "m.npz", "--threads", value)
     assert r.exit_code == 2 and "is not a thread count from 1 to 1024 or auto" in r.output

@@ -4,6 +4,7 @@ quietly: see common._Group)."""
 from __future__ import annotations
 
 import sys
+from contextlib import suppress
 
 import click
 
@@ -36,28 +37,27 @@ class _Out:
         self.at_line_start = True
         self.table = {}
         if self.interactive:
-            from ..data import escape_char
+            from ..data import terminal_form
 
-            for ch in chars:
-                if not ch.isprintable() and ch not in "\n\t":
-                    shown = escape_char(ch)
-                    self.table[ord(ch)] = shown[1:-1] if shown.startswith("'") else f"<{shown}>"
+            self.table = {ord(c): terminal_form(c) for c in chars if terminal_form(c) != c}
 
     def write(self, text: str, flush: bool = False) -> None:
         if self.table:
             text = text.translate(self.table)
-        self.stream.write(text)
-        if text:
+        if text:  # before the write: a Ctrl-C during it leaves a line break too many at worst
             self.at_line_start = text.endswith("\n")
+        self.stream.write(text)
         self.pending += len(text)
         if flush or self.interactive or self.pending >= 256:
             self.stream.flush()
             self.pending = 0
 
     def end_line(self) -> None:
-        """On a terminal, a line break if the text written so far ends without one."""
+        """On a terminal, a line break if the text written so far ends without one (before an
+        error message)."""
         if self.interactive and not self.at_line_start:
-            self.write("\n", flush=True)
+            with suppress(OSError, ValueError):
+                self.write("\n", flush=True)
 
 
 @main.command(context_settings=CONTEXT)
@@ -94,6 +94,7 @@ def sample(model_path, length, temperature, top_k, top_p, greedy, prime, prime_f
     import json
     from collections import Counter
 
+    from ..data import terminal_form
     from ..diagnostics import unknown_chars
 
     with errors_to_exit(debug):
@@ -118,7 +119,8 @@ def sample(model_path, length, temperature, top_k, top_p, greedy, prime, prime_f
             seed = secrets.randbelow(2**32)
             if sys.stderr.isatty():
                 click.echo(f"seed {seed} (--seed {seed} gives this text again)", err=True)
-        missing = unknown_chars(model.vocab, Counter(prime))  # worded as inspect and eval do
+        missing = (unknown_chars(model.vocab, Counter(prime))  # worded as inspect, eval do
+                   if model.vocab.unknown(prime) else [])
         if missing and unknown == "error":
             raise VocabularyError(unknown_message(missing, "prime"))
         stream = model.stream(length, prime=prime, temperature=temperature, top_k=top_k,
@@ -130,11 +132,14 @@ def sample(model_path, length, temperature, top_k, top_p, greedy, prime, prime_f
         kept = "".join(c for c in prime if c not in dropped) if dropped else prime
         head = "" if no_echo_prime else kept
         out = _Out(() if as_json else model.vocab.chars)
+        json_table = {ord(c): f"\\u{ord(c):04x}" for c in model.vocab.chars
+                      if c not in "\n\t" and terminal_form(c) != c}  # all in the BMP
         try:
-            if as_json:  # exact data; on a terminal, with every non-ASCII character \u-escaped
+            if as_json:  # exact data; on a terminal, what it would obey \u-escaped
                 for i, text in enumerate(stream.texts()):
-                    out.write(json.dumps({"sample": i + 1, "prime": kept, "text": text,
-                                          "seed": seed}, ensure_ascii=out.interactive) + "\n")
+                    line = json.dumps({"sample": i + 1, "prime": kept, "text": text,
+                                       "seed": seed}, ensure_ascii=False)
+                    out.write((line.translate(json_table) if out.interactive else line) + "\n")
             elif num_samples == 1:
                 out.write(head)
                 for ch in stream:
@@ -145,6 +150,6 @@ def sample(model_path, length, temperature, top_k, top_p, greedy, prime, prime_f
                     out.write(f"{'' if i == 0 else chr(10)}=== sample {i + 1} of {num_samples} "
                               f"===\n{head}{text}\n")
             out.write("", flush=True)
-        except KeyboardInterrupt:
-            out.end_line()  # so that the message does not follow the text on its line
+        except BaseException:
+            out.end_line()  # so that a message (Ctrl-C, an error) starts on its own line
             raise

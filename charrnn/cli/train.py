@@ -45,7 +45,7 @@ class _Threads(click.ParamType):
         text = str(value).strip().lower()
         if text == "auto":
             return text
-        if re.fullmatch(r"[0-9]+", text) and 1 <= int(text) <= MAX_THREADS:
+        if re.fullmatch(r"[0-9]{1,6}", text) and 1 <= int(text) <= MAX_THREADS:
             return int(text)
         self.fail(f"{value!r} is not a thread count from 1 to {MAX_THREADS} or auto", param, ctx)
 

@@ -13,7 +13,7 @@ import sys
 
 from rich.console import Console
 
-from ..data import escape_char
+from ..data import escape_char, terminal_form
 
 LN2 = math.log(2)
 
@@ -42,18 +42,10 @@ def make_console(stderr: bool = True, no_color: bool = False) -> Console:
 
 
 def safe(text: str) -> str:
-    """Text from a file made harmless for the terminal: control characters escaped.
-
-    Newlines and tabs stay (samples are multi-line text); every other control or format
-    character is shown as its escape, so no ESC sequence reaches the terminal.
-    """
-    out = []
-    for ch in text:
-        if ch in "\n\t" or (ch.isprintable() and ch != "\x7f"):
-            out.append(ch)
-        else:
-            out.append(escape_char(ch).strip("'"))
-    return "".join(out)
+    """Text from a file made harmless for the terminal: what a terminal would obey rather than
+    show (controls but line break and tab, bidi controls) escaped, everything else as it is
+    (`data.terminal_form`), so no ESC sequence reaches the terminal."""
+    return "".join(map(terminal_form, text))
 
 
 def ppl(loss: float | None) -> str:
@@ -90,8 +82,10 @@ def rate_text(chars_per_s: float) -> str:
 
 
 def one_line(text: str) -> str:
-    """``safe`` for a table cell: newlines and tabs escaped too, so a value stays on its line."""
-    return safe(str(text)).replace("\n", "\\n").replace("\t", "\\t")
+    """A name or value for a table cell or a summary line: everything that is not plainly
+    visible escaped (controls, newlines and tabs too, invisible and format characters as
+    U+XXXX), so a value stays on its line and hides nothing."""
+    return "".join(ch if ch.isprintable() else escape_char(ch).strip("'") for ch in str(text))
 
 
 def figures_text(f: dict | None, nats: float | None = None) -> str:
