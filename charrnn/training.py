@@ -125,7 +125,7 @@ class Report:
     val_loss: float | None = None  # latest validation loss
     best_val: float | None = None  # best validation loss so far
     best_step: int | None = None
-    lr: float = 0.0
+    lr: float = 0.0  # the rate of the latest step (before any: of the first)
     chars_per_s: float = 0.0  # training throughput over the recent steps
     elapsed: float = 0.0  # seconds of training in this invocation
     time_limit: float = 0.0  # --max-time in seconds (0: none)
@@ -417,7 +417,8 @@ def _fit(run: _Run, cfg: TrainConfig, corpus: Corpus, path: Path, notes: list[st
         nonlocal snap
         kw = {"text": "", "info": {}, **kw}
         snap = replace(snap, kind=kind, step=run.step, epoch=run.epoch + run.window / per_epoch,
-                       lr=lr_now(), elapsed=time.perf_counter() - started, **kw)
+                       lr=last_lr if last_lr is not None else lr_now(),
+                       elapsed=time.perf_counter() - started, **kw)
         return snap
 
     def save() -> Report:
@@ -458,7 +459,7 @@ def _fit(run: _Run, cfg: TrainConfig, corpus: Corpus, path: Path, notes: list[st
             raise diverged(f"the validation loss is {val:.6g}{_beyond(val)}", run.step)
         row = {"step": run.step, "time": run.elapsed_before + time.perf_counter() - started,
                "train_loss": recent_loss(), "val_loss": val,
-               "lr": last_lr if last_lr is not None else lr_now()}  # the rate step `step` took
+               "lr": last_lr if last_lr is not None else lr_now()}  # as in Report.lr
         run.history.append(row)
         if val is None or run.best is None or run.best.get("val_loss") is None \
                 or val < run.best["val_loss"]:

@@ -417,6 +417,21 @@ def test_step_decay(corpus, tmp_path):
     assert [row["lr"] for row in checkpoint.load(out).history] == [0.01, 0.005, 0.005]
 
 
+def test_reports_carry_the_rate_of_their_step(tmp_path):
+    from charrnn import training
+    from charrnn.data import read_corpus
+
+    text = tmp_path / "c.txt"
+    text.write_text("the quick brown fox\n" * 300)
+    run = training.train(read_corpus([text]), tmp_path / "m.npz",
+                         model_options={"hidden_size": 8, "num_layers": 1},
+                         train_options={"batch_size": 4, "seq_len": 16, "max_steps": 6,
+                                        "lr_schedule": "constant", "lr": 0.01, "lr_decay": 0.5,
+                                        "lr_decay_every": 3, "eval_every": 3})
+    assert [(r.step, r.lr) for r in run if r.kind == "step"] == [
+        (1, 0.01), (2, 0.01), (3, 0.01), (4, 0.005), (5, 0.005), (6, 0.005)]
+
+
 def test_training_survives_its_log_reader_going_away(tmp_path):
     """`charrnn train ... 2>&1 | head -2`: the run goes on silently and still saves."""
     out = tmp_path / "m.npz"
