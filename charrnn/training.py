@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import stat
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -191,6 +192,15 @@ def _corpus_facts(corpus: Corpus) -> dict[str, Any]:
             "chars": len(corpus), "char_counts": [int(k) for k in counts]}  # in vocab order
 
 
+def _may_replace(target: Path) -> bool:
+    """Whether a new file may be renamed over ``target``: not in a sticky folder (/tmp) unless
+    we own the file or the folder (or are root)."""
+    if not hasattr(os, "geteuid"):
+        return True
+    me, folder = os.geteuid(), target.parent.stat()
+    return (not folder.st_mode & stat.S_ISVTX) or me in (0, folder.st_uid, target.stat().st_uid)
+
+
 def _check_output(path: Path, resume: bool, force: bool) -> None:
     target = Path(os.path.realpath(path))  # a symbolic link is written through to its target
     folder = target.parent
@@ -201,6 +211,9 @@ def _check_output(path: Path, resume: bool, force: bool) -> None:
         raise TrainingUsageError(f"cannot write {path}: it is a directory")
     if not os.access(folder, os.W_OK):
         raise TrainingUsageError(f"cannot write {path}: folder {folder} is not writable")
+    if target.exists() and not _may_replace(target):
+        raise TrainingUsageError(f"cannot write {path}: it belongs to another user, in a folder "
+                                 "where only a file's owner may replace it (sticky, like /tmp)")
     if path.exists() and not (resume or force):
         raise TrainingUsageError(f"{path} already exists; pass --resume to continue training it "
                                  "or --force to overwrite it")

@@ -613,3 +613,22 @@ def test_a_finite_but_absurd_loss_is_a_divergence(corpus, tmp_path):
     r = train(corpus, tmp_path / "m.npz", "--lr", "1e30", "--max-steps", "50")
     assert r.exit_code == 1, r.output
     assert "(beyond 10,000 nats per character)" in r.output and "diverged at step" in r.output
+
+
+def test_someone_elses_file_in_a_sticky_folder_is_refused_up_front(corpus, tmp_path, monkeypatch):
+    """/tmp-like folders let only a file's owner replace it: found before training, not at
+    the first save (as another user: the file and folder here are ours, so we pretend)."""
+    import os
+
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    folder.chmod(0o1777)
+    out = folder / "m.npz"
+    out.write_bytes(b"theirs")
+    monkeypatch.setattr(os, "geteuid", lambda: os.stat(out).st_uid + 12345)
+    r = train(corpus, out, "--force", "--max-steps", "2")
+    assert r.exit_code == 2, r.output
+    assert "belongs to another user, in a folder where only a file's owner may replace it" \
+        in r.output and out.read_bytes() == b"theirs"
+    monkeypatch.undo()
+    assert train(corpus, out, "--force", "--max-steps", "2").exit_code == 0
