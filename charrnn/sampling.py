@@ -103,19 +103,20 @@ class _Chooser:
     def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Ids (N,) drawn from logits x (N, V) (overwritten); a view of an internal buffer.
 
-        Logits that are not finite numbers (a model whose weights overflowed) are an error."""
+        Logits that are not finite numbers (a model whose weights overflowed) are an error: one
+        sum tells (inf or nan if any is; a row's total weight is otherwise at least 1)."""
         if self.greedy:
-            if not np.isfinite(np.add.reduce(x, axis=None)):
+            if not math.isfinite(np.add.reduce(x, axis=None)):
                 raise _broken()
             return np.argmax(x, axis=1, out=self.ids)
         if self.single:  # the same draw as below (one double from rng), with fewer calls
             cdf = np.add.accumulate(self.weights(x[0]), dtype=np.float64, out=self.cdf[0])
-            if not 0 < cdf[-1] < math.inf:
+            if not math.isfinite(cdf[-1]):
                 raise _broken()
             self.ids[0] = cdf.searchsorted(rng.random() * cdf[-1], "right")
             return self.ids
         np.add.accumulate(self.weights(x), axis=1, dtype=np.float64, out=self.cdf)
-        if not (np.isfinite(self.total).all() and (self.total > 0).all()):
+        if not math.isfinite(np.add.reduce(self.total)):
             raise _broken()
         rng.random(out=self.u)
         np.multiply(self.u, self.total, out=self.u)  # u sum < sum (u <= 1 - 2^-53, rounding)
