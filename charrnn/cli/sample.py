@@ -26,20 +26,21 @@ from .common import (
 
 class _Out:
     """stdout for streamed text: flushed as it goes. On a terminal, the characters of
-    ``chars`` that would act rather than show (controls but line break and tab, invisible
-    format characters such as bidi overrides) are written escaped: a model trained on text
-    with terminal escape codes cannot drive the terminal. Files and pipes get the exact text."""
+    ``chars`` that a terminal would obey rather than show (`data.terminal_form`) are written
+    escaped, as ``\\x1b`` / <U+202E>, or as JSON's ``\\u001b`` inside ``json`` lines: a model
+    trained on text with terminal escape codes cannot drive the terminal. Files and pipes get
+    the exact text."""
 
-    def __init__(self, chars=()):
+    def __init__(self, chars=(), json: bool = False):
+        from ..data import terminal_form
+
         self.stream = sys.stdout
         self.interactive = self.stream.isatty()
         self.pending = 0
         self.at_line_start = True
-        self.table = {}
-        if self.interactive:
-            from ..data import terminal_form
-
-            self.table = {ord(c): terminal_form(c) for c in chars if terminal_form(c) != c}
+        acting = [c for c in chars if terminal_form(c) != c] if self.interactive else []
+        self.table = {ord(c): f"\\u{ord(c):04x}" if json else terminal_form(c)
+                      for c in acting}  # all in the BMP: one \u escape each
 
     def write(self, text: str, flush: bool = False) -> None:
         if self.table:
@@ -94,7 +95,6 @@ def sample(model_path, length, temperature, top_k, top_p, greedy, prime, prime_f
     import json
     from collections import Counter
 
-    from ..data import terminal_form
     from ..diagnostics import unknown_chars
 
     with errors_to_exit(debug):
@@ -119,8 +119,7 @@ def sample(model_path, length, temperature, top_k, top_p, greedy, prime, prime_f
             seed = secrets.randbelow(2**32)
             if sys.stderr.isatty():
                 click.echo(f"seed {seed} (--seed {seed} gives this text again)", err=True)
-        missing = (unknown_chars(model.vocab, Counter(prime))  # worded as inspect, eval do
-                   if model.vocab.unknown(prime) else [])
+        missing = unknown_chars(model.vocab, Counter(prime))  # worded as inspect and eval do
         if missing and unknown == "error":
             raise VocabularyError(unknown_message(missing, "prime"))
         stream = model.stream(length, prime=prime, temperature=temperature, top_k=top_k,
@@ -131,15 +130,12 @@ def sample(model_path, length, temperature, top_k, top_p, greedy, prime, prime_f
         dropped = set(stream.dropped)
         kept = "".join(c for c in prime if c not in dropped) if dropped else prime
         head = "" if no_echo_prime else kept
-        out = _Out(() if as_json else model.vocab.chars)
-        json_table = {ord(c): f"\\u{ord(c):04x}" for c in model.vocab.chars
-                      if c not in "\n\t" and terminal_form(c) != c}  # all in the BMP
+        out = _Out(model.vocab.chars, json=as_json)
         try:
-            if as_json:  # exact data; on a terminal, what it would obey \u-escaped
+            if as_json:
                 for i, text in enumerate(stream.texts()):
-                    line = json.dumps({"sample": i + 1, "prime": kept, "text": text,
-                                       "seed": seed}, ensure_ascii=False)
-                    out.write((line.translate(json_table) if out.interactive else line) + "\n")
+                    out.write(json.dumps({"sample": i + 1, "prime": kept, "text": text,
+                                          "seed": seed}, ensure_ascii=False) + "\n")
             elif num_samples == 1:
                 out.write(head)
                 for ch in stream:
