@@ -176,14 +176,23 @@ class CoreShare:
     ``add(wall, thread_cpu, process_cpu)`` per step. ``share()`` gives the training thread's
     CPU / wall once at least ``window`` seconds of steps are in (then starts a new window);
     None before that, with one BLAS thread, or when BLAS's other threads did no work (small
-    products run on one thread: then one thread is what the run uses already).
+    products run on one thread: then one thread is what the run uses already). ``busy(below)``
+    gives the share once ``runs`` windows in a row were below ``below`` (one alone may be a
+    pause: Ctrl-Z, a burst of other work), else None.
     """
 
-    def __init__(self, window: float = 1.0) -> None:
+    def __init__(self, window: float = 1.0, runs: int = 2) -> None:
         blas = openblas()
         self.threads = blas.get() if blas else 1
-        self.window = window
+        self.window, self.runs = window, runs
         self.wall = self.cpu = self.others = 0.0
+        self.low: list[float] = []  # the current run of low windows
+
+    def busy(self, below: float) -> float | None:
+        got = self.share()
+        if got is not None:
+            self.low = self.low + [got] if got < below else []
+        return max(self.low) if len(self.low) >= self.runs else None
 
     def add(self, wall: float, thread_cpu: float, process_cpu: float) -> None:
         self.wall += wall

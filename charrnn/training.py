@@ -346,20 +346,12 @@ def train(corpus: Corpus, output: str | Path, *, model_options: dict[str, Any] |
     return _with_threads(fixed, chooser, reports)
 
 
-def _busy_hint(share: blas.CoreShare, low: list[float]) -> str | None:
-    """A note when the training thread got much less than its core in two one-second windows
-    in a row (one alone may be a pause: Ctrl-Z, a burst of other work); ``low`` keeps the
-    current run of such windows."""
-    got = share.share()
+def _busy_hint(share: blas.CoreShare) -> str | None:
+    """A note when the training thread got much less than its core, window after window."""
+    got = share.busy(BUSY_SHARE)
     if got is None:
         return None
-    if got >= BUSY_SHARE:
-        low.clear()
-        return None
-    low.append(got)
-    if len(low) < 2:
-        return None
-    return (f"other processes keep the cores busy (training got {max(low):.0%} of its core): "
+    return (f"other processes keep the cores busy (training got {got:.0%} of its core): "
             "--threads 1 (or auto) may train much faster")
 
 
@@ -377,8 +369,12 @@ def _thread_notes(fixed: int | None, chooser: blas.ThreadChooser | None) -> list
     return []
 
 
-def _beyond(loss: float) -> str:
-    return f" (beyond {MAX_LOSS:,.0f} nats per character)" if math.isfinite(loss) else ""
+def _broken_loss(what: str, loss: float) -> str | None:
+    """Why a loss means the run diverged (not a number, or absurd), or None when it is fine."""
+    if math.isfinite(loss) and loss <= MAX_LOSS:
+        return None
+    beyond = f" (beyond {MAX_LOSS:,.0f} nats per character)" if math.isfinite(loss) else ""
+    return f"the {what} is {loss:.6g}{beyond}"
 
 
 def _check_threads(threads) -> None:
@@ -468,8 +464,8 @@ def _fit(run: _Run, cfg: TrainConfig, corpus: Corpus, path: Path, notes: list[st
     def validate() -> Report:
         with _quiet():
             val = evaluate(model, val_ids) if len(val_ids) >= MIN_VAL_CHARS else None
-        if val is not None and not (math.isfinite(val) and val <= MAX_LOSS):  # broken weights
-            raise diverged(f"the validation loss is {val:.6g}{_beyond(val)}", run.step)
+        if val is not None and (problem := _broken_loss("validation loss", val)):
+            raise diverged(problem, run.step)  # the last update broke the weights
         row = {"step": run.step, "time": run.elapsed_before + time.perf_counter() - started,
                "train_loss": recent_loss(), "val_loss": val,
                "lr": last_lr if last_lr is not None else lr_now()}  # as in Report.lr
@@ -506,7 +502,6 @@ def _fit(run: _Run, cfg: TrainConfig, corpus: Corpus, path: Path, notes: list[st
 
     first_step = run.step
     core_share = blas.CoreShare() if hint_threads else None
-    low_shares: list[float] = []
     smooth, smooth_weight = 0.0, 0.0
     rate_t, rate_steps = time.perf_counter(), 0
     stopped = "done"
@@ -521,12 +516,13 @@ def _fit(run: _Run, cfg: TrainConfig, corpus: Corpus, path: Path, notes: list[st
             break
         x, y = batches.window(run.window)
         step_started = time.perf_counter()
-        cpu_started = time.thread_time(), time.process_time()
+        if core_share:
+            cpu_started = time.thread_time(), time.process_time()
         with _quiet():
             loss, grads, hidden = model.loss_and_grad(x, y, run.hidden, run.rng)
             norm = clip_grad_norm(grads, cfg.grad_clip) if math.isfinite(loss) else math.nan
-            if not (math.isfinite(loss) and loss <= MAX_LOSS):
-                raise diverged(f"the loss is {loss:.6g}{_beyond(loss)}", run.step + 1)
+            if problem := _broken_loss("loss", loss):
+                raise diverged(problem, run.step + 1)
             if not math.isfinite(norm):
                 raise diverged(f"the gradient norm is {norm}", run.step + 1)
             last_lr = lr_now()
@@ -561,7 +557,7 @@ def _fit(run: _Run, cfg: TrainConfig, corpus: Corpus, path: Path, notes: list[st
             text = sampling.sample(model, cfg.sample_length, temperature=SAMPLE_TEMPERATURE,
                                    seed=[cfg.seed, run.step])
             yield report("sample", text=text)
-        if core_share and (hint := _busy_hint(core_share, low_shares)):
+        if core_share and (hint := _busy_hint(core_share)):
             core_share = None
             yield report("notice", text=hint)
         if run.step % cfg.eval_every == 0:
