@@ -309,7 +309,6 @@ def test_ctrl_c_while_sampling_is_one_line_and_130(model_path, monkeypatch):
 def test_a_terminal_sees_control_characters_escaped_and_a_pipe_the_exact_text(tmp_path):
     """A model whose text holds ESC and a bidi override: on a terminal they are shown, not
     obeyed; a pipe gets them as they are."""
-    import pty
 
     vocab = Vocab.from_text("ab\x1b[31m\u202e\n")
     charrnn.save(CharRNN(ModelConfig(vocab_size=len(vocab), hidden_size=4, num_layers=1),
@@ -317,13 +316,9 @@ def test_a_terminal_sees_control_characters_escaped_and_a_pipe_the_exact_text(tm
     args = [*CHARRNN, "sample", "-m", str(tmp_path / "m.npz"), "-p", "a\x1b[31mb\u202e",
             "-n", "0"]
     env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
-    leader, follower = pty.openpty()
-    p = subprocess.run(args, stdout=follower, stderr=subprocess.PIPE, env=env, timeout=60)
-    os.close(follower)
-    shown = os.read(leader, 1000).decode()
-    os.close(leader)
-    assert p.returncode == 0, p.stderr
-    assert shown.replace("\r\n", "\n") == "a\\x1b[31mb<U+202E>\n"
+    code, shown = _on_a_terminal(args, env)
+    assert code == 0
+    assert shown == "a\\x1b[31mb<U+202E>\n"
     piped = subprocess.run(args, capture_output=True, env=env, timeout=60)
     assert piped.stdout.decode() == "a\x1b[31mb\u202e\n"
 
@@ -347,6 +342,20 @@ def test_a_model_with_overflowing_logits_shows_no_numpy_warnings(tmp_path, comma
     assert "Warning" not in p.stderr and "Traceback" not in p.stderr
 
 
+def _read_terminal(leader, at_least=None):
+    """Bytes from a pseudo-terminal's leader side: until it closes, or ``at_least`` of them."""
+    got = b""
+    while at_least is None or len(got) < at_least:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the other side has closed
+            break
+        if not chunk:
+            break
+        got += chunk
+    return got
+
+
 def _on_a_terminal(args, env=None):
     """Run a command with stdout on a pseudo-terminal: (exit code, what the terminal got)."""
     import pty
@@ -354,15 +363,7 @@ def _on_a_terminal(args, env=None):
     leader, follower = pty.openpty()
     proc = subprocess.Popen(args, stdout=follower, stderr=subprocess.PIPE, env=env)
     os.close(follower)
-    got = b""
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        got += chunk
+    got = _read_terminal(leader)
     os.close(leader)
     return proc.wait(timeout=60), got.decode().replace("\r\n", "\n")
 
@@ -387,18 +388,9 @@ def test_ctrl_c_on_a_terminal_ends_the_text_line_before_the_message(model_path):
     proc = subprocess.Popen([*CHARRNN, "sample", "-m", str(model_path), "-n", "100000000",
                              "--seed", "1"], stdout=follower, stderr=follower)
     os.close(follower)
-    got = b""
-    while len(got) < 2000:
-        got += os.read(leader, 65536)
+    got = _read_terminal(leader, at_least=2000)
     proc.send_signal(signal.SIGINT)
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        got += chunk
+    got += _read_terminal(leader)
     os.close(leader)
     assert proc.wait(timeout=60) == 130
     assert got.decode().replace("\r\n", "\n").endswith("\nError: interrupted\n")
