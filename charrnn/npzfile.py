@@ -76,7 +76,11 @@ def open_zip(f) -> tuple[zipfile.ZipFile, dict[str, zipfile.ZipInfo]]:
     check(size > 0, "the file is empty")
     # the stdlib's own reader of the end record: bound the directory before zipfile parses it
     end = getattr(zipfile, "_EndRecData", lambda f: [0] * 6)(f)
-    check(end is not None, "not a charrnn model file (not a zip/.npz archive)")
+    if end is None:
+        f.seek(0)
+        zip_start = f.read(4) == b"PK\x03\x04"  # a zip whose end (its directory) is missing
+        raise Invalid("truncated or damaged: a zip archive without its end (its directory)"
+                      if zip_start else "not a charrnn model file (not a zip/.npz archive)")
     check(end[4] <= 65535 and end[5] <= MAX_DIRECTORY,  # entries, bytes of the directory
            f"the archive directory is too large ({end[4]:,} entries, {end[5]:,} bytes)")
     zf = zipfile.ZipFile(f)
@@ -160,12 +164,17 @@ def write_atomic(path: Path, meta: bytes, arrays: dict[str, np.ndarray]) -> None
     file's permissions carry over to the new one.
     """
     path = Path(os.path.realpath(path))
-    _clean_stale(path)
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
     try:
-        mode = stat.S_IMODE(os.stat(path).st_mode) & 0o777  # permissions, not setuid & co
+        st = os.stat(path)
     except OSError:
         mode = None
+    else:
+        if not stat.S_ISREG(st.st_mode):  # renamed over, /dev/null would become a plain file
+            what = "it is a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+            raise CheckpointError(f"cannot write {os.fspath(path)}: {what}")
+        mode = stat.S_IMODE(st.st_mode) & 0o777  # permissions, not setuid & co
+    _clean_stale(path)
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
     try:
         with open(tmp, "xb") as f:
             with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:

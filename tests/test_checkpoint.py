@@ -8,6 +8,7 @@ import os
 import pickle
 import random
 import signal
+import stat
 import struct
 import subprocess
 import sys
@@ -669,7 +670,7 @@ def test_broken_files(tmp_path, good):
     data = path.read_bytes()
     for cut in (1, 10, 100, len(data) // 3, len(data) // 2, len(data) - 30, len(data) - 1):
         path.write_bytes(data[:cut])
-        rejected(path)
+        rejected(path, "truncated or damaged" if cut >= 4 else "not a zip")
     path.write_bytes(random.Random(1).randbytes(5000))
     rejected(path, "not a zip/.npz archive")
     path.write_bytes(b"")
@@ -922,9 +923,21 @@ def test_write_errors_are_checkpoint_errors(tmp_path):
     with pytest.raises(CheckpointError, match="cannot write .*no/m.npz: No such file"):
         save(tmp_path / "no" / "m.npz", make_model())
     (tmp_path / "d.npz").mkdir()
-    with pytest.raises(CheckpointError, match="d.npz: Is a directory"):
+    with pytest.raises(CheckpointError, match="d.npz: it is a directory"):
         save(tmp_path / "d.npz", make_model())
     assert os.listdir(tmp_path) == ["d.npz"]
+
+
+def test_a_device_or_a_pipe_is_never_replaced(tmp_path):
+    """Renamed over, /dev/null would become a plain file (as root, for everyone)."""
+    os.mkfifo(tmp_path / "pipe.npz")
+    (tmp_path / "null.npz").symlink_to("/dev/null")
+    for name in ("pipe.npz", "null.npz"):
+        with pytest.raises(CheckpointError, match="not a regular file"):
+            save(tmp_path / name, make_model())
+    assert stat.S_ISFIFO(os.stat(tmp_path / "pipe.npz").st_mode)
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    assert sorted(os.listdir(tmp_path)) == ["null.npz", "pipe.npz"]
 
 
 def test_stale_temporary_files_are_cleaned(tmp_path):

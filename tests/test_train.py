@@ -3,6 +3,7 @@
 import os
 import shlex
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -71,6 +72,23 @@ def test_refuses_to_overwrite_before_any_work(corpus, tmp_path):
     r = train(corpus, out, "--max-steps", "2", "--force")
     assert r.exit_code == 0, r.output
     assert checkpoint.load(out).resume.step == 2
+
+
+def test_never_writes_over_its_corpus_a_device_or_a_pipe_even_with_force(corpus, tmp_path):
+    text = tmp_path / "copy.txt"
+    text.write_text(corpus.read_text())
+    (tmp_path / "link.npz").symlink_to(text)
+    for out in (text, tmp_path / "link.npz"):
+        r = train(text, out, "--max-steps", "2", "--force")
+        assert r.exit_code == 2 and "is the corpus file" in r.output, r.output
+    assert text.read_text() == corpus.read_text()
+    os.mkfifo(tmp_path / "pipe.npz")
+    (tmp_path / "null.npz").symlink_to("/dev/null")
+    for name in ("pipe.npz", "null.npz"):
+        r = train(corpus, tmp_path / name, "--max-steps", "2", "--force")
+        assert r.exit_code == 2 and "not a regular file" in r.output, r.output
+    assert stat.S_ISFIFO(os.stat(tmp_path / "pipe.npz").st_mode)
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
 
 
 def _interrupt_after(monkeypatch, steps):
@@ -348,6 +366,21 @@ def test_ctrl_c_saves_and_exits_130(tmp_path):
     assert "interrupted" in err and "--resume" in err and "Traceback" not in err
     ck = checkpoint.load(out)
     assert ck.resume.step >= 3
+
+
+def test_sigterm_saves_where_it_stopped_and_exits_143(tmp_path):
+    out = tmp_path / "m.npz"
+    proc = _start(tmp_path, out, "--eval-every", "1000000")  # no save before the signal
+    while "step " not in proc.stderr.readline():  # the first progress line: training runs
+        assert proc.poll() is None
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "another SIGTERM" in err and "Traceback" not in err
+    resume = next(line for line in err.splitlines() if line.startswith("resume with: charrnn "))
+    assert resume.endswith(" --resume")  # the whole command on one line, to be copied
+    assert checkpoint.load(out).resume.step >= 1
 
 
 def test_killed_at_random_moments_leaves_a_complete_file(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import signal
@@ -136,6 +137,10 @@ def train(ctx, corpus, output, resume, force, encoding, threads, no_color, debug
     console = display.make_console(no_color=no_color)
     stop = _StopFlag(console)
     with errors_to_exit(debug, "interrupted; files are as they were at the last save"):
+        for path in corpus:
+            if path != "-" and os.path.exists(output) and os.path.samefile(path, output):
+                raise click.BadParameter(f"{click.format_filename(output)} is the corpus file",
+                                         param_hint="-o/--output")
         text = read_corpus(corpus, encoding=encoding, stdin=sys.stdin.buffer)
         run = training.train(text, output, model_options=model_options,
                              train_options=train_options, resume=resume, force=force,
@@ -146,16 +151,18 @@ def train(ctx, corpus, output, resume, force, encoding, threads, no_color, debug
                 last = report
                 with _reader_may_leave():
                     view.update(report)
-        hint = f"charrnn sample -m {shlex.quote(output)}" if output != "model.npz" else \
-            "charrnn sample"
+        hint = f"next: charrnn sample -m {shlex.quote(output)}" if output != "model.npz" else \
+            "next: charrnn sample"
         if last.info.get("stopped") == "interrupted":
             again = " ".join(shlex.quote(a) for a in sys.argv[1:]
                              if a not in ("--resume", "--force"))
             hint = f"resume with: charrnn {again} --resume"
         with _reader_may_leave():
-            console.print(display.training_summary(last, hint))
+            console.print(display.training_summary(last))
+            # one line however long, so that it can be copied (the terminal wraps it)
+            console.print(hint, soft_wrap=True, markup=False, highlight=False)
         if last.info.get("stopped") == "interrupted":
-            sys.exit(130)
+            sys.exit(stop.exit_code)
 
 
 @contextmanager
@@ -169,31 +176,40 @@ def _reader_may_leave():
 
 
 class _StopFlag:
-    """Ctrl-C once: finish the step, save, exit 130. Twice: stop at once (the file stays safe)."""
+    """Ctrl-C (or SIGTERM, as `kill` and `timeout` send) once: finish the step, save, exit
+    128 + the signal's number (130, 143). Twice: stop at once (the file stays safe)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self, console):
         self.console = console
-        self.requested = False
+        self.signum: int | None = None
 
     def __call__(self) -> bool:
-        return self.requested
+        return self.signum is not None
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + (self.signum or signal.SIGINT)
 
     def _handle(self, signum, frame):
-        if self.requested:
+        if self.signum is not None:
             raise KeyboardInterrupt
-        self.requested = True
+        self.signum = signum
+        again = "Ctrl-C" if signum == signal.SIGINT else "another SIGTERM"
         with _reader_may_leave():
-            self.console.print("[yellow]stopping after this step and saving "
-                               "(Ctrl-C again to quit without saving)[/]")
+            self.console.print(f"[yellow]stopping after this step and saving ({again} to quit "
+                               "without saving)[/]")
 
     @contextmanager
     def installed(self):
         try:
-            previous = signal.signal(signal.SIGINT, self._handle)
+            previous = [signal.signal(sig, self._handle) for sig in self.SIGNALS]
         except ValueError:  # not the main thread (e.g. embedded): no handler
             yield
             return
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for sig, handler in zip(self.SIGNALS, previous, strict=True):
+                signal.signal(sig, handler)

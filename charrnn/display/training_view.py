@@ -150,14 +150,14 @@ def start_summary(r) -> Text:
     return Text("\n".join(lines))
 
 
-def training_summary(r, command_hint: str) -> Table:
+def training_summary(r) -> Table:
     """The table shown at the end of a run."""
     info = r.info
     table = Table(title="training summary", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
     stopped = {"done": "finished", "time": "time limit reached",
-               "interrupted": "interrupted (Ctrl-C)",
+               "interrupted": "interrupted (saved where it stopped)",
                "stalled": "stopped early: validation stopped improving"}[info["stopped"]]
     table.add_row("result", stopped)
     table.add_row("steps", f"{r.step:,} ({info['steps_this_run']:,} in this run), "
@@ -168,5 +168,4 @@ def training_summary(r, command_hint: str) -> Table:
         table.add_row("best validation", f"{r.best_val:.4f} nats/char at step {r.best_step} "
                       f"(perplexity {ppl(r.best_val)}, {bpc(r.best_val)} bits/char)")
     table.add_row("saved to", escape(safe(r.path)))
-    table.add_row("next", escape(command_hint))
     return table
