@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import codecs
 import hashlib
+import math
 import stat
 import sys
 from collections.abc import Iterator, Sequence
@@ -281,8 +282,12 @@ def _expand(paths: Sequence[str | Path]) -> tuple[list[Path | str], list[str], i
 
 
 def read_corpus(paths: Sequence[str | Path], encoding: str = "utf-8",
-                stdin: BinaryIO | None = None) -> Corpus:
-    """Read, decode and normalise files ('-' is stdin, a directory its text files) into ids."""
+                stdin: BinaryIO | None = None, max_chars: int | None = None) -> Corpus:
+    """Read, decode and normalise files ('-' is stdin, a directory its text files) into ids.
+
+    With ``max_chars``, reading stops after that many characters (the size and sha256 are
+    then those of the bytes read).
+    """
     paths = [paths] if isinstance(paths, str | Path) else list(paths)
     if not paths:
         raise CorpusNotFound("no corpus files given")
@@ -296,12 +301,18 @@ def read_corpus(paths: Sequence[str | Path], encoding: str = "utf-8",
         name = f"{len(files)} files" + (f" ({', '.join(shown)})" if len(files) <= 4 else "")
     else:
         name = "<stdin>" if files[0] == "-" else _printable(Path(files[0]).name)
-    builder = _IdsBuilder(size or CHUNK)  # chars <= bytes for any sane encoding: no regrowth
+    limit = math.inf if max_chars is None else max_chars
+    # chars <= bytes for any sane encoding: no regrowth
+    builder = _IdsBuilder(int(min(size or CHUNK, limit)))
     tally = _Tally()
     for source, shown in zip(files, names, strict=True):
         for cps in _file_codepoints(_raw_chunks(source, shown, stdin, tally), shown, codec,
                                     encoding):
-            builder.add(cps)
+            builder.add(cps[:int(min(len(cps), limit - builder.count))])
+            if builder.count >= limit:
+                break
+        if builder.count >= limit:
+            break
     if builder.count == 0:
         raise DataError(f"corpus is empty: {name}")
     ids, vocab = builder.finish()

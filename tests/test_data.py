@@ -251,6 +251,19 @@ def test_chunked_reading_equals_whole_file_decoding(parts, chunk):
     assert corpus.ids.tolist() == corpus.vocab.encode(expected).tolist()
 
 
+@pytest.mark.parametrize("limit", [1, 4, 7, 11, 12, 50])
+def test_max_chars_reads_a_prefix_and_stops(tmp_path, small_chunks, limit):
+    (tmp_path / "a.txt").write_bytes("ab\r\néz".encode())  # a\r\n is one character
+    (tmp_path / "b.txt").write_bytes("€xy😀qq".encode())
+    files = [tmp_path / "a.txt", tmp_path / "b.txt"]
+    whole = read_corpus(files).text
+    corpus = read_corpus(files, max_chars=limit)
+    assert corpus.text == whole[:limit]
+    assert corpus.vocab == Vocab.from_text(whole[:limit])  # no character of the unread rest
+    if limit <= 4:  # the second file is never opened, the first not read to its end
+        assert corpus.size_bytes < len("ab\r\néz".encode())
+
+
 def test_large_vocab_switches_dtype_mid_stream(small_chunks):
     text = "ab\n" + "".join(map(chr, range(0x4E00, 0x4E00 + 300))) + "ba"
     corpus = from_stdin(text.encode())

@@ -403,7 +403,12 @@ def test_long_text_is_cut_to_max_chars_with_a_note(trained, tmp_path):
     r = run(["inspect", trained, "--text", text, "--max-chars", "300", "--json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["text"]["characters"] == 300
-    assert "first 300 of 5,000 characters" in r.stderr
+    assert "showing the first 300 characters of the text (--max-chars)" in r.stderr
+    exact = tmp_path / "exact.txt"
+    exact.write_text(SONNETS.read_text()[:300])
+    r = run(["inspect", trained, "--text", exact, "--max-chars", "300", "--json"])
+    assert r.exit_code == 0 and "--max-chars" not in r.stderr, r.output
+    assert json.loads(r.stdout)["text"]["characters"] == 300
 
 
 # ----------------------------------------------------------------------------- hostile files

@@ -179,8 +179,9 @@ def normalised(text: str) -> str:
     return text.removeprefix("\ufeff").replace("\r\n", "\n")
 
 
-def read_text(paths, encoding: str, what: str):
-    """Text files (or - for stdin) as one data.Corpus, with errors that name it as `what`."""
+def read_text(paths, encoding: str, what: str, max_chars: int | None = None):
+    """Text files (or - for stdin) as one data.Corpus, with errors that name it as `what`;
+    at most ``max_chars`` characters of them."""
     from pathlib import Path
 
     from ..data import CorpusNotFound, read_corpus
@@ -189,8 +190,8 @@ def read_text(paths, encoding: str, what: str):
         if path != "-" and not Path(path).exists():
             raise CorpusNotFound(f"{what} file not found: {click.format_filename(path)}")
     try:
-        return read_corpus(list(paths), encoding=encoding,
-                           stdin=sys.stdin.buffer)
+        return read_corpus(list(paths), encoding=encoding, stdin=sys.stdin.buffer,
+                           max_chars=max_chars)
     except DataError as e:
         if not str(e).startswith("corpus is empty"):
             raise

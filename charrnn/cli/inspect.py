@@ -93,10 +93,11 @@ def inspect(model_path, text_file, prime, neuron, layer, top_neurons, max_chars,
         text_rep = None
         if text_file is not None or prime is not None:
             what = "prime" if prime is not None else "text"
+            # one character past the limit tells whether the text goes on
             text = normalised(prime) if prime is not None else \
-                read_text([text_file], encoding, what).text
+                read_text([text_file], encoding, what, max_chars + 1).text
             if len(text) > max_chars:
-                click.echo(f"note: showing the first {max_chars:,} of {len(text):,} characters "
+                click.echo(f"note: showing the first {max_chars:,} characters of the {what} "
                            "(--max-chars)", err=True)
                 text = text[:max_chars]
             given = len(text)
