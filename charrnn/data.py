@@ -47,8 +47,8 @@ from .vocab import (
 )
 
 __all__ = [
-    "Corpus", "CorpusNotFound", "StreamBatches", "Vocab", "encode_corpus", "escape_char",
-    "min_chars", "read_corpus", "split_train_val", "terminal_form",
+    "Corpus", "CorpusNotFound", "StreamBatches", "Vocab", "corpus_files", "encode_corpus",
+    "escape_char", "min_chars", "read_corpus", "split_train_val", "terminal_form",
 ]
 
 CHUNK = 1 << 20  # characters (or bytes read) per step: bounds the temporaries to a few MB
@@ -281,12 +281,17 @@ def _expand(paths: Sequence[str | Path]) -> tuple[list[Path | str], list[str], i
     return files, [_printable(str(p)) for p in skipped], size
 
 
+def corpus_files(paths: Sequence[str | Path]) -> list[Path | str]:
+    """The files `read_corpus` reads for these paths, in order ('-' for stdin)."""
+    return _expand([paths] if isinstance(paths, str | Path) else list(paths))[0]
+
+
 def read_corpus(paths: Sequence[str | Path], encoding: str = "utf-8",
                 stdin: BinaryIO | None = None, max_chars: int | None = None) -> Corpus:
     """Read, decode and normalise files ('-' is stdin, a directory its text files) into ids.
 
-    With ``max_chars``, reading stops after that many characters (the size and sha256 are
-    then those of the bytes read).
+    With ``max_chars``, reading stops after that many characters (size_bytes and sha256 are
+    then those of the chunks read, which may go past the characters kept).
     """
     paths = [paths] if isinstance(paths, str | Path) else list(paths)
     if not paths:

@@ -209,11 +209,11 @@ def _check_output(path: Path, resume: bool, force: bool) -> None:
         raise TrainingUsageError(f"cannot write {path}: {folder} {what}")
     if path.is_dir():
         raise TrainingUsageError(f"cannot write {path}: it is a directory")
-    if not os.access(folder, os.W_OK):
-        raise TrainingUsageError(f"cannot write {path}: folder {folder} is not writable")
     if target.exists() and not target.is_file():
         raise TrainingUsageError(f"cannot write {path}: not a regular file (a device, a pipe "
                                  "or a socket)")
+    if not os.access(folder, os.W_OK):
+        raise TrainingUsageError(f"cannot write {path}: folder {folder} is not writable")
     if target.exists() and not _may_replace(target):
         raise TrainingUsageError(f"cannot write {path}: it belongs to another user, in a folder "
                                  "where only a file's owner may replace it (sticky, like /tmp)")

@@ -75,13 +75,22 @@ def test_refuses_to_overwrite_before_any_work(corpus, tmp_path):
 
 
 def test_never_writes_over_its_corpus_a_device_or_a_pipe_even_with_force(corpus, tmp_path):
-    text = tmp_path / "copy.txt"
+    folder = tmp_path / "texts"
+    folder.mkdir()
+    text = folder / "copy.txt"
     text.write_text(corpus.read_text())
     (tmp_path / "link.npz").symlink_to(text)
-    for out in (text, tmp_path / "link.npz"):
-        r = train(text, out, "--max-steps", "2", "--force")
-        assert r.exit_code == 2 and "is the corpus file" in r.output, r.output
+    for source, out in ((text, text), (text, tmp_path / "link.npz"), (folder, text)):
+        r = train(source, out, "--max-steps", "2", "--force")
+        assert r.exit_code == 2 and "is a file of the corpus" in r.output, r.output
+    with open(text, "rb") as stdin:  # on standard input: `train - -o copy.txt < copy.txt`
+        done = subprocess.run([sys.executable, "-m", "charrnn", "train", "-", "-o", str(text),
+                               *TINY, "--max-steps", "2", "--force"], stdin=stdin,
+                              capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "is a file of the corpus" in done.stderr, done.stderr
     assert text.read_text() == corpus.read_text()
+    r = train(tmp_path / "missing.txt", text, "--force")  # still the usual error
+    assert r.exit_code == 2 and "corpus file not found" in r.output, r.output
     os.mkfifo(tmp_path / "pipe.npz")
     (tmp_path / "null.npz").symlink_to("/dev/null")
     for name in ("pipe.npz", "null.npz"):
@@ -381,6 +390,23 @@ def test_sigterm_saves_where_it_stopped_and_exits_143(tmp_path):
     resume = next(line for line in err.splitlines() if line.startswith("resume with: charrnn "))
     assert resume.endswith(" --resume")  # the whole command on one line, to be copied
     assert checkpoint.load(out).resume.step >= 1
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_second_signal_quits_at_once_with_that_signals_exit_code(sig, code, capsys):
+    from charrnn import display
+    from charrnn.cli.common import errors_to_exit
+    from charrnn.cli.train import _StopFlag
+
+    flag = _StopFlag(display.make_console(no_color=True))
+    assert not flag()
+    flag._handle(sig, None)  # the first: stop after the step and save
+    assert flag() and flag.exit_code == code
+    with pytest.raises(SystemExit) as exit_, errors_to_exit(False, "interrupted; files are "
+                                                                   "as they were"):
+        flag._handle(sig, None)  # the second: at once
+    assert exit_.value.code == code
+    assert "Error: interrupted; files are as they were" in capsys.readouterr().err
 
 
 def test_killed_at_random_moments_leaves_a_complete_file(tmp_path):

@@ -71,8 +71,9 @@ def given_options(ctx: click.Context, names) -> dict:
 @contextmanager
 def errors_to_exit(debug: bool, interrupted: str = "interrupted"):
     """Turn charrnn's errors into a one-line `Error: ...` and the error's exit code; Ctrl-C
-    into `Error: <interrupted>` and 130. NumPy's floating-point warnings are off: a model whose
-    weights overflow shows it in its figures (inf, nan), not in warnings between them."""
+    into `Error: <interrupted>` and 130 (or the interrupt's own ``exit_code``). NumPy's
+    floating-point warnings are off: a model whose weights overflow shows it in its figures
+    (inf, nan), not in warnings between them."""
     import numpy as np
 
     try:
@@ -83,11 +84,11 @@ def errors_to_exit(debug: bool, interrupted: str = "interrupted"):
             raise
         click.echo(f"Error: {e}", err=True)
         sys.exit(e.exit_code)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         if debug:
             raise
         click.echo(f"Error: {interrupted}", err=True)
-        sys.exit(130)
+        sys.exit(getattr(e, "exit_code", 130))  # 143 for a second SIGTERM (cli.train)
 
 
 def silence(stream) -> None:

@@ -1,4 +1,5 @@
-"""`charrnn train`: options -> configs, `training.train`, the live view, Ctrl-C -> save -> 130."""
+"""`charrnn train`: options -> configs, `training.train`, the live view, Ctrl-C or SIGTERM ->
+save -> 130 or 143."""
 
 from __future__ import annotations
 
@@ -121,9 +122,10 @@ def train(ctx, corpus, output, resume, force, encoding, threads, no_color, debug
     """Train a model on CORPUS (files, a directory of text files, or - for stdin).
 
     Shows live progress on stderr and writes the model to --output at every evaluation, at
-    the end, and on Ctrl-C (then resume with --resume). Training stops after --epochs passes,
-    or when the validation loss has not improved for --patience evaluations; --max-steps and
-    --max-time stop it earlier. The saved weights are those with the best validation loss.
+    the end, and on Ctrl-C or SIGTERM (then resume with --resume). Training stops after
+    --epochs passes, or when the validation loss has not improved for --patience evaluations;
+    --max-steps and --max-time stop it earlier. The saved weights are those with the best
+    validation loss.
     """
     from .. import display, training
     from ..data import read_corpus
@@ -137,10 +139,9 @@ def train(ctx, corpus, output, resume, force, encoding, threads, no_color, debug
     console = display.make_console(no_color=no_color)
     stop = _StopFlag(console)
     with errors_to_exit(debug, "interrupted; files are as they were at the last save"):
-        for path in corpus:
-            if path != "-" and os.path.exists(output) and os.path.samefile(path, output):
-                raise click.BadParameter(f"{click.format_filename(output)} is the corpus file",
-                                         param_hint="-o/--output")
+        if _is_read(output, corpus):
+            raise click.BadParameter(f"{click.format_filename(output)} is a file of the corpus",
+                                     param_hint="-o/--output")
         text = read_corpus(corpus, encoding=encoding, stdin=sys.stdin.buffer)
         run = training.train(text, output, model_options=model_options,
                              train_options=train_options, resume=resume, force=force,
@@ -163,6 +164,25 @@ def train(ctx, corpus, output, resume, force, encoding, threads, no_color, debug
             console.print(hint, soft_wrap=True, markup=False, highlight=False)
         if last.info.get("stopped") == "interrupted":
             sys.exit(stop.exit_code)
+
+
+def _is_read(output: str, corpus) -> bool:
+    """Whether the output file is one the corpus reads (a named file, a directory's member,
+    or a file on standard input)."""
+    from ..data import corpus_files
+
+    try:
+        target = os.stat(output)
+    except OSError:
+        return False  # a new file: nothing reads it
+    for source in corpus_files(corpus):
+        try:
+            found = os.fstat(sys.stdin.fileno()) if source == "-" else os.stat(source)
+        except (OSError, ValueError):
+            continue
+        if (found.st_dev, found.st_ino) == (target.st_dev, target.st_ino):
+            return True
+    return False
 
 
 @contextmanager
@@ -194,7 +214,9 @@ class _StopFlag:
 
     def _handle(self, signum, frame):
         if self.signum is not None:
-            raise KeyboardInterrupt
+            quit_now = KeyboardInterrupt()
+            quit_now.exit_code = 128 + signum
+            raise quit_now
         self.signum = signum
         again = "Ctrl-C" if signum == signal.SIGINT else "another SIGTERM"
         with _reader_may_leave():
