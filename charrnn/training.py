@@ -31,7 +31,7 @@ import numpy as np
 from . import blas, checkpoint, sampling
 from .config import MAX_THREADS, ModelConfig, TrainConfig
 from .data import Corpus, StreamBatches, min_chars, split_train_val
-from .errors import CharRNNError, DataError, DivergenceError
+from .errors import CharRNNError, ConfigError, DataError, DivergenceError
 from .model import CharRNN
 from .optim import clip_grad_norm, make_optimizer
 
@@ -327,6 +327,8 @@ def train(corpus: Corpus, output: str | Path, *, model_options: dict[str, Any] |
     """
     model_options = dict(model_options or {})
     train_options = dict(train_options or {})
+    _check_option_names("model_options", model_options, ModelConfig, exclude={"vocab_size"})
+    _check_option_names("train_options", train_options, TrainConfig)
     path = Path(output)
     _check_threads(threads)
     _check_output(path, resume, force)
@@ -347,6 +349,15 @@ def train(corpus: Corpus, output: str | Path, *, model_options: dict[str, Any] |
     reports = _fit(run, cfg, corpus, path, corpus.notes() + notes, should_stop, saved, chooser,
                    hint_threads=threads is None)
     return _with_threads(fixed, chooser, reports)
+
+
+def _check_option_names(what: str, options: dict[str, Any], config: type,
+                        exclude=frozenset()) -> None:
+    known = set(config.__dataclass_fields__) - set(exclude)
+    unknown = sorted(set(options) - known, key=str)
+    if unknown:
+        raise ConfigError(f"{what} has no option {unknown[0]!r}; it takes "
+                          + ", ".join(sorted(known)))
 
 
 def _busy_hint(share: blas.CoreShare) -> str | None:

@@ -294,6 +294,23 @@ def test_an_output_encoding_without_the_characters_is_one_line(tmp_path, command
     assert "PYTHONIOENCODING=utf-8" in p.stderr and len(p.stderr.splitlines()) == 1
 
 
+def test_an_error_after_text_starts_its_own_line_where_stdout_and_stderr_are_one(tmp_path):
+    vocab = Vocab.from_text("h\u00e9llo w\u00f6rld\n")
+    charrnn.save(CharRNN(ModelConfig(vocab_size=len(vocab), hidden_size=8, num_layers=1),
+                         vocab=vocab), tmp_path / "m.npz")
+    # an ASCII prime, then sampled characters until the first that ASCII lacks
+    args = [*CHARRNN, "sample", "-m", str(tmp_path / "m.npz"), "-p", "h", "--seed", "1"]
+    env = {**os.environ, "PYTHONIOENCODING": "ascii"}
+    apart = subprocess.run(args, capture_output=True, text=True, env=env, timeout=60)
+    assert apart.returncode == 1 and apart.stderr.startswith("Error: the output's encoding")
+    text = apart.stdout  # a pipe of its own gets the text as it is, no line break added
+    assert text.startswith("h") and not text.endswith("\n")
+    both = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          env=env, timeout=60)  # `2>&1`
+    assert both.returncode == 1
+    assert both.stdout == text + "\n" + apart.stderr
+
+
 def test_ctrl_c_while_sampling_is_one_line_and_130(model_path, monkeypatch):
     from charrnn import sampling
 

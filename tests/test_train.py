@@ -62,6 +62,22 @@ def test_loss_falls_on_real_text(tmp_path):
     assert vals[0] > vals[1] > vals[2] and vals[-1] < 2.6
 
 
+@pytest.mark.parametrize("options, message", [
+    ({"train_options": {"max_step": 5}}, "train_options has no option 'max_step'; it takes "
+                                         "batch_size, epochs"),
+    ({"model_options": {"hidden": 8}}, "model_options has no option 'hidden'; it takes cell, "
+                                       "dropout, hidden_size, num_layers"),
+    ({"model_options": {"vocab_size": 8}}, "model_options has no option 'vocab_size'")])
+def test_the_library_names_an_unknown_option(corpus, tmp_path, options, message):
+    from charrnn import read_corpus
+    from charrnn import train as train_function
+    from charrnn.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        train_function(read_corpus(corpus), tmp_path / "m.npz", **options)
+    assert not (tmp_path / "m.npz").exists()
+
+
 def test_refuses_to_overwrite_before_any_work(corpus, tmp_path):
     out = tmp_path / "m.npz"
     out.write_bytes(b"precious")

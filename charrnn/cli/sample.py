@@ -3,6 +3,7 @@ quietly: see common._Group)."""
 
 from __future__ import annotations
 
+import os
 import sys
 from contextlib import suppress
 
@@ -24,6 +25,15 @@ from .common import (
 )
 
 
+def _same_file(a, b) -> bool:
+    """Whether two open streams write to the same file or pipe."""
+    try:
+        x, y = os.fstat(a.fileno()), os.fstat(b.fileno())
+    except (OSError, ValueError, AttributeError):  # io.StringIO & co have no descriptor
+        return False
+    return (x.st_dev, x.st_ino) == (y.st_dev, y.st_ino)
+
+
 class _Out:
     """stdout for streamed text: flushed as it goes. On a terminal, the characters of
     ``chars`` that a terminal would obey rather than show (`data.terminal_form`) are written
@@ -36,6 +46,7 @@ class _Out:
 
         self.stream = sys.stdout
         self.interactive = self.stream.isatty()
+        self.shares_stderr = _same_file(self.stream, sys.stderr)  # `2>&1`: one line for both
         self.pending = 0
         self.at_line_start = True
         acting = [c for c in chars if terminal_form(c) != c] if self.interactive else []
@@ -45,18 +56,23 @@ class _Out:
     def write(self, text: str, flush: bool = False) -> None:
         if self.table:
             text = text.translate(self.table)
+        was_at_line_start = self.at_line_start
         if text:  # before the write: a Ctrl-C during it leaves a line break too many at worst
             self.at_line_start = text.endswith("\n")
-        self.stream.write(text)
+        try:
+            self.stream.write(text)
+        except UnicodeEncodeError:  # raised before anything is written
+            self.at_line_start = was_at_line_start
+            raise
         self.pending += len(text)
         if flush or self.interactive or self.pending >= 256:
             self.stream.flush()
             self.pending = 0
 
     def end_line(self) -> None:
-        """On a terminal, a line break if the text written so far ends without one (before an
-        error message)."""
-        if self.interactive and not self.at_line_start:
+        """On a terminal, or where stderr goes too, a line break if the text written so far
+        ends without one (before an error message)."""
+        if (self.interactive or self.shares_stderr) and not self.at_line_start:
             with suppress(OSError, ValueError):
                 self.write("\n", flush=True)
 
