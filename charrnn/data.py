@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import codecs
 import hashlib
-import math
 import stat
 import sys
 from collections.abc import Iterator, Sequence
@@ -48,7 +47,8 @@ from .vocab import (
 
 __all__ = [
     "Corpus", "CorpusNotFound", "StreamBatches", "Vocab", "corpus_files", "encode_corpus",
-    "escape_char", "min_chars", "read_corpus", "split_train_val", "terminal_form",
+    "escape_char", "is_text_codec", "min_chars", "read_corpus", "split_train_val",
+    "terminal_form",
 ]
 
 CHUNK = 1 << 20  # characters (or bytes read) per step: bounds the temporaries to a few MB
@@ -175,12 +175,17 @@ class _Normaliser:
         return np.array([_CR] if self.held_cr else [], np.uint32)
 
 
+def is_text_codec(info: codecs.CodecInfo) -> bool:
+    """Whether a codec turns bytes into text (rot13, base64, zlib and the like do not)."""
+    return getattr(info, "_is_text_encoding", True)
+
+
 def _codec(encoding: str) -> codecs.CodecInfo:
     try:
         info = codecs.lookup(encoding)
     except (LookupError, TypeError):
         raise DataError(f"unknown text encoding: {_printable(str(encoding))!r}") from None
-    if not getattr(info, "_is_text_encoding", True):  # rot13, base64, zlib: not bytes -> text
+    if not is_text_codec(info):
         raise DataError(f"not a text encoding: {_printable(encoding)!r}")
     return info
 
@@ -306,17 +311,17 @@ def read_corpus(paths: Sequence[str | Path], encoding: str = "utf-8",
         name = f"{len(files)} files" + (f" ({', '.join(shown)})" if len(files) <= 4 else "")
     else:
         name = "<stdin>" if files[0] == "-" else _printable(Path(files[0]).name)
-    limit = math.inf if max_chars is None else max_chars
-    # chars <= bytes for any sane encoding: no regrowth
-    builder = _IdsBuilder(int(min(size or CHUNK, limit)))
+    capacity = size or CHUNK  # chars <= bytes for any sane encoding: no regrowth
+    builder = _IdsBuilder(capacity if max_chars is None else min(capacity, max_chars))
     tally = _Tally()
-    for source, shown in zip(files, names, strict=True):
-        for cps in _file_codepoints(_raw_chunks(source, shown, stdin, tally), shown, codec,
-                                    encoding):
-            builder.add(cps[:int(min(len(cps), limit - builder.count))])
-            if builder.count >= limit:
-                break
-        if builder.count >= limit:
+    chunks = (cps for source, shown in zip(files, names, strict=True)
+              for cps in _file_codepoints(_raw_chunks(source, shown, stdin, tally), shown,
+                                          codec, encoding))
+    for cps in chunks:
+        if max_chars is not None:
+            cps = cps[:max_chars - builder.count]
+        builder.add(cps)
+        if builder.count == max_chars:
             break
     if builder.count == 0:
         raise DataError(f"corpus is empty: {name}")

@@ -436,11 +436,16 @@ def _fit(run: _Run, cfg: TrainConfig, corpus: Corpus, path: Path, notes: list[st
             progress = max(progress, (time.perf_counter() - started) / cfg.max_time)
         return _lr_at(cfg, run.step, progress)
 
+    def step_rate() -> float:
+        """The rate the latest step took (before any step: the first one's): what reports and
+        history rows show."""
+        return last_lr if last_lr is not None else lr_now()
+
     def report(kind: str, **kw) -> Report:
         nonlocal snap
         kw = {"text": "", "info": {}, **kw}
         snap = replace(snap, kind=kind, step=run.step, epoch=run.epoch + run.window / per_epoch,
-                       lr=last_lr if last_lr is not None else lr_now(),
+                       lr=step_rate(),
                        elapsed=time.perf_counter() - started, **kw)
         return snap
 
@@ -482,7 +487,7 @@ def _fit(run: _Run, cfg: TrainConfig, corpus: Corpus, path: Path, notes: list[st
             raise diverged(problem, run.step)  # the last update broke the weights
         row = {"step": run.step, "time": run.elapsed_before + time.perf_counter() - started,
                "train_loss": recent_loss(), "val_loss": val,
-               "lr": last_lr if last_lr is not None else lr_now()}  # as in Report.lr
+               "lr": step_rate()}
         run.history.append(row)
         if val is None or run.best is None or run.best.get("val_loss") is None \
                 or val < run.best["val_loss"]:

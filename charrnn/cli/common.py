@@ -48,12 +48,14 @@ class Encoding(click.ParamType):
     def convert(self, value, param, ctx):
         import codecs
 
+        from ..data import is_text_codec
+
         try:
             codec = codecs.lookup(value)
         except LookupError:
             self.fail(f"unknown text encoding {value!r} (e.g. utf-8, latin-1, cp1252)", param,
                       ctx)
-        if not getattr(codec, "_is_text_encoding", True):  # rot13, base64, ...
+        if not is_text_codec(codec):
             self.fail(f"{value!r} is not a text encoding (e.g. utf-8, latin-1, cp1252)", param,
                       ctx)
         return codec.name
