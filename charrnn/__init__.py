@@ -18,8 +18,9 @@ from .errors import (  # noqa: E402
     DivergenceError,
     VocabularyError,
 )
+from .evaluation import evaluate  # noqa: E402
 from .model import CharRNN  # noqa: E402
-from .training import evaluate, train  # noqa: E402
+from .training import train  # noqa: E402
 
 
 def load(path="model.npz") -> CharRNN:

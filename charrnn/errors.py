@@ -30,3 +30,9 @@ class VocabularyError(CharRNNError):
 
 class DivergenceError(CharRNNError):
     """Training produced a NaN or infinite loss or gradient."""
+
+
+class UsageError(CharRNNError):
+    """A problem with a command's arguments, found before any work starts."""
+
+    exit_code = 2

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from .errors import CheckpointError
+from .output_guard import not_a_file
 
 MAX_HEADER = 10_000  # bytes of an npy header
 MAX_TOTAL_BYTES = 16 << 30  # all members, uncompressed
@@ -169,9 +170,8 @@ def write_atomic(path: Path, meta: bytes, arrays: dict[str, np.ndarray]) -> None
     except OSError:
         mode = None
     else:
-        if not stat.S_ISREG(st.st_mode):  # renamed over, /dev/null would become a plain file
-            what = "it is a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
-            raise CheckpointError(f"cannot write {os.fspath(path)}: {what}")
+        if problem := not_a_file(st.st_mode):
+            raise CheckpointError(f"cannot write {os.fspath(path)}: {problem}")
         mode = stat.S_IMODE(st.st_mode) & 0o777  # permissions, not setuid & co
     _clean_stale(path)
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"

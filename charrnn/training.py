@@ -1,27 +1,20 @@
-"""Training: the fit loop (truncated BPTT, clipping, schedule), evaluation, and ``train``.
+"""Training: the ``Trainer`` and its loop in named phases, and ``train``, which builds a run.
 
 ``train(...)`` returns an iterator of ``Report`` events (start, step, eval, sample, saved,
-done); the command line renders them, a library user may simply exhaust it. Everything a run
-needs to continue bit for bit is saved at every evaluation, at the end and when stopped early
-(bit for bit with the same BLAS thread count: see ``charrnn.blas``).
-
-Evaluation scores every character of a text exactly once:
-
-    loss = -(1/N) sum_i log p(x_{i+1} | x_0..x_i)    over the N = n - 1 predictions
-
-computed as S parallel streams (so it is fast) that each start from the zero state; S and the
-window depend only on the text's length, so ``charrnn eval`` on the validation text reports
-exactly what training reported.
+notice, done); the command line renders them, a library user may simply exhaust it. Each pass
+of the loop is one optimizer step on the next window of every stream (truncated BPTT, the
+global gradient norm clipped, the rate from the schedule), then, every ``eval_every`` steps, a
+validation and a checkpoint. Everything a run needs to continue bit for bit is saved at every
+evaluation, at the end and when stopped early (bit for bit with the same BLAS thread count:
+see ``charrnn.blas``).
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-import os
-import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -29,90 +22,24 @@ from typing import Any
 import numpy as np
 
 from . import blas, checkpoint, sampling
-from .config import MAX_THREADS, ModelConfig, TrainConfig
-from .data import Corpus, StreamBatches, min_chars, split_train_val
-from .errors import CharRNNError, ConfigError, DataError, DivergenceError
+from .config import ModelConfig, TrainConfig
+from .data import Corpus, StreamBatches, split_train_val
+from .errors import DivergenceError
+from .evaluation import evaluate
 from .model import CharRNN
-from .optim import clip_grad_norm, make_optimizer
+from .optim import clip_grad_norm
+from .output_guard import check_output
+from .runs import MIN_VAL_CHARS, RunState, check_option_names, corpus_facts, new_run, resumed_run
+from .train_threads import StepClock, check_threads, thread_notes, with_threads
 
-__all__ = ["Report", "TrainingUsageError", "evaluate", "evaluation_losses", "train"]
+__all__ = ["Report", "Trainer", "train"]
 
-EVAL_WINDOW = 64  # characters per stream per forward call in evaluation (bounds its memory)
-EVAL_STREAM_CHARS = 2048  # evaluation uses one stream per this many characters (at most 64)
-BUSY_SHARE = 0.85  # the training thread got less of its core than this: say --threads may help
 MAX_LOSS = 1e4  # nats/char: no model that learns comes near (a uniform guess costs ln V ~ 4-9)
-MIN_VAL_CHARS = 2  # fewer validation characters than this: no validation at all
-COUNT_CHUNK = 1 << 22  # characters counted at a time (bounds memory on large corpora)
 COSINE_FLOOR = 0.05  # the cosine schedule ends at this fraction of --lr
 SAMPLE_TEMPERATURE = 0.8  # progress samples: a little sharper than the raw distribution
+SMOOTHING = 0.02  # the shown training loss: an exponential average, each step weighs this
+RATE_WINDOW = 1.0, 50  # the shown speed: over this many seconds or steps, whichever is first
 
-
-class TrainingUsageError(CharRNNError):
-    """A problem with the command's arguments found before any work starts (exit code 2)."""
-
-    exit_code = 2
-
-
-# ----------------------------------------------------------------------------- evaluation
-
-def _eval_layout(n_predictions: int) -> tuple[int, int]:
-    """(streams, stream length) for scoring n predictions; depends on n alone."""
-    streams = max(1, min(64, n_predictions // EVAL_STREAM_CHARS))
-    return streams, -(-n_predictions // streams)
-
-
-def _scored_windows(model: CharRNN, ids: np.ndarray,
-                    on_progress: Callable[[int, int], None] | None = None):
-    """Yield (window losses (S, w) float64, mask of the real predictions (S, w)) in order."""
-    n = len(ids) - 1
-    S, per = _eval_layout(n)
-    # streams of `per` predictions; the last one is padded and its padding ignored. Inputs and
-    # targets are views of one padded copy in the ids' own (small) dtype.
-    padded = np.zeros(S * per + 1, ids.dtype)
-    padded[:n + 1] = ids
-    inputs = padded[:-1].reshape(S, per)
-    targets = padded[1:].reshape(S, per)
-    first = np.arange(S)[:, None] * per  # position of each stream's first prediction
-    state = model.initial_state(S)
-    for start in range(0, per, EVAL_WINDOW):
-        stop = min(per, start + EVAL_WINDOW)
-        losses, state = model.losses(inputs[:, start:stop], targets[:, start:stop], state)
-        yield losses, first + np.arange(start, stop)[None, :] < n
-        if on_progress is not None:
-            on_progress(min(n, stop * S), n)
-
-
-def evaluation_losses(model: CharRNN, ids: np.ndarray,
-                      on_progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """-log p of each next character: ids (n,) -> (n - 1,) float64, every prediction once."""
-    n = len(ids) - 1
-    if n < 1:
-        return np.zeros(0)
-    S, per = _eval_layout(n)
-    out = np.empty((S, per))
-    col = 0
-    for losses, _ in _scored_windows(model, ids, on_progress):
-        out[:, col:col + losses.shape[1]] = losses
-        col += losses.shape[1]
-    return out.reshape(-1)[:n]
-
-
-def evaluate(model: CharRNN, ids: np.ndarray,
-             on_progress: Callable[[int, int], None] | None = None) -> float:
-    """Mean loss in nats per character of predicting ids[1:] from what precedes (see module).
-
-    Sums window by window, so memory does not grow with the text.
-    """
-    n = len(ids) - 1
-    if n < 1:
-        return math.nan
-    total = 0.0
-    for losses, real in _scored_windows(model, ids, on_progress):
-        total += float(losses[real].sum())
-    return total / n
-
-
-# ----------------------------------------------------------------------------- reports
 
 @dataclass
 class Report:
@@ -135,32 +62,13 @@ class Report:
     info: dict[str, Any] = field(default_factory=dict)  # start/done details
 
 
-# ----------------------------------------------------------------------------- the run
-
 # A diverging run overflows on its way to inf/nan; the finite checks of the loss, the gradient
 # norm and the validation loss stop it with one message, so NumPy's warnings are left out.
 def _quiet() -> np.errstate:
     return np.errstate(over="ignore", invalid="ignore", divide="ignore")
 
 
-@dataclass
-class _Run:
-    """Mutable state of a run: exactly what a model file's resume section holds."""
-
-    model: CharRNN
-    optimizer: Any
-    rng: np.random.Generator
-    hidden: np.ndarray
-    step: int = 0
-    window: int = 0
-    epoch: int = 0
-    elapsed_before: float = 0.0  # training seconds of earlier invocations
-    history: list[dict[str, Any]] = field(default_factory=list)
-    best_params: dict[str, np.ndarray] | None = None
-    best: dict[str, Any] | None = None
-
-
-def _lr_at(cfg: TrainConfig, step: int, progress: float) -> float:
+def lr_at(cfg: TrainConfig, step: int, progress: float) -> float:
     """The learning rate for a step.
 
     constant: ``lr * lr_decay ** (step // lr_decay_every)`` (step decay, if set).
@@ -176,135 +84,255 @@ def _lr_at(cfg: TrainConfig, step: int, progress: float) -> float:
     return cfg.lr * cfg.lr_decay ** (step // cfg.lr_decay_every)
 
 
-def _stalled(run: _Run, cfg: TrainConfig) -> bool:
-    """True when the last `patience` evaluations all failed to beat the best validation loss."""
-    if not cfg.patience or run.best is None or run.best.get("val_loss") is None:
-        return False
-    since_best = [row for row in run.history if row["step"] > run.best["step"]]
-    return len(since_best) >= cfg.patience
+def _broken_loss(what: str, loss: float) -> str | None:
+    """Why a loss means the run diverged (not a number, or absurd), or None when it is fine."""
+    if math.isfinite(loss) and loss <= MAX_LOSS:
+        return None
+    beyond = f" (beyond {MAX_LOSS:,.0f} nats per character)" if math.isfinite(loss) else ""
+    return f"the {what} is {loss:.6g}{beyond}"
 
 
-def _corpus_facts(corpus: Corpus) -> dict[str, Any]:
-    counts = np.zeros(len(corpus.vocab), np.int64)
-    for start in range(0, len(corpus.ids), COUNT_CHUNK):  # bincount widens ids to int64
-        counts += np.bincount(corpus.ids[start:start + COUNT_CHUNK], minlength=len(counts))
-    return {"name": corpus.name, "size": corpus.size_bytes, "sha256": corpus.sha256,
-            "chars": len(corpus), "char_counts": [int(k) for k in counts]}  # in vocab order
+class Trainer:
+    """One training run over a ``RunState``, in named phases; ``reports()`` runs it.
+
+    Each pass of the loop: ``stop_reason()`` (the step/epoch limit, --max-time, a stop request,
+    --patience), ``step()`` (the rate from ``rate()``, one update), then every ``eval_every``
+    steps ``validate()`` and ``save()``. ``saved`` is the step the file at ``path`` holds for
+    this run (None: nothing saved yet); ``should_stop`` is polled before every step.
+    """
+
+    def __init__(self, state: RunState, cfg: TrainConfig, corpus: Corpus, path: str | Path, *,
+                 saved: int | None = None, should_stop: Callable[[], bool] = lambda: False,
+                 chooser: blas.ThreadChooser | None = None, watch_cores: bool = False,
+                 notes: Sequence[str] = ()) -> None:
+        self.state, self.cfg, self.path, self.saved = state, cfg, Path(path), saved
+        self.should_stop, self.notes = should_stop, list(notes)
+        self.chooser, self.watch_cores = chooser, watch_cores
+        self.train_ids, self.val_ids = split_train_val(corpus.ids, cfg.val_frac)
+        self.batches = StreamBatches(self.train_ids, cfg.batch_size, cfg.seq_len)
+        limits = [s for s in (cfg.max_steps, math.ceil(cfg.epochs * len(self.batches))) if s > 0]
+        self.total_steps = min(limits) if limits else None
+        self.facts = corpus_facts(corpus)
+        self.chars_per_step = cfg.batch_size * cfg.seq_len
+        self.first_step = state.step
+        self.started = time.perf_counter()
+        self.last_lr: float | None = None  # the rate of the latest step
+        self.last_eval_step: int | None = None  # the step of this invocation's latest validation
+        self.recent_losses: list[float] = []  # the steps' losses since the latest validation
+        self.smooth = self.smooth_weight = 0.0  # the shown training loss, before its bias fix
+        self.shown = Report("start", total_steps=self.total_steps, time_limit=cfg.max_time,
+                            path=str(self.path))
+
+    # ------------------------------------------------------------------------- the loop
+
+    def reports(self) -> Iterator[Report]:
+        """Run the training, yielding every event; the model file is saved at the end."""
+        self.started = time.perf_counter()
+        self.clock = StepClock(self.chooser, self.watch_cores)
+        self.rate_since = self.started, 0
+        yield from self._opening()
+        while (reason := self.stop_reason()) is None:
+            self.step()
+            yield from self._after_step()
+            if self.state.step % self.cfg.eval_every == 0:
+                yield self.validate()
+                yield self.save()
+        # an interrupted run saves where it stands: a validation here would add a history row
+        # (a possible new best, a count towards --patience) that a run never stopped lacks
+        if reason != "interrupted" and self.state.step > self.first_step \
+                and self.last_eval_step != self.state.step:
+            yield self.validate()
+        yield self.save()
+        yield self._closing(reason)
+
+    def stop_reason(self) -> str | None:
+        """Why the run ends before another step: stalled, done, time or interrupted; or None."""
+        s, cfg = self.state, self.cfg
+        if self.last_eval_step == s.step and self._stalled():
+            return "stalled"
+        if self.total_steps is not None and s.step >= self.total_steps:
+            return "done"
+        if cfg.max_time and self.elapsed() >= cfg.max_time:
+            return "time"
+        if self.should_stop():
+            return "interrupted"
+        return None
+
+    # ------------------------------------------------------------------------- the phases
+
+    def rate(self) -> float:
+        """The learning rate for the next step, from the schedule and the run's progress."""
+        progress = self.state.step / self.total_steps if self.total_steps else 0.0
+        if self.cfg.max_time:
+            progress = max(progress, self.elapsed() / self.cfg.max_time)
+        return lr_at(self.cfg, self.state.step, progress)
+
+    def step(self) -> float:
+        """One update on the next window of every stream: forward, BPTT, clip, optimizer step;
+        the window's mean loss (nats/char)."""
+        s, cfg = self.state, self.cfg
+        x, y = self.batches.window(s.window)
+        self.clock.start()
+        with _quiet():
+            loss, grads, hidden = s.model.loss_and_grad(x, y, s.hidden, s.rng)
+            norm = clip_grad_norm(grads, cfg.grad_clip) if math.isfinite(loss) else math.nan
+            if problem := _broken_loss("loss", loss):
+                raise self._diverged(problem, s.step + 1)
+            if not math.isfinite(norm):
+                raise self._diverged(f"the gradient norm is {norm}", s.step + 1)
+            self.last_lr = self.rate()
+            s.optimizer.step(s.model.params, grads, self.last_lr)
+        self.clock.stop()
+        s.hidden, s.step, s.window = hidden, s.step + 1, s.window + 1
+        if s.window == len(self.batches):  # a new pass starts at the streams' beginnings
+            s.window, s.epoch = 0, s.epoch + 1
+            s.hidden = s.model.initial_state(cfg.batch_size)
+        self.recent_losses.append(loss)
+        self.smooth = (1 - SMOOTHING) * self.smooth + SMOOTHING * loss
+        self.smooth_weight = (1 - SMOOTHING) * self.smooth_weight + SMOOTHING
+        self._measure_speed()
+        return loss
+
+    def validate(self) -> Report:
+        """Score the validation text, add a history row, and keep the weights if they are the
+        best so far."""
+        s = self.state
+        with _quiet():
+            val = evaluate(s.model, self.val_ids) if len(self.val_ids) >= MIN_VAL_CHARS else None
+        if val is not None and (problem := _broken_loss("validation loss", val)):
+            raise self._diverged(problem, s.step)  # the last update broke the weights
+        recent = float(np.mean(self.recent_losses)) if self.recent_losses else math.nan
+        self.recent_losses.clear()
+        s.history.append({"step": s.step, "time": s.elapsed_before + self.elapsed(),
+                          "train_loss": recent, "val_loss": val, "lr": self.latest_rate()})
+        self.last_eval_step = s.step
+        if val is None or s.best is None or s.best.get("val_loss") is None \
+                or val < s.best["val_loss"]:
+            s.best = {"step": s.step, "val_loss": val}
+            s.best_params = None if val is None else {k: v.copy()
+                                                     for k, v in s.model.params.items()}
+        return self.report("eval", val_loss=val, best_val=s.best["val_loss"],
+                           best_step=s.best["step"])
+
+    def save(self) -> Report:
+        """Write the model file: the best weights to sample, and all that resuming needs."""
+        s = self.state
+        self._check_weights()
+        best_params = s.best_params if s.best_params is not None else s.model.params
+        best_model = CharRNN(s.model.config, best_params, vocab=s.model.vocab,
+                             dtype=s.model.dtype)
+        resume = checkpoint.ResumeState(
+            params=s.model.params, optimizer=self.cfg.optimizer,
+            optimizer_state=s.optimizer.state_dict(), rng_state=s.rng.bit_generator.state,
+            hidden=s.hidden, train_config=self.cfg, step=s.step,
+            elapsed=s.elapsed_before + self.elapsed(), window=s.window, epoch=s.epoch)
+        checkpoint.save(self.path, best_model, resume=resume, history=s.history,
+                        corpus=self.facts, best=s.best)
+        self.saved = s.step
+        return self.report("saved")
+
+    def sample(self) -> Report:
+        """A short progress sample from the current weights, seeded by the run and the step."""
+        self._check_weights()
+        text = sampling.sample(self.state.model, self.cfg.sample_length,
+                               temperature=SAMPLE_TEMPERATURE, seed=[self.cfg.seed,
+                                                                     self.state.step])
+        return self.report("sample", text=text)
+
+    # ------------------------------------------------------------------------- helpers
+
+    def elapsed(self) -> float:
+        """Seconds of training in this invocation."""
+        return time.perf_counter() - self.started
+
+    def latest_rate(self) -> float:
+        """The rate the latest step took (before any step: the first one's)."""
+        return self.last_lr if self.last_lr is not None else self.rate()
+
+    def report(self, kind: str, **fields) -> Report:
+        """The live view's snapshot, updated with the run's position and ``fields``."""
+        s = self.state
+        fields = {"text": "", "info": {}, **fields}
+        self.shown = replace(self.shown, kind=kind, step=s.step,
+                             epoch=s.epoch + s.window / len(self.batches), lr=self.latest_rate(),
+                             elapsed=self.elapsed(), **fields)
+        return self.shown
+
+    def _stalled(self) -> bool:
+        """The last ``patience`` evaluations all failed to beat the best validation loss."""
+        s, patience = self.state, self.cfg.patience
+        if not patience or s.best is None or s.best.get("val_loss") is None:
+            return False
+        return sum(row["step"] > s.best["step"] for row in s.history) >= patience
+
+    def _measure_speed(self) -> None:
+        """Characters per second over the latest window of steps (until then: so far)."""
+        since, steps = self.rate_since[0], self.rate_since[1] + 1
+        now = time.perf_counter()
+        if now - since >= RATE_WINDOW[0] or steps >= RATE_WINDOW[1]:
+            self.shown = replace(self.shown,
+                                 chars_per_s=steps * self.chars_per_step / (now - since))
+            since, steps = now, 0
+        self.rate_since = since, steps
+        if not self.shown.chars_per_s:
+            done = self.state.step - self.first_step
+            self.shown = replace(self.shown, chars_per_s=done * self.chars_per_step
+                                 / max(now - self.started, 1e-9))
+
+    def _after_step(self) -> Iterator[Report]:
+        yield self.report("step", train_loss=self.smooth / self.smooth_weight)
+        if self.clock.note:
+            yield self.report("notice", text=self.clock.note)
+        if self.cfg.sample_every and self.state.step % self.cfg.sample_every == 0:
+            yield self.sample()
+        if hint := self.clock.busy_note():
+            yield self.report("notice", text=hint)
+
+    def _opening(self) -> Iterator[Report]:
+        s = self.state
+        yield self.report("start", info={
+            "model": s.model.config, "train": self.cfg, "parameters": s.model.num_parameters,
+            "corpus": self.facts, "train_chars": len(self.train_ids),
+            "val_chars": len(self.val_ids), "steps_per_epoch": len(self.batches),
+            "resumed_at": s.step})
+        notes = list(self.notes)
+        if self.total_steps is not None and s.step >= self.total_steps:
+            notes.append(f"the run is already at step {s.step}, at or past its limit of "
+                         f"{self.total_steps} steps: nothing to train (raise --max-steps or "
+                         "--epochs to go on)")
+        for note in notes:
+            yield self.report("notice", text=note)
+        if s.best is not None:  # a resumed run shows where it stood from its first line
+            self.shown = replace(self.shown, best_val=s.best.get("val_loss"),
+                                 best_step=s.best.get("step"))
+        if s.history:
+            self.shown = replace(self.shown, val_loss=s.history[-1].get("val_loss"))
+
+    def _closing(self, reason: str) -> Report:
+        elapsed = self.elapsed()
+        steps = self.state.step - self.first_step
+        return self.report("done", info={
+            "stopped": reason, "steps_this_run": steps, "seconds": elapsed,
+            "total_seconds": self.state.elapsed_before + elapsed,
+            "chars_per_s": steps * self.chars_per_step / elapsed if elapsed > 0 else 0.0})
+
+    def _check_weights(self) -> None:
+        """Before the weights are used to sample, validate or save: an update that overflowed
+        them (with finite gradients) shows first here."""
+        if not all(np.isfinite(p).all() for p in self.state.model.params.values()):
+            raise self._diverged("an update made weights infinite or NaN", self.state.step)
+
+    def _diverged(self, what: str, step: int) -> DivergenceError:
+        advice = ("Try a lower --lr or --grad-clip" if self.cfg.grad_clip else
+                  "Try a lower --lr, or clipping (e.g. --grad-clip 5)")
+        if self.saved is None:
+            return DivergenceError(f"training diverged at step {step}: {what}; nothing was "
+                                   f"saved to {self.path}. {advice}")
+        return DivergenceError(f"training diverged at step {step}: {what}; {self.path} (step "
+                               f"{self.saved}) is intact. {advice}, then --resume")
 
 
-def _may_replace(target: Path) -> bool:
-    """Whether a new file may be renamed over ``target``: not in a sticky folder (/tmp) unless
-    we own the file or the folder (or are root)."""
-    if not hasattr(os, "geteuid"):
-        return True
-    me, folder = os.geteuid(), target.parent.stat()
-    return (not folder.st_mode & stat.S_ISVTX) or me in (0, folder.st_uid, target.stat().st_uid)
-
-
-def _check_output(path: Path, resume: bool, force: bool) -> None:
-    target = Path(os.path.realpath(path))  # a symbolic link is written through to its target
-    folder = target.parent
-    if not folder.is_dir():
-        what = "is not a folder" if folder.exists() else "does not exist"
-        raise TrainingUsageError(f"cannot write {path}: {folder} {what}")
-    if path.is_dir():
-        raise TrainingUsageError(f"cannot write {path}: it is a directory")
-    if target.exists() and not target.is_file():
-        raise TrainingUsageError(f"cannot write {path}: not a regular file (a device, a pipe "
-                                 "or a socket)")
-    if not os.access(folder, os.W_OK):
-        raise TrainingUsageError(f"cannot write {path}: folder {folder} is not writable")
-    if target.exists() and not _may_replace(target):
-        raise TrainingUsageError(f"cannot write {path}: it belongs to another user, in a folder "
-                                 "where only a file's owner may replace it (sticky, like /tmp)")
-    if path.exists() and not (resume or force):
-        raise TrainingUsageError(f"{path} already exists; pass --resume to continue training it "
-                                 "or --force to overwrite it")
-    if resume and not path.exists():
-        raise TrainingUsageError(f"cannot resume: {path} does not exist")
-    if resume and force:
-        raise TrainingUsageError("--resume continues a model and --force starts a new one; "
-                                 "pass one of them")
-
-
-def _fit_to_corpus(cfg: TrainConfig, n_chars: int) -> tuple[TrainConfig, list[str]]:
-    """Shrink the window and the batch (and drop validation) so a small corpus still trains;
-    say so."""
-    notes = []
-    val_n = int(n_chars * cfg.val_frac + 0.5)
-    if cfg.val_frac > 0 and val_n < MIN_VAL_CHARS:
-        cfg = cfg.replace(val_frac=0.0)
-        notes.append("the corpus is too small to hold out validation text; training without "
-                     "validation (the saved weights are the latest)")
-        val_n = 0
-    train_n = n_chars - val_n
-    if train_n < 2:
-        raise DataError(f"the corpus has {train_n} training character(s); at least 2 are needed "
-                        "(one to read, one to predict)")
-    if train_n < min_chars(1, cfg.seq_len):
-        notes.append(f"the corpus has {train_n} training characters, fewer than one window of "
-                     f"--seq-len {cfg.seq_len} + 1: using --seq-len {train_n - 1}")
-        cfg = cfg.replace(seq_len=train_n - 1)
-    fit = (train_n - 1) // cfg.seq_len
-    if fit < cfg.batch_size:
-        notes.append(f"the corpus has {train_n:,} training characters, enough for {fit:,} "
-                     f"stream{'' if fit == 1 else 's'} of --seq-len {cfg.seq_len}: using "
-                     f"--batch-size {fit} instead of {cfg.batch_size}")
-        cfg = cfg.replace(batch_size=fit)
-    return cfg, notes
-
-
-def _resumed(ck: checkpoint.Checkpoint, corpus: Corpus, model_options: dict[str, Any],
-             train_options: dict[str, Any], path: Path) -> tuple[_Run, TrainConfig, list[str]]:
-    """Rebuild a run from a model file, refusing what would not continue the same run; with
-    notes on options that a resumed run does not take."""
-    if ck.resume is None:
-        raise TrainingUsageError(f"cannot resume: {path} holds no training state (it was saved "
-                                 "for sampling only); use --force to start a new model")
-    rs = ck.resume
-    cfg = ck.model.config
-    if ck.model.vocab != corpus.vocab:
-        raise TrainingUsageError(
-            f"cannot resume: the corpus's characters differ from the model's vocabulary "
-            f"({len(corpus.vocab)} vs {len(ck.model.vocab)} characters); train on the same "
-            "text or start a new model with --force")
-    if ck.corpus and ck.corpus.get("sha256") != corpus.sha256:
-        raise TrainingUsageError(
-            f"cannot resume: the corpus differs from the one {path} was trained on "
-            f"({ck.corpus.get('name')}, sha256 {str(ck.corpus.get('sha256'))[:12]}...); "
-            "train on the same text or start a new model with --force")
-    differs = [f"--{k.replace('_', '-')} {v} (model has {getattr(cfg, k)})"
-               for k, v in model_options.items() if getattr(cfg, k) != v]
-    notes = []
-    if train_options.get("seed", rs.train_config.seed) != rs.train_config.seed:
-        notes.append(f"--seed {train_options['seed']} is left aside: a resumed run goes on with "
-                     f"the random state saved in {path.name} (the run's seed is "
-                     f"{rs.train_config.seed})")
-    train_options = {k: v for k, v in train_options.items() if k != "seed"}
-    # --max-time limits one invocation: a resumed run has none unless given again
-    tcfg = rs.train_config.replace(**{"max_time": 0.0, **train_options})
-    # options the first run shrank to fit the corpus compare as shrunk the same way
-    tcfg, fitted = _fit_to_corpus(tcfg, len(corpus))
-    notes += fitted
-    for k in ("batch_size", "seq_len", "val_frac"):
-        if getattr(tcfg, k) != getattr(rs.train_config, k):
-            differs.append(f"--{k.replace('_', '-')} {getattr(tcfg, k)} (the run uses "
-                           f"{getattr(rs.train_config, k)}; it fixes the data layout)")
-    if differs:
-        raise TrainingUsageError("cannot resume with different options: " + "; ".join(differs))
-    model = CharRNN(cfg, rs.params, vocab=ck.model.vocab, dtype=ck.model.dtype)
-    optimizer = make_optimizer(rs.train_config.optimizer, model.params)
-    optimizer.load_state_dict(rs.optimizer_state)
-    if tcfg.optimizer != rs.train_config.optimizer:
-        raise TrainingUsageError(f"cannot resume with --optimizer {tcfg.optimizer}: the run "
-                                 f"uses {rs.train_config.optimizer}")
-    rng = np.random.default_rng()
-    rng.bit_generator.state = rs.rng_state
-    run = _Run(model, optimizer, rng, rs.hidden.copy(), rs.step, rs.window, rs.epoch,
-               rs.elapsed, list(ck.history),
-               {k: v.copy() for k, v in ck.model.params.items()}, ck.best)
-    return run, tcfg, notes
-
+# ----------------------------------------------------------------------------- building a run
 
 def train(corpus: Corpus, output: str | Path, *, model_options: dict[str, Any] | None = None,
           train_options: dict[str, Any] | None = None, resume: bool = False,
@@ -322,278 +350,23 @@ def train(corpus: Corpus, output: str | Path, *, model_options: dict[str, Any] |
 
     ``threads``: BLAS threads for the run (process-wide while it runs, restored after): None
     leaves the count alone, a number fixes it, "auto" times the steps and keeps the faster of
-    all threads and one (see ``charrnn.blas.ThreadChooser``; the model then depends, in its
-    last bits, on the machine's load).
+    all threads and one (``charrnn.blas.ThreadChooser``).
     """
     model_options = dict(model_options or {})
     train_options = dict(train_options or {})
-    _check_option_names("model_options", model_options, ModelConfig, exclude={"vocab_size"})
-    _check_option_names("train_options", train_options, TrainConfig)
+    check_option_names("model_options", model_options, ModelConfig, exclude={"vocab_size"})
+    check_option_names("train_options", train_options, TrainConfig)
     path = Path(output)
-    _check_threads(threads)
-    _check_output(path, resume, force)
+    check_threads(threads)
+    check_output(path, resume=resume, force=force)
     if resume:
-        ck = checkpoint.load(path)
-        run, cfg, notes = _resumed(ck, corpus, model_options, train_options, path)
+        state, cfg, notes = resumed_run(checkpoint.load(path), corpus, model_options,
+                                        train_options, path)
     else:
-        cfg, notes = _fit_to_corpus(TrainConfig(**train_options), len(corpus))
-        mcfg = ModelConfig(**{**model_options, "vocab_size": len(corpus.vocab)})
-        rng = np.random.default_rng(cfg.seed)
-        model = CharRNN(mcfg, vocab=corpus.vocab, dtype=dtype, seed=rng)
-        run = _Run(model, make_optimizer(cfg.optimizer, model.params), rng,
-                   model.initial_state(cfg.batch_size))
-    saved = run.step if resume else None
+        state, cfg, notes = new_run(corpus, model_options, train_options, dtype)
     chooser = blas.ThreadChooser() if threads == "auto" else None
     fixed = int(threads) if isinstance(threads, numbers.Integral) else None
-    notes += _thread_notes(fixed, chooser)
-    reports = _fit(run, cfg, corpus, path, corpus.notes() + notes, should_stop, saved, chooser,
-                   hint_threads=threads is None)
-    return _with_threads(fixed, chooser, reports)
-
-
-def _check_option_names(what: str, options: dict[str, Any], config: type,
-                        exclude=frozenset()) -> None:
-    known = set(config.__dataclass_fields__) - set(exclude)
-    unknown = sorted(set(options) - known, key=str)
-    if unknown:
-        raise ConfigError(f"{what} has no option {unknown[0]!r}; it takes "
-                          + ", ".join(sorted(known)))
-
-
-def _busy_hint(share: blas.CoreShare) -> str | None:
-    """A note when the training thread got much less than its core, window after window."""
-    got = share.busy(BUSY_SHARE)
-    if got is None:
-        return None
-    return (f"other processes keep the cores busy (training got {got:.0%} of its core): "
-            "--threads 1 (or auto) may train much faster")
-
-
-def _thread_notes(fixed: int | None, chooser: blas.ThreadChooser | None) -> list[str]:
-    """What a user should know about the --threads they gave."""
-    if (chooser is not None and not chooser.active) or (fixed and blas.openblas() is None):
-        return ["--threads has no effect here (NumPy's BLAS is not OpenBLAS, or it runs one "
-                "thread); OPENBLAS_NUM_THREADS, OMP_NUM_THREADS or MKL_NUM_THREADS, set "
-                "before the start, choose the count"]
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
-        (os.cpu_count() or 1)
-    if fixed and fixed > cores:
-        return [f"--threads {fixed} is more than this machine's {cores} core(s): threads "
-                "beyond the cores wait for each other, which makes training slower, not faster"]
-    return []
-
-
-def _broken_loss(what: str, loss: float) -> str | None:
-    """Why a loss means the run diverged (not a number, or absurd), or None when it is fine."""
-    if math.isfinite(loss) and loss <= MAX_LOSS:
-        return None
-    beyond = f" (beyond {MAX_LOSS:,.0f} nats per character)" if math.isfinite(loss) else ""
-    return f"the {what} is {loss:.6g}{beyond}"
-
-
-def _check_threads(threads) -> None:
-    ok = threads in (None, "auto") or (isinstance(threads, numbers.Integral)
-                                       and not isinstance(threads, bool)
-                                       and 1 <= threads <= MAX_THREADS)
-    if not ok:
-        raise TrainingUsageError(f"threads must be a number from 1 to {MAX_THREADS} or 'auto', "
-                                 f"not {threads!r}")
-
-
-def _with_threads(fixed: int | None, chooser: blas.ThreadChooser | None,
-                  reports: Iterator[Report]) -> Iterator[Report]:
-    """The reports, run with ``fixed`` BLAS threads (or as the chooser sets them); then, at the
-    end, on an error or when the caller stops, the count as it was."""
-    with blas.threads(fixed):
-        try:
-            yield from reports
-        finally:
-            if chooser is not None:
-                chooser.close()
-
-
-def _fit(run: _Run, cfg: TrainConfig, corpus: Corpus, path: Path, notes: list[str],
-         should_stop: Callable[[], bool], saved: int | None,
-         chooser: blas.ThreadChooser | None, hint_threads: bool) -> Iterator[Report]:
-    """The training loop; ``saved`` is the step the model file at ``path`` holds for this
-    run (None: nothing saved yet); ``chooser`` (or None) times the steps and sets BLAS's
-    threads; ``hint_threads``: watch, second by second, whether other processes keep the
-    training from its core, and say so (once)."""
-    model = run.model
-    train_ids, val_ids = split_train_val(corpus.ids, cfg.val_frac)
-    batches = StreamBatches(train_ids, cfg.batch_size, cfg.seq_len)
-    per_epoch = len(batches)
-    limits = [s for s in (cfg.max_steps, math.ceil(cfg.epochs * per_epoch)) if s > 0]
-    total = min(limits) if limits else None
-    facts = _corpus_facts(corpus)
-    chars_per_step = cfg.batch_size * cfg.seq_len
-    started = time.perf_counter()
-    snap = Report("start", total_steps=total, time_limit=cfg.max_time, path=str(path))
-
-    def lr_now() -> float:
-        progress = run.step / total if total else 0.0
-        if cfg.max_time:
-            progress = max(progress, (time.perf_counter() - started) / cfg.max_time)
-        return _lr_at(cfg, run.step, progress)
-
-    def step_rate() -> float:
-        """The rate the latest step took (before any step: the first one's): what reports and
-        history rows show."""
-        return last_lr if last_lr is not None else lr_now()
-
-    def report(kind: str, **kw) -> Report:
-        nonlocal snap
-        kw = {"text": "", "info": {}, **kw}
-        snap = replace(snap, kind=kind, step=run.step, epoch=run.epoch + run.window / per_epoch,
-                       lr=step_rate(),
-                       elapsed=time.perf_counter() - started, **kw)
-        return snap
-
-    def save() -> Report:
-        nonlocal saved
-        check_weights()
-        best_params = run.best_params if run.best_params is not None else model.params
-        best_model = CharRNN(model.config, best_params, vocab=model.vocab, dtype=model.dtype)
-        state = checkpoint.ResumeState(
-            params=model.params, optimizer=cfg.optimizer,
-            optimizer_state=run.optimizer.state_dict(), rng_state=run.rng.bit_generator.state,
-            hidden=run.hidden, train_config=cfg, step=run.step,
-            elapsed=run.elapsed_before + time.perf_counter() - started, window=run.window,
-            epoch=run.epoch)
-        checkpoint.save(path, best_model, resume=state, history=run.history, corpus=facts,
-                        best=run.best)
-        saved = run.step
-        return report("saved")
-
-    def diverged(what: str, step: int) -> DivergenceError:
-        advice = ("Try a lower --lr or --grad-clip" if cfg.grad_clip else
-                  "Try a lower --lr, or clipping (e.g. --grad-clip 5)")
-        if saved is None:
-            return DivergenceError(f"training diverged at step {step}: {what}; nothing was "
-                                   f"saved to {path}. {advice}")
-        return DivergenceError(f"training diverged at step {step}: {what}; {path} (step "
-                               f"{saved}) is intact. {advice}, then --resume")
-
-    def check_weights() -> None:
-        """Before the weights are used to sample, validate or save: an update that overflowed
-        them (with finite gradients) shows first here."""
-        if not all(np.isfinite(p).all() for p in model.params.values()):
-            raise diverged("an update made weights infinite or NaN", run.step)
-
-    def validate() -> Report:
-        with _quiet():
-            val = evaluate(model, val_ids) if len(val_ids) >= MIN_VAL_CHARS else None
-        if val is not None and (problem := _broken_loss("validation loss", val)):
-            raise diverged(problem, run.step)  # the last update broke the weights
-        row = {"step": run.step, "time": run.elapsed_before + time.perf_counter() - started,
-               "train_loss": recent_loss(), "val_loss": val,
-               "lr": step_rate()}
-        run.history.append(row)
-        if val is None or run.best is None or run.best.get("val_loss") is None \
-                or val < run.best["val_loss"]:
-            run.best = {"step": run.step, "val_loss": val}
-            run.best_params = None if val is None else {k: v.copy()
-                                                       for k, v in model.params.items()}
-        return report("eval", val_loss=val, best_val=run.best["val_loss"],
-                      best_step=run.best["step"])
-
-    window_losses: list[float] = []
-    last_lr: float | None = None  # the rate of the latest step
-
-    def recent_loss() -> float:
-        out = float(np.mean(window_losses)) if window_losses else math.nan
-        window_losses.clear()
-        return out
-
-    yield report("start", info={
-        "model": model.config, "train": cfg, "parameters": model.num_parameters,
-        "corpus": facts, "train_chars": len(train_ids), "val_chars": len(val_ids),
-        "steps_per_epoch": per_epoch, "resumed_at": run.step})
-    if total is not None and run.step >= total:
-        notes.append(f"the run is already at step {run.step}, at or past its limit of {total} "
-                     "steps: nothing to train (raise --max-steps or --epochs to go on)")
-    for note in notes:
-        yield report("notice", text=note)
-    if run.best is not None:  # a resumed run shows where it stood from its first line
-        snap = replace(snap, best_val=run.best.get("val_loss"), best_step=run.best.get("step"))
-    if run.history:
-        snap = replace(snap, val_loss=run.history[-1].get("val_loss"))
-
-    first_step = run.step
-    core_share = blas.CoreShare() if hint_threads else None
-    smooth, smooth_weight = 0.0, 0.0
-    rate_t, rate_steps = time.perf_counter(), 0
-    stopped = "done"
-    while True:
-        if total is not None and run.step >= total:
-            break
-        if cfg.max_time and time.perf_counter() - started >= cfg.max_time:
-            stopped = "time"
-            break
-        if should_stop():
-            stopped = "interrupted"
-            break
-        x, y = batches.window(run.window)
-        step_started = time.perf_counter()
-        if core_share:
-            cpu_started = time.thread_time(), time.process_time()
-        with _quiet():
-            loss, grads, hidden = model.loss_and_grad(x, y, run.hidden, run.rng)
-            norm = clip_grad_norm(grads, cfg.grad_clip) if math.isfinite(loss) else math.nan
-            if problem := _broken_loss("loss", loss):
-                raise diverged(problem, run.step + 1)
-            if not math.isfinite(norm):
-                raise diverged(f"the gradient norm is {norm}", run.step + 1)
-            last_lr = lr_now()
-            run.optimizer.step(model.params, grads, last_lr)
-        step_seconds = time.perf_counter() - step_started
-        threads_note = chooser.record(step_seconds) if chooser else None
-        if core_share:
-            core_share.add(step_seconds, time.thread_time() - cpu_started[0],
-                           time.process_time() - cpu_started[1])
-        run.hidden = hidden
-        run.step += 1
-        run.window += 1
-        if run.window == per_epoch:  # a new pass starts at the streams' beginnings
-            run.window, run.epoch = 0, run.epoch + 1
-            run.hidden = model.initial_state(cfg.batch_size)
-        window_losses.append(loss)
-        smooth = 0.98 * smooth + 0.02 * loss
-        smooth_weight = 0.98 * smooth_weight + 0.02
-        rate_steps += 1
-        now = time.perf_counter()
-        if now - rate_t >= 1.0 or rate_steps >= 50:
-            snap = replace(snap, chars_per_s=rate_steps * chars_per_step / (now - rate_t))
-            rate_t, rate_steps = now, 0
-        if not snap.chars_per_s:  # until the first full rate window: the rate so far
-            snap = replace(snap, chars_per_s=(run.step - first_step) * chars_per_step
-                           / max(now - started, 1e-9))
-        yield report("step", train_loss=smooth / smooth_weight)
-        if threads_note:
-            yield report("notice", text=threads_note)
-        if cfg.sample_every and run.step % cfg.sample_every == 0:
-            check_weights()
-            text = sampling.sample(model, cfg.sample_length, temperature=SAMPLE_TEMPERATURE,
-                                   seed=[cfg.seed, run.step])
-            yield report("sample", text=text)
-        if core_share and (hint := _busy_hint(core_share)):
-            core_share = None
-            yield report("notice", text=hint)
-        if run.step % cfg.eval_every == 0:
-            yield validate()
-            yield save()
-            if _stalled(run, cfg):
-                stopped = "stalled"
-                break
-    # an interrupted run saves where it stands: a validation here would add a history row (a
-    # possible new best, a count towards --patience) that a run never stopped does not have
-    if stopped != "interrupted" and run.step > first_step \
-            and (not run.history or run.history[-1]["step"] != run.step):
-        yield validate()
-    yield save()
-    elapsed = time.perf_counter() - started
-    steps = run.step - first_step
-    yield report("done", info={
-        "stopped": stopped, "steps_this_run": steps, "seconds": elapsed,
-        "total_seconds": run.elapsed_before + elapsed,
-        "chars_per_s": steps * chars_per_step / elapsed if elapsed > 0 else 0.0})
+    trainer = Trainer(state, cfg, corpus, path, saved=state.step if resume else None,
+                      should_stop=should_stop, chooser=chooser, watch_cores=threads is None,
+                      notes=corpus.notes() + notes + thread_notes(fixed, chooser))
+    return with_threads(fixed, chooser, trainer.reports())

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-from charrnn import checkpoint, display, training
+from charrnn import checkpoint, display, evaluation
 from charrnn.cli import main
 from charrnn.data import read_corpus, split_train_val
 
@@ -50,7 +50,7 @@ def test_eval_of_the_validation_tail_equals_training_exactly(trained, tmp_path):
     tail.write_text(_val_tail(corpus, 0.25))
     ids = read_corpus([corpus]).ids
     assert len(tail.read_text()) == len(split_train_val(ids, 0.25)[1]) == 5000
-    assert training._eval_layout(4999)[0] == 2  # the layout really has parallel streams
+    assert evaluation._eval_layout(4999)[0] == 2  # the layout really has parallel streams
     r = run(["eval", out, tail, "--json"])
     assert r.exit_code == 0, r.output
     got = json.loads(r.stdout)
@@ -104,7 +104,7 @@ def test_long_text_follows_the_documented_layout(trained, tmp_path):
     model = checkpoint.load(out).model
     ids = model.vocab.encode(text).astype(np.int64)
     n = len(ids) - 1
-    streams = max(1, min(64, n // training.EVAL_STREAM_CHARS))
+    streams = max(1, min(64, n // evaluation.EVAL_STREAM_CHARS))
     per = -(-n // streams)
     assert streams == 4
     expected = []
@@ -242,7 +242,7 @@ def test_progress_callback_reaches_the_end(trained):
     model = checkpoint.load(out).model
     ids = read_corpus([corpus]).ids[:6000]
     seen = []
-    training.evaluation_losses(model, ids, lambda done, total: seen.append((done, total)))
+    evaluation.evaluation_losses(model, ids, lambda done, total: seen.append((done, total)))
     assert seen[-1] == (5999, 5999) and [d for d, _ in seen] == sorted(d for d, _ in seen)
 
 

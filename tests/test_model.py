@@ -282,13 +282,18 @@ def test_ids_must_be_batch_by_time():
 PACKAGE = Path(__file__).resolve().parents[1] / "charrnn"
 # who may import whom (DESIGN.md section 2): cli on top, numpy at the bottom
 ALLOWED = {
-    "cli": {"display", "training", "checkpoint", "diagnostics", "model", "data", "sampling",
-            "config", "errors"},
+    "cli": {"display", "training", "evaluation", "output_guard", "checkpoint", "diagnostics",
+            "model", "data", "sampling", "config", "errors"},
     "display": {"data", "config", "errors"},
     "diagnostics": {"data", "model", "config", "errors"},
-    "training": {"blas", "checkpoint", "model", "data", "sampling", "optim", "config", "errors"},
+    "training": {"runs", "train_threads", "evaluation", "output_guard", "checkpoint", "model",
+                 "data", "sampling", "blas", "optim", "config", "errors"},
+    "runs": {"checkpoint", "model", "data", "optim", "config", "errors"},
+    "train_threads": {"blas", "config", "errors"},
+    "evaluation": {"model"},
     "checkpoint": {"npzfile", "model", "data", "optim", "config", "errors"},
-    "npzfile": {"errors"},
+    "npzfile": {"output_guard", "errors"},
+    "output_guard": {"errors"},
     "model": {"cells", "data", "sampling", "config", "errors"},
     "optim": {"config", "errors"},
     "cells": {"config", "errors"},

@@ -39,7 +39,7 @@ def evaluate(model_path, texts, unknown, encoding, as_json, no_color, debug):
     """
     import json
 
-    from .. import diagnostics, display, training
+    from .. import diagnostics, display, evaluation
 
     with errors_to_exit(debug):
         model = load_model(model_path)
@@ -59,7 +59,7 @@ def evaluate(model_path, texts, unknown, encoding, as_json, no_color, debug):
         console = display.make_console(no_color=no_color)
         big = len(ids) >= EVAL_PROGRESS_CHARS
         with display.eval_progress(console if big else None, len(ids) - 1) as on_progress:
-            loss = training.evaluate(model, ids, on_progress)  # exactly as training scores
+            loss = evaluation.evaluate(model, ids, on_progress)  # exactly as training scores
         result = {"model": model_path, "text": corpus.name, "files": list(corpus.files),
                   "characters": int(len(ids)), "predictions": int(len(ids) - 1),
                   **diagnostics.figures(loss),

@@ -3,7 +3,6 @@ save -> 130 or 143."""
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import signal
@@ -128,7 +127,8 @@ def train(ctx, corpus, output, resume, force, encoding, threads, no_color, debug
     validation loss.
     """
     from .. import display, training
-    from ..data import read_corpus
+    from ..data import corpus_files, read_corpus
+    from ..output_guard import is_corpus_file
 
     # a new model takes every option; a resumed one only those set explicitly (the rest come
     # from the model file)
@@ -139,7 +139,7 @@ def train(ctx, corpus, output, resume, force, encoding, threads, no_color, debug
     console = display.make_console(no_color=no_color)
     stop = _StopFlag(console)
     with errors_to_exit(debug, "interrupted; files are as they were at the last save"):
-        if _is_read(output, corpus):
+        if is_corpus_file(output, corpus_files(corpus)):
             raise click.BadParameter(f"{click.format_filename(output)} is a file of the corpus",
                                      param_hint="-o/--output")
         text = read_corpus(corpus, encoding=encoding, stdin=sys.stdin.buffer)
@@ -164,25 +164,6 @@ def train(ctx, corpus, output, resume, force, encoding, threads, no_color, debug
             console.print(hint, soft_wrap=True, markup=False, highlight=False)
         if last.info.get("stopped") == "interrupted":
             sys.exit(stop.exit_code)
-
-
-def _is_read(output: str, corpus) -> bool:
-    """Whether the output file is one the corpus reads (a named file, a directory's member,
-    or a file on standard input)."""
-    from ..data import corpus_files
-
-    try:
-        target = os.stat(output)
-    except OSError:
-        return False  # a new file: nothing reads it
-    for source in corpus_files(corpus):
-        try:
-            found = os.fstat(sys.stdin.fileno()) if source == "-" else os.stat(source)
-        except (OSError, ValueError):
-            continue
-        if (found.st_dev, found.st_ino) == (target.st_dev, target.st_ino):
-            return True
-    return False
 
 
 @contextmanager

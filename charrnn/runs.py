@@ -1,0 +1,159 @@
+"""How a training run is built: a new model for a corpus, or a saved run continued.
+
+A ``RunState`` is everything a model file's resume section holds; the ``Trainer`` steps it.
+Building one checks every option against the corpus first, so that a run that cannot go on is
+refused before any work, with notes on what was adjusted to fit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import checkpoint
+from .config import ModelConfig, TrainConfig
+from .data import Corpus, min_chars
+from .errors import ConfigError, DataError, UsageError
+from .model import CharRNN
+from .optim import make_optimizer
+
+__all__ = ["RunState", "check_option_names", "corpus_facts", "fit_to_corpus", "new_run",
+           "resumed_run"]
+
+MIN_VAL_CHARS = 2  # fewer validation characters than this: no validation at all
+COUNT_CHUNK = 1 << 22  # characters counted at a time (bounds memory on large corpora)
+
+
+@dataclass
+class RunState:
+    """Mutable state of a run: exactly what a model file's resume section holds."""
+
+    model: CharRNN
+    optimizer: Any
+    rng: np.random.Generator
+    hidden: np.ndarray  # the carried state at the next window (model.initial_state layout)
+    step: int = 0  # optimizer steps taken in the whole run
+    window: int = 0  # the next window of the current pass
+    epoch: int = 0  # passes completed
+    elapsed_before: float = 0.0  # training seconds of earlier invocations
+    history: list[dict[str, Any]] = field(default_factory=list)  # one row per evaluation
+    best_params: dict[str, np.ndarray] | None = None  # None: the latest weights are the best
+    best: dict[str, Any] | None = None  # {"step", "val_loss"} of the best evaluation
+
+
+def check_option_names(what: str, options: dict[str, Any], config: type,
+                       exclude=frozenset()) -> None:
+    """Raise a ConfigError naming an option that ``config`` does not have."""
+    known = set(config.__dataclass_fields__) - set(exclude)
+    unknown = sorted(set(options) - known, key=str)
+    if unknown:
+        raise ConfigError(f"{what} has no option {unknown[0]!r}; it takes "
+                          + ", ".join(sorted(known)))
+
+
+def corpus_facts(corpus: Corpus) -> dict[str, Any]:
+    """What the model file records of its corpus: name, size, sha256, characters, counts."""
+    counts = np.zeros(len(corpus.vocab), np.int64)
+    for start in range(0, len(corpus.ids), COUNT_CHUNK):  # bincount widens ids to int64
+        counts += np.bincount(corpus.ids[start:start + COUNT_CHUNK], minlength=len(counts))
+    return {"name": corpus.name, "size": corpus.size_bytes, "sha256": corpus.sha256,
+            "chars": len(corpus), "char_counts": [int(k) for k in counts]}  # in vocab order
+
+
+def fit_to_corpus(cfg: TrainConfig, n_chars: int) -> tuple[TrainConfig, list[str]]:
+    """Shrink the window and the batch (and drop validation) so a small corpus still trains;
+    say so."""
+    notes = []
+    val_n = int(n_chars * cfg.val_frac + 0.5)
+    if cfg.val_frac > 0 and val_n < MIN_VAL_CHARS:
+        cfg = cfg.replace(val_frac=0.0)
+        notes.append("the corpus is too small to hold out validation text; training without "
+                     "validation (the saved weights are the latest)")
+        val_n = 0
+    train_n = n_chars - val_n
+    if train_n < 2:
+        raise DataError(f"the corpus has {train_n} training character(s); at least 2 are needed "
+                        "(one to read, one to predict)")
+    if train_n < min_chars(1, cfg.seq_len):
+        notes.append(f"the corpus has {train_n} training characters, fewer than one window of "
+                     f"--seq-len {cfg.seq_len} + 1: using --seq-len {train_n - 1}")
+        cfg = cfg.replace(seq_len=train_n - 1)
+    fit = (train_n - 1) // cfg.seq_len
+    if fit < cfg.batch_size:
+        notes.append(f"the corpus has {train_n:,} training characters, enough for {fit:,} "
+                     f"stream{'' if fit == 1 else 's'} of --seq-len {cfg.seq_len}: using "
+                     f"--batch-size {fit} instead of {cfg.batch_size}")
+        cfg = cfg.replace(batch_size=fit)
+    return cfg, notes
+
+
+def new_run(corpus: Corpus, model_options: dict[str, Any], train_options: dict[str, Any],
+            dtype=np.float32) -> tuple[RunState, TrainConfig, list[str]]:
+    """A fresh model for the corpus, seeded from the run's seed, with notes on what was fitted."""
+    cfg, notes = fit_to_corpus(TrainConfig(**train_options), len(corpus))
+    mcfg = ModelConfig(**{**model_options, "vocab_size": len(corpus.vocab)})
+    rng = np.random.default_rng(cfg.seed)
+    model = CharRNN(mcfg, vocab=corpus.vocab, dtype=dtype, seed=rng)
+    state = RunState(model, make_optimizer(cfg.optimizer, model.params), rng,
+                     model.initial_state(cfg.batch_size))
+    return state, cfg, notes
+
+
+def _resume_refusal(ck: checkpoint.Checkpoint, corpus: Corpus, path: Path) -> str | None:
+    """Why the model file cannot continue a run on this corpus, or None."""
+    if ck.resume is None:
+        return (f"cannot resume: {path} holds no training state (it was saved for sampling "
+                "only); use --force to start a new model")
+    if ck.model.vocab != corpus.vocab:
+        return (f"cannot resume: the corpus's characters differ from the model's vocabulary "
+                f"({len(corpus.vocab)} vs {len(ck.model.vocab)} characters); train on the same "
+                "text or start a new model with --force")
+    if ck.corpus and ck.corpus.get("sha256") != corpus.sha256:
+        return (f"cannot resume: the corpus differs from the one {path} was trained on "
+                f"({ck.corpus.get('name')}, sha256 {str(ck.corpus.get('sha256'))[:12]}...); "
+                "train on the same text or start a new model with --force")
+    return None
+
+
+def resumed_run(ck: checkpoint.Checkpoint, corpus: Corpus, model_options: dict[str, Any],
+                train_options: dict[str, Any], path: Path
+                ) -> tuple[RunState, TrainConfig, list[str]]:
+    """Rebuild a run from a model file, refusing what would not continue the same run; with
+    notes on options that a resumed run does not take."""
+    if problem := _resume_refusal(ck, corpus, path):
+        raise UsageError(problem)
+    rs, cfg = ck.resume, ck.model.config
+    differs = [f"--{k.replace('_', '-')} {v} (model has {getattr(cfg, k)})"
+               for k, v in model_options.items() if getattr(cfg, k) != v]
+    notes = []
+    if train_options.get("seed", rs.train_config.seed) != rs.train_config.seed:
+        notes.append(f"--seed {train_options['seed']} is left aside: a resumed run goes on with "
+                     f"the random state saved in {path.name} (the run's seed is "
+                     f"{rs.train_config.seed})")
+    train_options = {k: v for k, v in train_options.items() if k != "seed"}
+    # --max-time limits one invocation: a resumed run has none unless given again
+    tcfg = rs.train_config.replace(**{"max_time": 0.0, **train_options})
+    # options the first run shrank to fit the corpus compare as shrunk the same way
+    tcfg, fitted = fit_to_corpus(tcfg, len(corpus))
+    notes += fitted
+    for k in ("batch_size", "seq_len", "val_frac"):
+        if getattr(tcfg, k) != getattr(rs.train_config, k):
+            differs.append(f"--{k.replace('_', '-')} {getattr(tcfg, k)} (the run uses "
+                           f"{getattr(rs.train_config, k)}; it fixes the data layout)")
+    if differs:
+        raise UsageError("cannot resume with different options: " + "; ".join(differs))
+    model = CharRNN(cfg, rs.params, vocab=ck.model.vocab, dtype=ck.model.dtype)
+    optimizer = make_optimizer(rs.train_config.optimizer, model.params)
+    optimizer.load_state_dict(rs.optimizer_state)
+    if tcfg.optimizer != rs.train_config.optimizer:
+        raise UsageError(f"cannot resume with --optimizer {tcfg.optimizer}: the run "
+                         f"uses {rs.train_config.optimizer}")
+    rng = np.random.default_rng()
+    rng.bit_generator.state = rs.rng_state
+    state = RunState(model, optimizer, rng, rs.hidden.copy(), rs.step, rs.window, rs.epoch,
+                     rs.elapsed, list(ck.history),
+                     {k: v.copy() for k, v in ck.model.params.items()}, ck.best)
+    return state, tcfg, notes
