@@ -107,7 +107,7 @@ class Trainer:
                  notes: Sequence[str] = ()) -> None:
         self.state, self.cfg, self.path, self.saved = state, cfg, Path(path), saved
         self.should_stop, self.notes = should_stop, list(notes)
-        self.chooser, self.watch_cores = chooser, watch_cores
+        self.clock = StepClock(chooser, watch_cores)
         self.train_ids, self.val_ids = split_train_val(corpus.ids, cfg.val_frac)
         self.batches = StreamBatches(self.train_ids, cfg.batch_size, cfg.seq_len)
         limits = [s for s in (cfg.max_steps, math.ceil(cfg.epochs * len(self.batches))) if s > 0]
@@ -115,7 +115,8 @@ class Trainer:
         self.facts = corpus_facts(corpus)
         self.chars_per_step = cfg.batch_size * cfg.seq_len
         self.first_step = state.step
-        self.started = time.perf_counter()
+        self.started = time.perf_counter()  # reset when the run starts
+        self.rate_since = self.started, 0  # the shown speed's window: its start and steps
         self.last_lr: float | None = None  # the rate of the latest step
         self.last_eval_step: int | None = None  # the step of this invocation's latest validation
         self.recent_losses: list[float] = []  # the steps' losses since the latest validation
@@ -128,7 +129,6 @@ class Trainer:
     def reports(self) -> Iterator[Report]:
         """Run the training, yielding every event; the model file is saved at the end."""
         self.started = time.perf_counter()
-        self.clock = StepClock(self.chooser, self.watch_cores)
         self.rate_since = self.started, 0
         yield from self._opening()
         while (reason := self.stop_reason()) is None:
