@@ -18,7 +18,7 @@ import numpy as np
 
 from .model import CharRNN
 
-__all__ = ["evaluate", "evaluation_losses"]
+__all__ = ["evaluate", "evaluation_losses", "window_shapes"]
 
 EVAL_WINDOW = 64  # characters per stream per forward call (bounds the memory)
 EVAL_STREAM_CHARS = 2048  # one stream per this many characters (at most 64 streams)
@@ -28,6 +28,14 @@ def _eval_layout(n_predictions: int) -> tuple[int, int]:
     """(streams, stream length) for scoring n predictions; depends on n alone."""
     streams = max(1, min(64, n_predictions // EVAL_STREAM_CHARS))
     return streams, -(-n_predictions // streams)
+
+
+def window_shapes(n_predictions: int) -> set[tuple[int, int]]:
+    """The (streams, characters) shapes of the forward calls that score n predictions."""
+    if n_predictions < 1:
+        return set()
+    S, per = _eval_layout(n_predictions)
+    return {(S, w) for w in (min(per, EVAL_WINDOW), per % EVAL_WINDOW) if w}
 
 
 def _scored_windows(model: CharRNN, ids: np.ndarray,

@@ -12,7 +12,6 @@ see ``charrnn.blas``).
 from __future__ import annotations
 
 import math
-import numbers
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -21,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from . import blas, checkpoint, sampling
+from . import checkpoint, sampling
 from .config import ModelConfig, TrainConfig
 from .data import Corpus, StreamBatches, split_train_val
 from .errors import DivergenceError
@@ -30,7 +29,14 @@ from .model import CharRNN
 from .optim import clip_grad_norm
 from .output_guard import check_output
 from .runs import MIN_VAL_CHARS, RunState, check_option_names, corpus_facts, new_run, resumed_run
-from .train_threads import StepClock, check_threads, thread_notes, with_threads
+from .train_threads import (
+    StepClock,
+    ThreadPlan,
+    check_threads,
+    plan_threads,
+    run_products,
+    with_threads,
+)
 
 __all__ = ["Report", "Trainer", "train"]
 
@@ -103,11 +109,10 @@ class Trainer:
 
     def __init__(self, state: RunState, cfg: TrainConfig, corpus: Corpus, path: str | Path, *,
                  saved: int | None = None, should_stop: Callable[[], bool] = lambda: False,
-                 chooser: blas.ThreadChooser | None = None, watch_cores: bool = False,
-                 notes: Sequence[str] = ()) -> None:
+                 threads: ThreadPlan | None = None, notes: Sequence[str] = ()) -> None:
         self.state, self.cfg, self.path, self.saved = state, cfg, Path(path), saved
         self.should_stop, self.notes = should_stop, list(notes)
-        self.clock = StepClock(chooser, watch_cores)
+        self.clock = StepClock(threads or ThreadPlan())
         self.train_ids, self.val_ids = split_train_val(corpus.ids, cfg.val_frac)
         self.batches = StreamBatches(self.train_ids, cfg.batch_size, cfg.seq_len)
         limits = [s for s in (cfg.max_steps, math.ceil(cfg.epochs * len(self.batches))) if s > 0]
@@ -348,9 +353,9 @@ def train(corpus: Corpus, output: str | Path, *, model_options: dict[str, Any] |
     resumed run goes on exactly as if never stopped) and ends with a ``done`` report whose
     ``info["stopped"]`` is "interrupted".
 
-    ``threads``: BLAS threads for the run (process-wide while it runs, restored after): None
-    leaves the count alone, a number fixes it, "auto" times the steps and keeps the faster of
-    all threads and one (``charrnn.blas.ThreadChooser``).
+    ``threads``: BLAS threads for the run (process-wide while it runs, restored after). None
+    follows the machine's load where that cannot change the model (``charrnn.train_threads``),
+    a number pins the count, "auto" follows the load regardless.
     """
     model_options = dict(model_options or {})
     train_options = dict(train_options or {})
@@ -364,9 +369,10 @@ def train(corpus: Corpus, output: str | Path, *, model_options: dict[str, Any] |
                                         train_options, path)
     else:
         state, cfg, notes = new_run(corpus, model_options, train_options, dtype)
-    chooser = blas.ThreadChooser() if threads == "auto" else None
-    fixed = int(threads) if isinstance(threads, numbers.Integral) else None
+    val_chars = len(split_train_val(corpus.ids, cfg.val_frac)[1])
+    plan = plan_threads(threads, run_products(state.model, cfg.batch_size, cfg.seq_len,
+                                              val_chars))
     trainer = Trainer(state, cfg, corpus, path, saved=state.step if resume else None,
-                      should_stop=should_stop, chooser=chooser, watch_cores=threads is None,
-                      notes=corpus.notes() + notes + thread_notes(fixed, chooser))
-    return with_threads(fixed, chooser, trainer.reports())
+                      should_stop=should_stop, threads=plan,
+                      notes=corpus.notes() + notes + plan.notes)
+    return with_threads(plan, trainer.reports())

@@ -289,7 +289,7 @@ ALLOWED = {
     "training": {"runs", "train_threads", "evaluation", "output_guard", "checkpoint", "model",
                  "data", "sampling", "blas", "optim", "config", "errors"},
     "runs": {"checkpoint", "model", "data", "optim", "config", "errors"},
-    "train_threads": {"blas", "config", "errors"},
+    "train_threads": {"blas", "evaluation", "sampling", "config", "errors"},
     "evaluation": {"model"},
     "checkpoint": {"npzfile", "model", "data", "optim", "config", "errors"},
     "npzfile": {"output_guard", "errors"},
