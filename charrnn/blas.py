@@ -1,22 +1,16 @@
 """The BLAS library's thread count: read and set at run time, and chosen by measurement.
 
-NumPy's matrix products run in its BLAS library (OpenBLAS in NumPy's own wheels), which splits
-each product over the machine's cores. A training step is a few thousand small products, and
-each one waits until every thread has done its share. On an idle machine that pays (an LSTM
-2x256 step ~1.35x faster with two threads than one, on the 2-core development machine); when
-other processes keep the cores busy, each product waits for a thread the system has put aside,
-and one thread is faster: 2x with one core busy, 45-180x with both (LSTM 2x256 / 1x64).
+`threads(n)` fixes the count for a block of work. `ThreadChooser` (``--threads auto``) times
+the steps and keeps the faster of the library's count and one. `CoreShare` tells, from the
+steps' CPU and wall time, when other processes keep the training thread from its core.
+Float32 products differ in their last bits between thread counts, so a run is repeatable bit
+for bit only with a fixed count: the chooser is opt-in. The reasons and the measurements are
+in docs/training.md, "Threads and a busy machine".
 
-`threads(n)` fixes the count for a block of work; `ThreadChooser` ("--threads auto") times the
-steps, tries the other choice now and then, and keeps the faster. Float32 products differ in
-their last bits between thread counts, so a run whose count changes with the machine's load is
-not bit-for-bit repeatable: the chooser is opt-in. `CoreShare` tells, from the steps' CPU and
-wall time alone, when the threads do not get their cores (so training can suggest the option).
-
-The count is set through OpenBLAS's ``openblas_set_num_threads`` (under any symbol prefix and
-suffix NumPy's builds use), found with ctypes among the libraries the process has loaded
-(NumPy's among them; Linux only, through /proc/self/maps). Elsewhere (MKL, Apple Accelerate,
-macOS, Windows) `openblas()` is None and nothing is changed.
+The count is set through OpenBLAS's ``openblas_set_num_threads`` under any symbol prefix and
+suffix NumPy's builds use. It is found with ctypes among the libraries the process has loaded,
+through /proc/self/maps, so it works on Linux only. Elsewhere `openblas()` is None and nothing
+is changed.
 """
 
 from __future__ import annotations
@@ -94,20 +88,16 @@ def threads(n: int | None) -> Iterator[None]:
 
 
 class ThreadChooser:
-    """Keeps the BLAS thread count that makes steps fastest, as conditions change.
+    """Keeps the BLAS thread count that makes steps fastest: the library's count or one.
 
-    Call ``record(seconds)`` after every step, with the time the step's arithmetic took. The
-    chooser starts with the library's count ``n``. After ``first`` steps, and from then on
-    every ``every`` steps, it runs steps on the other choice (``n`` or 1) and compares the
-    faster of two against the median of the last five at the current one. The other choice is
-    kept when at least 10% faster. Otherwise the chooser goes back and waits twice as many
-    steps before trying again (at most ``longest``), and at least 20 times as long as the
-    probe took (at most 10 x ``longest`` steps' worth): a probe step over twice as slow ends the
-    probe at once, but on a busy machine that one step on two threads can cost a hundred
-    steps on one. ``close()`` restores the count the library had and ends the choosing.
+    Call ``record(seconds)`` after every step with the time its arithmetic took. After
+    ``first`` steps, then every ``every`` steps, it runs a step or two on the other count and
+    keeps that count when at least 10% faster; after a failed try it waits longer, up to
+    ``longest`` steps.
 
-    ``record`` returns a line worth telling the user when the choice changed, else None.
+    ``record`` returns a line worth telling the user when the count changed, else None.
     ``active`` is False where there is nothing to choose (no OpenBLAS, or one thread).
+    ``close()`` restores the library's count and ends the choosing.
     """
 
     def __init__(self, blas: OpenBLAS | None = None, first: int = 3, every: int = 50,
@@ -167,18 +157,14 @@ class ThreadChooser:
 class CoreShare:
     """Whether the training thread gets its core during the steps, from CPU and wall time.
 
-    The thread that runs a step never sleeps on an idle machine: it computes, or spins while
-    OpenBLAS's threads finish their share of a product (its CPU time per wall second measured
-    1.00 for LSTMs of 8 to 256 units on the 2-core development machine). When other processes
-    keep the cores busy it waits for the system too (0.67-0.71 with one other busy program on
-    two cores, 0.50 with two), and so does every product it hands to BLAS's other threads.
+    On an idle machine the thread that runs a step never sleeps: it computes, or spins while
+    BLAS's other threads finish. A CPU time well below its wall time means other processes
+    hold the cores.
 
-    ``add(wall, thread_cpu, process_cpu)`` per step. ``share()`` gives the training thread's
-    CPU / wall once at least ``window`` seconds of steps are in (then starts a new window);
-    None before that, with one BLAS thread, or when BLAS's other threads did no work (small
-    products run on one thread: then one thread is what the run uses already). ``busy(below)``
-    gives the share once ``runs`` windows in a row were below ``below`` (one alone may be a
-    pause: Ctrl-Z, a burst of other work), else None.
+    Call ``add(wall, thread_cpu, process_cpu)`` per step. ``share()`` gives the thread's
+    CPU / wall once ``window`` seconds of steps are in, and starts a new window. It gives None
+    before that, with one BLAS thread, or when BLAS's other threads did no work.
+    ``busy(below)`` gives the share once ``runs`` windows in a row were below ``below``.
     """
 
     def __init__(self, window: float = 1.0, runs: int = 2) -> None:
