@@ -18,7 +18,7 @@ import numpy as np
 
 from .model import CharRNN
 
-__all__ = ["evaluate", "evaluation_losses", "window_shapes"]
+__all__ = ["edge_windows", "evaluate", "evaluation_losses"]
 
 EVAL_WINDOW = 64  # characters per stream per forward call (bounds the memory)
 EVAL_STREAM_CHARS = 2048  # one stream per this many characters (at most 64 streams)
@@ -30,26 +30,23 @@ def _eval_layout(n_predictions: int) -> tuple[int, int]:
     return streams, -(-n_predictions // streams)
 
 
-def window_shapes(n_predictions: int) -> set[tuple[int, int]]:
-    """The (streams, characters) shapes of the forward calls that score n predictions."""
-    if n_predictions < 1:
-        return set()
-    S, per = _eval_layout(n_predictions)
-    return {(S, w) for w in (min(per, EVAL_WINDOW), per % EVAL_WINDOW) if w}
+def _streams(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """(inputs (S, per), targets (S, per), n): the text as S streams of ``per`` predictions;
+    the last one is padded (its padding is never scored)."""
+    n = len(ids) - 1
+    S, per = _eval_layout(n)
+    # inputs and targets are views of one padded copy in the ids' own (small) dtype
+    padded = np.zeros(S * per + 1, ids.dtype)
+    padded[:n + 1] = ids
+    return padded[:-1].reshape(S, per), padded[1:].reshape(S, per), n
 
 
 def _scored_windows(model: CharRNN, ids: np.ndarray,
                     on_progress: Callable[[int, int], None] | None = None
                     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield (window losses (S, w) float64, mask of the real predictions (S, w)) in order."""
-    n = len(ids) - 1
-    S, per = _eval_layout(n)
-    # streams of `per` predictions; the last one is padded and its padding ignored. Inputs and
-    # targets are views of one padded copy in the ids' own (small) dtype.
-    padded = np.zeros(S * per + 1, ids.dtype)
-    padded[:n + 1] = ids
-    inputs = padded[:-1].reshape(S, per)
-    targets = padded[1:].reshape(S, per)
+    inputs, targets, n = _streams(ids)
+    S, per = inputs.shape
     first = np.arange(S)[:, None] * per  # position of each stream's first prediction
     state = model.initial_state(S)
     for start in range(0, per, EVAL_WINDOW):
@@ -58,6 +55,20 @@ def _scored_windows(model: CharRNN, ids: np.ndarray,
         yield losses, first + np.arange(start, stop)[None, :] < n
         if on_progress is not None:
             on_progress(min(n, stop * S), n)
+
+
+def edge_windows(model: CharRNN, ids: np.ndarray) -> list[np.ndarray]:
+    """The losses and final states of the first and the last window of scoring ``ids``, each
+    from the zero state: one forward call of every shape that scoring the text makes."""
+    if len(ids) < 2:
+        return []
+    inputs, targets, _ = _streams(ids)
+    S, per = inputs.shape
+    out: list[np.ndarray] = []
+    for start in sorted({0, (per - 1) // EVAL_WINDOW * EVAL_WINDOW}):
+        stop = min(per, start + EVAL_WINDOW)
+        out += model.losses(inputs[:, start:stop], targets[:, start:stop], model.initial_state(S))
+    return out
 
 
 def evaluation_losses(model: CharRNN, ids: np.ndarray,

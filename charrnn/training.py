@@ -24,7 +24,7 @@ from . import checkpoint, sampling
 from .config import ModelConfig, TrainConfig
 from .data import Corpus, StreamBatches, split_train_val
 from .errors import DivergenceError
-from .evaluation import evaluate
+from .evaluation import edge_windows, evaluate
 from .model import CharRNN
 from .optim import clip_grad_norm
 from .output_guard import check_output
@@ -34,7 +34,6 @@ from .train_threads import (
     ThreadPlan,
     check_threads,
     plan_threads,
-    run_products,
     with_threads,
 )
 
@@ -112,7 +111,8 @@ class Trainer:
                  threads: ThreadPlan | None = None, notes: Sequence[str] = ()) -> None:
         self.state, self.cfg, self.path, self.saved = state, cfg, Path(path), saved
         self.should_stop, self.notes = should_stop, list(notes)
-        self.clock = StepClock(threads or ThreadPlan())
+        self.threads = threads or ThreadPlan()
+        self.clock = StepClock(self.threads)
         self.train_ids, self.val_ids = split_train_val(corpus.ids, cfg.val_frac)
         self.batches = StreamBatches(self.train_ids, cfg.batch_size, cfg.seq_len)
         limits = [s for s in (cfg.max_steps, math.ceil(cfg.epochs * len(self.batches))) if s > 0]
@@ -141,6 +141,7 @@ class Trainer:
             yield from self._after_step()
             if self.state.step % self.cfg.eval_every == 0:
                 yield self.validate()
+                yield from self._thread_news()
                 yield self.save()
         # an interrupted run saves where it stands: a validation here would add a history row
         # (a possible new best, a count towards --patience) that a run never stopped lacks
@@ -177,9 +178,15 @@ class Trainer:
         the window's mean loss (nats/char)."""
         s, cfg = self.state, self.cfg
         x, y = self.batches.window(s.window)
+        draws = s.rng.bit_generator.state
+
+        def window() -> tuple[float, dict[str, np.ndarray], np.ndarray]:
+            s.rng.bit_generator.state = draws  # a second look draws the same dropout masks
+            return s.model.loss_and_grad(x, y, s.hidden, s.rng)
+
         self.clock.start()
         with _quiet():
-            loss, grads, hidden = s.model.loss_and_grad(x, y, s.hidden, s.rng)
+            loss, grads, hidden = self.threads.run("training step", window)
             norm = clip_grad_norm(grads, cfg.grad_clip) if math.isfinite(loss) else math.nan
             if problem := _broken_loss("loss", loss):
                 raise self._diverged(problem, s.step + 1)
@@ -202,8 +209,11 @@ class Trainer:
         """Score the validation text, add a history row, and keep the weights if they are the
         best so far."""
         s = self.state
-        with _quiet():
-            val = evaluate(s.model, self.val_ids) if len(self.val_ids) >= MIN_VAL_CHARS else None
+        val = None
+        if len(self.val_ids) >= MIN_VAL_CHARS:
+            with _quiet():
+                val = self.threads.run("validation", lambda: evaluate(s.model, self.val_ids),
+                                       probe=lambda: edge_windows(s.model, self.val_ids))
         if val is not None and (problem := _broken_loss("validation loss", val)):
             raise self._diverged(problem, s.step)  # the last update broke the weights
         recent = float(np.mean(self.recent_losses)) if self.recent_losses else math.nan
@@ -286,12 +296,18 @@ class Trainer:
 
     def _after_step(self) -> Iterator[Report]:
         yield self.report("step", train_loss=self.smooth / self.smooth_weight)
-        if self.clock.note:
-            yield self.report("notice", text=self.clock.note)
+        yield from self._thread_news()
         if self.cfg.sample_every and self.state.step % self.cfg.sample_every == 0:
             yield self.sample()
         if hint := self.clock.busy_note():
             yield self.report("notice", text=hint)
+
+    def _thread_news(self) -> Iterator[Report]:
+        """What the thread plan and the chooser found since the latest report."""
+        news = self.threads.news + ([self.clock.note] if self.clock.note else [])
+        self.threads.news, self.clock.note = [], None
+        for text in news:
+            yield self.report("notice", text=text)
 
     def _opening(self) -> Iterator[Report]:
         s = self.state
@@ -369,9 +385,7 @@ def train(corpus: Corpus, output: str | Path, *, model_options: dict[str, Any] |
                                         train_options, path)
     else:
         state, cfg, notes = new_run(corpus, model_options, train_options, dtype)
-    val_chars = len(split_train_val(corpus.ids, cfg.val_frac)[1])
-    plan = plan_threads(threads, run_products(state.model, cfg.batch_size, cfg.seq_len,
-                                              val_chars))
+    plan = plan_threads(threads)
     trainer = Trainer(state, cfg, corpus, path, saved=state.step if resume else None,
                       should_stop=should_stop, threads=plan,
                       notes=corpus.notes() + notes + plan.notes)
