@@ -282,8 +282,8 @@ def test_ids_must_be_batch_by_time():
 PACKAGE = Path(__file__).resolve().parents[1] / "charrnn"
 # who may import whom (DESIGN.md section 2): cli on top, numpy at the bottom
 ALLOWED = {
-    "cli": {"display", "training", "checkpoint", "diagnostics", "model", "data", "sampling",
-            "config", "errors"},
+    "cli": {"display", "training", "checkpoint", "diagnostics", "model", "data", "vocab",
+            "sampling", "config", "errors"},
     "display": {"data", "config", "errors"},
     "diagnostics": {"data", "model", "config", "errors"},
     "training": {"blas", "checkpoint", "model", "data", "sampling", "optim", "config", "errors"},

@@ -13,6 +13,7 @@ from click.core import ParameterSource
 
 from .. import __version__
 from ..errors import CharRNNError, DataError
+from ..vocab import apply_unknown_policy, left_out_note
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -170,12 +171,6 @@ def load_model(path: str):
     return load_checkpoint(path).model
 
 
-def escaped(ch: str) -> str:
-    from ..data import escape_char
-
-    return f"{escape_char(ch)} (U+{ord(ch):04X})"
-
-
 def normalised(text: str) -> str:
     """Text given on the command line, read as a file would be: no byte-order mark, and
     ``\r\n`` as ``\n``."""
@@ -201,19 +196,10 @@ def read_text(paths, encoding: str, what: str, max_chars: int | None = None):
         raise DataError(f"the {what} is empty: {str(e).split(': ', 1)[-1]}") from None
 
 
-def note_left_out(missing) -> None:
-    click.echo(f"note: left out {sum(u['count'] for u in missing):,} character(s) the model "
-               "never saw: " + ", ".join(escaped(u["char"]) for u in missing), err=True)
-
-
-def unknown_message(unknown, what: str) -> str:
-    def times(n: int) -> str:
-        return "once" if n == 1 else f"{n:,} times"
-
-    shown = ", ".join(f"{u['escaped']} (" + ("" if u["escaped"].startswith("U+") else
-                                            f"U+{u['codepoint']:04X}, ") + f"{times(u['count'])})"
-                      for u in unknown[:20])
-    more = f", and {len(unknown) - 20} more" if len(unknown) > 20 else ""
-    n = sum(u["count"] for u in unknown)
-    return (f"the {what} has {n:,} character(s) the model never saw, {len(unknown)} distinct: "
-            f"{shown}{more}; pass --unknown skip to leave them out")
+def apply_unknown_option(vocab, counts, policy: str, what: str) -> dict[str, int]:
+    """The --unknown option on a text ({char: occurrences}): `vocab.apply_unknown_policy`,
+    and a note on stderr naming what it leaves out."""
+    missing = apply_unknown_policy(vocab, counts, policy, what)
+    if missing:
+        click.echo(f"note: {left_out_note(missing)}", err=True)
+    return missing

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import click
 
-from ..errors import DataError, VocabularyError
+from ..errors import DataError
+from ..vocab import UNKNOWN_POLICIES, leave_out
 from .common import (
     CONTEXT,
     ENCODING,
+    apply_unknown_option,
     errors_to_exit,
     load_checkpoint,
     main,
     normalised,
-    note_left_out,
     option_range,
     read_text,
-    unknown_message,
 )
 
 TEXT_VIEW_CHARS = 2000  # default --max-chars: characters of --text/--prime shown
@@ -25,15 +25,7 @@ def _encode(model, text: str, unknown: str, what: str):
     """(kept text, ids) of a str over the model's vocabulary; unknowns refused or dropped."""
     from collections import Counter
 
-    from ..diagnostics import unknown_chars
-
-    missing = unknown_chars(model.vocab, Counter(text))
-    if missing and unknown == "error":
-        raise VocabularyError(unknown_message(missing, what))
-    if missing:
-        drop = {u["char"] for u in missing}
-        text = "".join(c for c in text if c not in drop)
-        note_left_out(missing)
+    text = leave_out(text, apply_unknown_option(model.vocab, Counter(text), unknown, what))
     return text, model.vocab.encode(text)
 
 
@@ -54,7 +46,7 @@ def _encode(model, text: str, unknown: str, what: str):
 @click.option("--max-chars", type=option_range(click.IntRange, 2, 100_000), default=TEXT_VIEW_CHARS,
               metavar="N", show_default=True,
               help="Characters of the text to read and show (at most 100,000).")
-@click.option("--unknown", type=click.Choice(["error", "skip"]), default="error",
+@click.option("--unknown", type=click.Choice(UNKNOWN_POLICIES), default="error",
               show_default=True, help="Text characters the model never saw: refuse, or drop.")
 @click.option("--encoding", type=ENCODING, default="utf-8", show_default=True,
               help="Encoding of --text.")

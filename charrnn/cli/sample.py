@@ -9,19 +9,18 @@ from contextlib import suppress
 
 import click
 
-from ..errors import VocabularyError
+from ..vocab import UNKNOWN_POLICIES, leave_out
 from .common import (
     CONTEXT,
     ENCODING,
+    apply_unknown_option,
     errors_to_exit,
     given_options,
     load_model,
     main,
     normalised,
-    note_left_out,
     option_range,
     read_text,
-    unknown_message,
 )
 
 
@@ -96,7 +95,7 @@ class _Out:
 @click.option("--encoding", type=ENCODING, default="utf-8", show_default=True,
               help="Text encoding of --prime-file (e.g. latin-1, cp1252).")
 @click.option("--no-echo-prime", is_flag=True, help="Do not print the prime before the text.")
-@click.option("--unknown", type=click.Choice(["error", "skip"]), default="error",
+@click.option("--unknown", type=click.Choice(UNKNOWN_POLICIES), default="error",
               show_default=True, help="Prime characters the model never saw: refuse, or drop.")
 @click.option("--seed", type=option_range(click.IntRange, 0), default=None,
               help="Same seed, same text (default: a fresh random seed, shown on a terminal "
@@ -110,8 +109,6 @@ def sample(model_path, length, temperature, top_k, top_p, greedy, prime, prime_f
     """Generate text from a trained model, streamed to stdout as it is produced."""
     import json
     from collections import Counter
-
-    from ..diagnostics import unknown_chars
 
     with errors_to_exit(debug):
         if greedy:
@@ -135,16 +132,11 @@ def sample(model_path, length, temperature, top_k, top_p, greedy, prime, prime_f
             seed = secrets.randbelow(2**32)
             if sys.stderr.isatty():
                 click.echo(f"seed {seed} (--seed {seed} gives this text again)", err=True)
-        missing = unknown_chars(model.vocab, Counter(prime))  # worded as inspect and eval do
-        if missing and unknown == "error":
-            raise VocabularyError(unknown_message(missing, "prime"))
+        missing = apply_unknown_option(model.vocab, Counter(prime), unknown, "prime")
         stream = model.stream(length, prime=prime, temperature=temperature, top_k=top_k,
                               top_p=top_p, greedy=greedy, seed=seed, num_samples=num_samples,
                               skip_unknown=True)
-        if missing:
-            note_left_out(missing)
-        dropped = set(stream.dropped)
-        kept = "".join(c for c in prime if c not in dropped) if dropped else prime
+        kept = leave_out(prime, missing)
         head = "" if no_echo_prime else kept
         out = _Out(model.vocab.chars, json=as_json)
         try:
