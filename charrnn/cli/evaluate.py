@@ -10,7 +10,7 @@ from .common import (
     CONTEXT,
     ENCODING,
     apply_unknown_option,
-    errors_to_exit,
+    debug_option,
     load_model,
     main,
     read_text,
@@ -29,8 +29,8 @@ EVAL_PROGRESS_CHARS = 20_000  # texts at least this long get a progress bar (on 
               help="Text encoding of the files (e.g. latin-1, cp1252).")
 @click.option("--json", "as_json", is_flag=True, help="The figures as one JSON object.")
 @click.option("--no-color", is_flag=True, help="No colors (also: NO_COLOR=1).")
-@click.option("--debug", is_flag=True, help="Show tracebacks.")
-def evaluate(model_path, texts, unknown, encoding, as_json, no_color, debug):
+@debug_option
+def evaluate(model_path, texts, unknown, encoding, as_json, no_color):
     """Loss, perplexity and bits per character of MODEL on held-out TEXT (files, a directory,
     or - for stdin).
 
@@ -41,28 +41,27 @@ def evaluate(model_path, texts, unknown, encoding, as_json, no_color, debug):
 
     from .. import diagnostics, display, training
 
-    with errors_to_exit(debug):
-        model = load_model(model_path)
-        corpus = read_text(texts, encoding, "text")
-        for note in corpus.notes():
-            click.echo(f"note: {note}", err=True)
-        missing = apply_unknown_option(model.vocab, diagnostics.char_counts(corpus), unknown,
-                                       "text")
-        ids = corpus.encode(model.vocab, skip_unknown=True)
-        if len(ids) < 2:
-            raise DataError(f"the text has {len(ids)} character(s)"
-                            + (" the model knows" if missing else "")
-                            + "; at least 2 are needed to predict one")
-        console = display.make_console(no_color=no_color)
-        big = len(ids) >= EVAL_PROGRESS_CHARS
-        with display.eval_progress(console if big else None, len(ids) - 1) as on_progress:
-            loss = training.evaluate(model, ids, on_progress)  # exactly as training scores
-        result = {"model": model_path, "text": corpus.name, "files": list(corpus.files),
-                  "characters": int(len(ids)), "predictions": int(len(ids) - 1),
-                  **diagnostics.figures(loss),
-                  "unknown": {"policy": unknown, "count": sum(missing.values()),
-                              "chars": diagnostics.unknown_chars(model.vocab, missing)}}
-        if as_json:
-            click.echo(json.dumps(diagnostics.plain(result), ensure_ascii=True))
-        else:
-            click.echo(display.eval_lines(result))
+    model = load_model(model_path)
+    corpus = read_text(texts, encoding, "text")
+    for note in corpus.notes():
+        click.echo(f"note: {note}", err=True)
+    missing = apply_unknown_option(model.vocab, diagnostics.char_counts(corpus), unknown,
+                                   "text")
+    ids = corpus.encode(model.vocab, skip_unknown=True)
+    if len(ids) < 2:
+        raise DataError(f"the text has {len(ids)} character(s)"
+                        + (" the model knows" if missing else "")
+                        + "; at least 2 are needed to predict one")
+    console = display.make_console(no_color=no_color)
+    big = len(ids) >= EVAL_PROGRESS_CHARS
+    with display.eval_progress(console if big else None, len(ids) - 1) as on_progress:
+        loss = training.evaluate(model, ids, on_progress)  # exactly as training scores
+    result = {"model": model_path, "text": corpus.name, "files": list(corpus.files),
+              "characters": int(len(ids)), "predictions": int(len(ids) - 1),
+              **diagnostics.figures(loss),
+              "unknown": {"policy": unknown, "count": sum(missing.values()),
+                          "chars": diagnostics.unknown_chars(model.vocab, missing)}}
+    if as_json:
+        click.echo(json.dumps(diagnostics.plain(result), ensure_ascii=True))
+    else:
+        click.echo(display.eval_lines(result))
