@@ -283,13 +283,13 @@ PACKAGE = Path(__file__).resolve().parents[1] / "charrnn"
 # who may import whom (DESIGN.md section 2): cli on top, numpy at the bottom
 ALLOWED = {
     "cli": {"display", "training", "evaluation", "output_guard", "checkpoint", "diagnostics",
-            "model", "data", "sampling", "config", "errors"},
+            "model", "data", "vocab", "sampling", "config", "errors"},
     "display": {"data", "config", "errors"},
     "diagnostics": {"data", "model", "config", "errors"},
     "training": {"runs", "train_threads", "evaluation", "output_guard", "checkpoint", "model",
                  "data", "sampling", "blas", "optim", "config", "errors"},
     "runs": {"checkpoint", "model", "data", "optim", "config", "errors"},
-    "train_threads": {"blas", "evaluation", "sampling", "config", "errors"},
+    "train_threads": {"blas", "config", "errors"},
     "evaluation": {"model"},
     "checkpoint": {"npzfile", "model", "data", "optim", "config", "errors"},
     "npzfile": {"output_guard", "errors"},

@@ -413,15 +413,15 @@ def test_sigterm_saves_where_it_stopped_and_exits_143(tmp_path):
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_second_signal_quits_at_once_with_that_signals_exit_code(sig, code, capsys):
     from charrnn import display
-    from charrnn.cli.common import errors_to_exit
+    from charrnn.cli.common import errors_to_exit, interrupt_message
     from charrnn.cli.train import _StopFlag
 
     flag = _StopFlag(display.make_console(no_color=True))
     assert not flag()
     flag._handle(sig, None)  # the first: stop after the step and save
     assert flag() and flag.exit_code == code
-    with pytest.raises(SystemExit) as exit_, errors_to_exit(False, "interrupted; files are "
-                                                                   "as they were"):
+    with pytest.raises(SystemExit) as exit_, errors_to_exit(), \
+            interrupt_message("interrupted; files are as they were"):
         flag._handle(sig, None)  # the second: at once
     assert exit_.value.code == code
     assert "Error: interrupted; files are as they were" in capsys.readouterr().err

@@ -25,8 +25,9 @@ from .common import (
     CONTEXT,
     ENCODING,
     Duration,
-    errors_to_exit,
+    debug_option,
     given_options,
+    interrupt_message,
     main,
     option_range,
     silence,
@@ -115,9 +116,9 @@ class _Threads(click.ParamType):
                    "the cores busy, but the model then depends on the machine's load in its "
                    "last bits). Default: NumPy's.")
 @click.option("--no-color", is_flag=True, help="No colors (also: NO_COLOR=1).")
-@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@debug_option
 @click.pass_context
-def train(ctx, corpus, output, resume, force, encoding, threads, no_color, debug, **options):
+def train(ctx, corpus, output, resume, force, encoding, threads, no_color, **options):
     """Train a model on CORPUS (files, a directory of text files, or - for stdin).
 
     Shows live progress on stderr and writes the model to --output at every evaluation, at
@@ -138,7 +139,7 @@ def train(ctx, corpus, output, resume, force, encoding, threads, no_color, debug
     train_options = pick([f for f in TrainConfig.__dataclass_fields__ if f in ctx.params])
     console = display.make_console(no_color=no_color)
     stop = _StopFlag(console)
-    with errors_to_exit(debug, "interrupted; files are as they were at the last save"):
+    with interrupt_message("interrupted; files are as they were at the last save"):
         if is_corpus_file(output, corpus_files(corpus)):
             raise click.BadParameter(f"{click.format_filename(output)} is a file of the corpus",
                                      param_hint="-o/--output")

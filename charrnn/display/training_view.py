@@ -118,8 +118,6 @@ class TrainingView:
         elif r.kind == "eval" and not self.live:
             self._log(r)
             self.last_plain = time.monotonic()
-        elif r.kind == "saved" and not self.live:
-            pass
         if self.progress is not None and r.kind in ("step", "eval", "saved", "done"):
             done, total = _fraction(r)
             self.progress.update(self.task, completed=done, total=total or None,
