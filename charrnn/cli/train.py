@@ -111,10 +111,10 @@ class _Threads(click.ParamType):
 @click.option("--encoding", type=ENCODING, default="utf-8", show_default=True,
               help="Text encoding of the corpus files (e.g. latin-1, cp1252).")
 @click.option("--threads", type=_Threads(), default=None, metavar="N|auto",
-              help="BLAS threads for the matrix products: a number, or auto (time the steps "
-                   "and keep the faster of all and one; much faster while other programs keep "
-                   "the cores busy, but the model then depends on the machine's load in its "
-                   "last bits). Default: NumPy's.")
+              help="BLAS threads for the matrix products. Default: follow the machine's load "
+                   "(NumPy's count, or one while other programs keep the cores busy), where "
+                   "that cannot change the model. A number pins the count; auto follows the "
+                   "load even where the model then depends on it in its last bits.")
 @click.option("--no-color", is_flag=True, help="No colors (also: NO_COLOR=1).")
 @debug_option
 @click.pass_context
