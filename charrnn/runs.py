@@ -39,6 +39,7 @@ class RunState:
     window: int = 0  # the next window of the current pass
     epoch: int = 0  # passes completed
     elapsed_before: float = 0.0  # training seconds of earlier invocations
+    spent_before: dict[str, float] = field(default_factory=dict)  # their seconds per phase
     history: list[dict[str, Any]] = field(default_factory=list)  # one row per evaluation
     best_params: dict[str, np.ndarray] | None = None  # None: the latest weights are the best
     best: dict[str, Any] | None = None  # {"step", "val_loss"} of the best evaluation
@@ -153,7 +154,8 @@ def resumed_run(ck: checkpoint.Checkpoint, corpus: Corpus, model_options: dict[s
                          f"uses {rs.train_config.optimizer}")
     rng = np.random.default_rng()
     rng.bit_generator.state = rs.rng_state
-    state = RunState(model, optimizer, rng, rs.hidden.copy(), rs.step, rs.window, rs.epoch,
-                     rs.elapsed, list(ck.history),
-                     {k: v.copy() for k, v in ck.model.params.items()}, ck.best)
+    state = RunState(model, optimizer, rng, rs.hidden.copy(), step=rs.step, window=rs.window,
+                     epoch=rs.epoch, elapsed_before=rs.elapsed, history=list(ck.history),
+                     best_params={k: v.copy() for k, v in ck.model.params.items()},
+                     best=ck.best)
     return state, tcfg, notes

@@ -13,7 +13,8 @@ from charrnn.config import TrainConfig
 from charrnn.data import read_corpus
 from charrnn.errors import DivergenceError
 from charrnn.runs import new_run
-from charrnn.training import COSINE_FLOOR, Trainer, lr_at
+from charrnn.schedule import COSINE_FLOOR, lr_at
+from charrnn.training import Trainer
 
 SONNETS = Path(__file__).resolve().parents[1] / "corpora" / "sonnets.txt"
 TINY = {"cell": "lstm", "hidden_size": 12, "num_layers": 1}
