@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .data import escape_char
+from .data import escape_char, validation_chars
 
 __all__ = ["GATE_NAMES", "char_counts", "figures", "gate_biases", "model_report", "plain",
            "recurrent_spectra", "steps_per_epoch", "tensor_stats", "text_report",
@@ -125,9 +125,9 @@ def vocabulary(vocab, counts=None) -> list[dict[str, Any]]:
 
 def steps_per_epoch(chars: int, val_frac: float, batch_size: int, seq_len: int) -> int:
     """Training windows per pass over a corpus of `chars` characters, as training cuts it
-    (data.split_train_val keeps the first n - round(n * val_frac); StreamBatches makes
-    (n_train - 1) // B columns per stream, read T at a time)."""
-    train = chars - int(chars * val_frac + 0.5)
+    (data.split_train_val keeps the first n - validation_chars(n, val_frac); StreamBatches
+    makes (n_train - 1) // B columns per stream, read T at a time)."""
+    train = chars - validation_chars(chars, val_frac)
     return max(train - 1, 0) // batch_size // seq_len
 
 
