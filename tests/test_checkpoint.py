@@ -608,6 +608,8 @@ def _set(path, value):
     (["history", 0, "step"], 1.5, ["history row 0 step must be a non-negative integer"]),
     (["history", 0, "step"], True, ["step must be a non-negative integer, not True"]),
     (["history", 0, "notes"], {"a": 1}, ["history row 0 'notes' must be a plain value"]),
+    (["history", 0, "time"], 10**400, ["history row 0 time must be a number, not 1000"]),
+    (["model_config", "dropout"], 10**400, ["model config: dropout must be at least 0"]),
     (["best", "val_loss"], [1], ["best val_loss must be a number or null"]),
     (["corpus", "size"], -1, ["corpus size must be a non-negative integer"]),
     (["resume", "optimizer"], "lbfgs", ["resume optimizer must be one of"]),
