@@ -63,6 +63,10 @@ class _Config:
         return dataclasses.replace(self, **changes)
 
 
+MAX_VOCAB_SIZE = 0x110000  # one id per Unicode code point, U+0000 to U+10FFFF
+MAX_HIDDEN_SIZE, MAX_LAYERS = 16384, 64  # far beyond use; keeps a typo from exhausting memory
+
+
 @dataclass(frozen=True)
 class ModelConfig(_Config):
     """What the network is; fixed for the life of a model."""
@@ -75,12 +79,15 @@ class ModelConfig(_Config):
 
     def __post_init__(self) -> None:
         check(self.cell in CELLS, f"cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
-        check(is_int(self.vocab_size) and 1 <= self.vocab_size <= 1_114_112,
-              f"vocab_size must be an integer from 1 to 1114112, not {self.vocab_size!r}")
-        check(is_int(self.hidden_size) and 1 <= self.hidden_size <= 16384,
-              f"hidden size must be an integer from 1 to 16384, not {self.hidden_size!r}")
-        check(is_int(self.num_layers) and 1 <= self.num_layers <= 64,
-              f"number of layers must be an integer from 1 to 64, not {self.num_layers!r}")
+        check(is_int(self.vocab_size) and 1 <= self.vocab_size <= MAX_VOCAB_SIZE,
+              f"vocab_size must be an integer from 1 to {MAX_VOCAB_SIZE}, not "
+              f"{self.vocab_size!r}")
+        check(is_int(self.hidden_size) and 1 <= self.hidden_size <= MAX_HIDDEN_SIZE,
+              f"hidden size must be an integer from 1 to {MAX_HIDDEN_SIZE}, not "
+              f"{self.hidden_size!r}")
+        check(is_int(self.num_layers) and 1 <= self.num_layers <= MAX_LAYERS,
+              f"number of layers must be an integer from 1 to {MAX_LAYERS}, not "
+              f"{self.num_layers!r}")
         check(is_number(self.dropout) and 0.0 <= self.dropout < 1.0,
               f"dropout must be at least 0 and below 1, not {self.dropout!r}")
 
@@ -115,6 +122,7 @@ class ModelConfig(_Config):
 
 MAX_SEQ_LEN = MAX_BATCH_SIZE = 100_000  # far beyond use; keeps a typo from exhausting memory
 MAX_THREADS = 1024  # BLAS threads a run may ask for (OpenBLAS caps it at its own build's limit)
+MAX_SEED = 2**63 - 1  # the largest signed 64-bit integer
 
 
 @dataclass(frozen=True)
@@ -178,5 +186,5 @@ class TrainConfig(_Config):
               f"sample interval must be a non-negative integer, not {self.sample_every!r}")
         check(is_int(self.sample_length) and self.sample_length >= 1,
               f"sample length must be a positive integer, not {self.sample_length!r}")
-        check(is_int(self.seed) and 0 <= self.seed < 2**63,
+        check(is_int(self.seed) and 0 <= self.seed <= MAX_SEED,
               f"seed must be a non-negative integer, not {self.seed!r}")

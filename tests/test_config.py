@@ -1,4 +1,5 @@
-"""The settings' validators: what counts as an integer or a number, and the error they raise."""
+"""The settings' validators (what counts as an integer or a number, the error they raise) and
+the limits the configs and the command line share."""
 
 from __future__ import annotations
 
@@ -6,8 +7,22 @@ import math
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
-from charrnn.config import ModelConfig, TrainConfig, check, is_int, is_number
+from charrnn.cli import main
+from charrnn.config import (
+    MAX_BATCH_SIZE,
+    MAX_HIDDEN_SIZE,
+    MAX_LAYERS,
+    MAX_SEED,
+    MAX_SEQ_LEN,
+    MAX_VOCAB_SIZE,
+    ModelConfig,
+    TrainConfig,
+    check,
+    is_int,
+    is_number,
+)
 from charrnn.errors import ConfigError
 
 
@@ -49,3 +64,33 @@ def test_an_integer_too_large_for_a_float_is_refused_like_any_bad_value():
     with pytest.raises(ConfigError, match=r"^hidden size must be an integer from 1 to 16384, "
                                           r"not np\.int64\(8\)$"):
         ModelConfig(hidden_size=np.int64(8))  # a config holds Python numbers only (JSON's)
+
+
+@pytest.mark.parametrize("option,cls,field,limit,message", [
+    ("--hidden-size", ModelConfig, "hidden_size", MAX_HIDDEN_SIZE,
+     f"hidden size must be an integer from 1 to {MAX_HIDDEN_SIZE}, not"),
+    ("--num-layers", ModelConfig, "num_layers", MAX_LAYERS,
+     f"number of layers must be an integer from 1 to {MAX_LAYERS}, not"),
+    ("--seq-len", TrainConfig, "seq_len", MAX_SEQ_LEN,
+     f"sequence length must be an integer from 1 to {MAX_SEQ_LEN:,}, not"),
+    ("--batch-size", TrainConfig, "batch_size", MAX_BATCH_SIZE,
+     f"batch size must be an integer from 1 to {MAX_BATCH_SIZE:,}, not"),
+    ("--seed", TrainConfig, "seed", MAX_SEED, "seed must be a non-negative integer, not"),
+])
+def test_the_command_line_takes_exactly_the_configs_range(tmp_path, option, cls, field, limit,
+                                                          message):
+    assert getattr(cls(**{field: limit}), field) == limit
+    with pytest.raises(ConfigError, match=f"^{message} {limit + 1}$"):
+        cls(**{field: limit + 1})
+    r = CliRunner().invoke(main, ["train", str(tmp_path / "none.txt"), option, str(limit + 1)])
+    assert r.exit_code == 2
+    assert f"Invalid value for '{option}': {limit + 1} is not in the range " in r.output
+    assert f"<=x<={limit}." in r.output
+
+
+def test_limits_named_once():
+    assert (MAX_VOCAB_SIZE, MAX_HIDDEN_SIZE, MAX_LAYERS, MAX_SEED) == (1_114_112, 16384, 64,
+                                                                       2**63 - 1)
+    ModelConfig(vocab_size=MAX_VOCAB_SIZE)
+    with pytest.raises(ConfigError, match="^vocab_size must be an integer from 1 to 1114112, "):
+        ModelConfig(vocab_size=MAX_VOCAB_SIZE + 1)
