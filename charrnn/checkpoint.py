@@ -61,7 +61,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import OPTIMIZERS, ModelConfig, TrainConfig, is_int, is_number
+from .config import OPTIMIZERS, ModelConfig, TrainConfig, is_int, is_number, plain
 from .errors import CheckpointError, ConfigError, DataError
 from .model import CharRNN
 from .npzfile import (
@@ -355,15 +355,6 @@ def describe(path) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- writing
 
-def _plain(v: Any) -> Any:
-    """numpy scalars -> Python scalars, tuples -> lists, so that json can write them."""
-    if isinstance(v, dict):
-        return {str(k): _plain(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_plain(x) for x in v]
-    return v.item() if isinstance(v, np.generic) else v
-
-
 def _pack(model: CharRNN, resume, history, corpus, best) -> tuple[bytes, dict]:
     check(isinstance(model, CharRNN), f"expected a CharRNN, not {type(model).__name__}")
     check(model.vocab is not None, "the model has no vocabulary (set model.vocab)")
@@ -387,7 +378,8 @@ def _pack(model: CharRNN, resume, history, corpus, best) -> tuple[bytes, dict]:
     arrays = {k: a.astype(a.dtype.newbyteorder("<") if a.dtype.kind in "fiu" else a.dtype,
                           order="C", copy=False)  # so that it is stored in C order
               for k, a in arrays.items()}
-    text = json.dumps(_plain(meta), separators=(",", ":"))  # ASCII: any str survives
+    # ASCII: any str survives; a NaN is kept, so that the check below names it
+    text = json.dumps(plain(meta, keep_non_finite=True), separators=(",", ":"))
     # check all as load will (NaN in the JSON included), so that a save never replaces a good
     # file with one that does not load
     want = _expected(_parse_meta(json.loads(text)))

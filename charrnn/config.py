@@ -1,4 +1,5 @@
-"""Frozen, validated configuration: what a model is and how it is trained."""
+"""Frozen, validated configuration: what a model is and how it is trained; and the plain-value
+rules configs, model files and reports share (what is an integer or a number, JSON-ready data)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,20 @@ def is_number(x: Any, *, numpy: bool = False) -> bool:
         return False
     # an int is compared, not converted: math.isfinite(10**400) would raise OverflowError
     return abs(x) <= sys.float_info.max if isinstance(x, int) else math.isfinite(x)
+
+
+def plain(value: Any, *, keep_non_finite: bool = False) -> Any:
+    """JSON-ready: NumPy scalars as Python's, tuples as lists, keys as str, NaN and infinities
+    as None (strict JSON has neither); keep_non_finite=True leaves them for a check to name."""
+    if isinstance(value, dict):
+        return {str(k): plain(v, keep_non_finite=keep_non_finite) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v, keep_non_finite=keep_non_finite) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if not keep_non_finite and isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 class _Config:

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from .config import plain  # the commands print reports through it
 from .data import escape_char, validation_chars
 
 __all__ = ["GATE_NAMES", "char_counts", "figures", "gate_biases", "model_report", "plain",
@@ -240,16 +241,3 @@ def unknown_chars(vocab, counts: dict[str, int]) -> list[dict[str, Any]]:
     missing = vocab.unknown("".join(sorted(counts)))
     return [{"char": c, "escaped": escape_char(c), "codepoint": ord(c), "count": counts[c]}
             for c in missing]
-
-
-def plain(value: Any) -> Any:
-    """JSON-ready: numpy scalars as Python numbers, NaN and infinities as None."""
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

@@ -3,12 +3,14 @@ the limits the configs and the command line share."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from charrnn import diagnostics
 from charrnn.cli import main
 from charrnn.config import (
     MAX_BATCH_SIZE,
@@ -22,6 +24,7 @@ from charrnn.config import (
     check,
     is_int,
     is_number,
+    plain,
 )
 from charrnn.errors import ConfigError
 
@@ -54,6 +57,17 @@ def test_is_int(x, plain, with_numpy):
 def test_is_number(x, plain, with_numpy):
     assert is_number(x) is plain
     assert is_number(x, numpy=True) is with_numpy
+
+
+def test_plain_makes_json_ready_data():
+    value = {"a": (np.float32(1.5), np.int64(2), np.str_("s")),
+             3: [math.nan, np.float64(np.inf), -math.inf, None, "x", True, {"b": ()}]}
+    assert plain(value) == {"a": [1.5, 2, "s"], "3": [None, None, None, None, "x", True, {"b": []}]}
+    assert json.dumps(plain(value), allow_nan=False)  # strict JSON: no NaN
+    kept = plain(value, keep_non_finite=True)["3"]
+    assert math.isnan(kept[0]) and kept[1:] == [math.inf, -math.inf, None, "x", True, {"b": []}]
+    assert type(plain(np.int64(2))) is int and type(plain(np.float32(0.5))) is float
+    assert diagnostics.plain is plain  # what inspect --json and eval --json print through
 
 
 def test_an_integer_too_large_for_a_float_is_refused_like_any_bad_value():
