@@ -393,13 +393,11 @@ def _pack(model: CharRNN, resume, history, corpus, best) -> tuple[bytes, dict]:
 
 def save(path, model, *, resume: ResumeState | None = None, history=(), corpus=None,
          best=None) -> Path:
-    """Write a model file atomically; ``save(model, path)`` works too.
+    """Write a model file atomically.
 
     ``corpus`` is a dict of facts or a ``charrnn.data.Corpus``. Everything is first checked
     as ``load`` checks it, so a save never replaces a good file with one that does not load.
     """
-    if isinstance(path, CharRNN) and not isinstance(model, CharRNN):
-        path, model = model, path
     path = Path(path)
     try:
         meta, arrays = _pack(model, resume, history, corpus, best)
