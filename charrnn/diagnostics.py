@@ -28,7 +28,7 @@ __all__ = ["GATE_NAMES", "char_counts", "figures", "gate_biases", "model_report"
            "recurrent_spectra", "steps_per_epoch", "tensor_stats", "text_report",
            "unknown_chars", "vocabulary"]
 
-#: the gate blocks of W_x, W_h and b, in column order (DESIGN.md section 3)
+#: the gate blocks of W_x, W_h and b, in column order (the order charrnn.cells computes them in)
 GATE_NAMES = {"rnn": ("h",), "gru": ("r", "z", "n"), "lstm": ("i", "f", "g", "o")}
 #: gates squashed by a sigmoid (their bias sets how open they are at rest)
 SIGMOID_GATES = {"rnn": (), "gru": ("r", "z"), "lstm": ("i", "f", "o")}
