@@ -29,30 +29,26 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .errors import CharRNNError, ConfigError
+from .config import check as _check
+from .config import is_int, is_number
+from .errors import CharRNNError
 
 __all__ = ["Stepper", "Stream", "probabilities", "sample", "stream"]
 
 PRIME_CHUNK = 2048  # prime characters per forward call: bounds the forward cache's memory
 
 
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise ConfigError(message)
-
-
 def _is_int(x) -> bool:
-    return isinstance(x, int | np.integer) and not isinstance(x, bool)
+    """Sampling options take NumPy's integers too (a seed or a count computed with NumPy)."""
+    return is_int(x, numpy=True)
 
 
 def _check_filters(temperature, top_k, top_p) -> None:
-    _check(isinstance(temperature, int | float | np.floating) and not isinstance(temperature, bool)
-           and math.isfinite(temperature) and temperature > 0,
+    _check(is_number(temperature, numpy=True) and temperature > 0,
            f"temperature must be a positive number, not {temperature!r}")
     _check(top_k is None or (_is_int(top_k) and top_k >= 1),
            f"top-k must be a positive integer, not {top_k!r}")
-    _check(top_p is None or (isinstance(top_p, int | float | np.floating)
-                             and not isinstance(top_p, bool) and 0 < top_p <= 1),
+    _check(top_p is None or (is_number(top_p, numpy=True) and 0 < top_p <= 1),
            f"top-p must be in (0, 1], not {top_p!r}")
 
 

@@ -280,7 +280,7 @@ def test_ids_must_be_batch_by_time():
 # ----------------------------------------------------------------------------- layout
 
 PACKAGE = Path(__file__).resolve().parents[1] / "charrnn"
-# who may import whom (DESIGN.md section 2): cli on top, numpy at the bottom
+# who may import whom: cli on top, numpy at the bottom
 ALLOWED = {
     "cli": {"display", "training", "evaluation", "output_guard", "checkpoint", "diagnostics",
             "model", "data", "vocab", "sampling", "config", "errors"},

@@ -351,6 +351,25 @@ def test_bad_options_raise_config_error(options):
         Stream(make_model("rnn"), 10, **options)
 
 
+def test_options_computed_with_numpy_are_taken():
+    model = make_model("rnn")
+    options = {"temperature": np.float64(0.8), "top_k": np.int64(3), "top_p": np.int64(1),
+               "seed": np.uint32(4), "num_samples": np.int8(2)}
+    assert sample(model, np.int16(12), **options) == sample(
+        model, 12, temperature=0.8, top_k=3, top_p=1, seed=4, num_samples=2)
+
+
+@pytest.mark.parametrize("options,message", [
+    ({"temperature": 10**400}, "temperature must be a positive number, not 1000"),
+    ({"temperature": True}, "temperature must be a positive number, not True"),
+    ({"top_p": np.float32(np.nan)}, r"top-p must be in \(0, 1\], not np.float32\(nan\)"),
+    ({"top_k": np.float64(2.0)}, r"top-k must be a positive integer, not np.float64\(2.0\)"),
+])
+def test_bad_option_messages(options, message):
+    with pytest.raises(ConfigError, match="^" + message):
+        Stream(make_model("rnn"), 10, **options)
+
+
 @pytest.mark.parametrize("length", [-1, 2.0, None])
 def test_bad_length_raises_config_error(length):
     with pytest.raises(ConfigError, match="length"):

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from charrnn import checkpoint
 from charrnn.cli import main
+from charrnn.data import validation_chars
 from charrnn.model import CharRNN
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -171,7 +172,7 @@ def test_epochs_cross_and_resume_finishes_the_run(corpus, tmp_path):
     r = train(corpus, out, "--epochs", "2", "--eval-every", "1000")
     assert r.exit_code == 0, r.output
     ck = checkpoint.load(out)
-    per_epoch = (int(6000 * 0.9 + 0.5) - 1) // 4 // 16
+    per_epoch = (6000 - validation_chars(6000, 0.1) - 1) // 4 // 16
     assert ck.resume.step == 2 * per_epoch and ck.resume.epoch == 2 and ck.resume.window == 0
     r = run(["train", corpus, "-o", out, "--resume"])
     assert r.exit_code == 0 and checkpoint.load(out).resume.step == 2 * per_epoch

@@ -15,6 +15,9 @@ from ..config import (
     CELLS,
     LR_SCHEDULES,
     MAX_BATCH_SIZE,
+    MAX_HIDDEN_SIZE,
+    MAX_LAYERS,
+    MAX_SEED,
     MAX_SEQ_LEN,
     MAX_THREADS,
     OPTIMIZERS,
@@ -58,10 +61,10 @@ class _Threads(click.ParamType):
               help="Model file to write (atomically, at every evaluation).")
 @click.option("--cell", type=click.Choice(CELLS), default=_MD.cell, show_default=True,
               help="Recurrent cell.")
-@click.option("--hidden-size", type=option_range(click.IntRange, 1, 16384), default=_MD.hidden_size,
-              show_default=True, help="Units per layer.")
-@click.option("--num-layers", type=option_range(click.IntRange, 1, 64), default=_MD.num_layers,
-              show_default=True, help="Stacked recurrent layers.")
+@click.option("--hidden-size", type=option_range(click.IntRange, 1, MAX_HIDDEN_SIZE),
+              default=_MD.hidden_size, show_default=True, help="Units per layer.")
+@click.option("--num-layers", type=option_range(click.IntRange, 1, MAX_LAYERS),
+              default=_MD.num_layers, show_default=True, help="Stacked recurrent layers.")
 @click.option("--dropout", type=option_range(click.FloatRange, 0, 1, hi_open=True),
               default=_MD.dropout, show_default=True,
               help="Dropout rate between layers and before the output (training only).")
@@ -104,7 +107,7 @@ class _Threads(click.ParamType):
               show_default=True, help="Steps between progress samples (0: none).")
 @click.option("--sample-length", type=option_range(click.IntRange, 1), default=_TD.sample_length,
               show_default=True, help="Characters per progress sample.")
-@click.option("--seed", type=option_range(click.IntRange, 0, 2**63 - 1), default=_TD.seed,
+@click.option("--seed", type=option_range(click.IntRange, 0, MAX_SEED), default=_TD.seed,
               show_default=True, help="Seed for initialisation, dropout and samples.")
 @click.option("--resume", is_flag=True, help="Continue training the model in --output.")
 @click.option("--force", is_flag=True, help="Overwrite an existing --output.")
