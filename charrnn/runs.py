@@ -15,7 +15,7 @@ import numpy as np
 
 from . import checkpoint
 from .config import ModelConfig, TrainConfig
-from .data import Corpus, min_chars
+from .data import Corpus, min_chars, validation_chars
 from .errors import ConfigError, DataError, UsageError
 from .model import CharRNN
 from .optim import make_optimizer
@@ -68,7 +68,7 @@ def fit_to_corpus(cfg: TrainConfig, n_chars: int) -> tuple[TrainConfig, list[str
     """Shrink the window and the batch (and drop validation) so a small corpus still trains;
     say so."""
     notes = []
-    val_n = int(n_chars * cfg.val_frac + 0.5)
+    val_n = validation_chars(n_chars, cfg.val_frac)
     if cfg.val_frac > 0 and val_n < MIN_VAL_CHARS:
         cfg = cfg.replace(val_frac=0.0)
         notes.append("the corpus is too small to hold out validation text; training without "
