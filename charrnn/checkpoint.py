@@ -80,7 +80,7 @@ from .npzfile import (
 __all__ = ["FORMAT_VERSION", "Checkpoint", "ResumeState", "ModelNotFound", "save", "load",
            "describe"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 adds the validation record and the resume section's time split
 MAGIC = "charrnn-model"
 MAX_META = 64 << 20  # bytes of JSON metadata
 _FLOATS = {"float32": "<f4", "float64": "<f8"}
@@ -110,6 +110,7 @@ class ResumeState:
     elapsed: float = 0.0  # seconds of training so far
     window: int = 0  # index of the next training window within the epoch
     epoch: int = 0  # completed passes over the training text
+    spent: dict[str, float] = field(default_factory=dict)  # seconds per phase (timing.PHASES)
 
 
 @dataclass
@@ -121,6 +122,7 @@ class Checkpoint:
     history: list[dict[str, Any]] = field(default_factory=list)  # step, time, losses, lr
     corpus: dict[str, Any] | None = None  # name, size (bytes), sha256, chars, files
     best: dict[str, Any] | None = None  # {"step", "val_loss"} of the model's weights
+    validation: dict[str, int] | None = None  # what each val_loss scored: chars, of[, pieces]
     format_version: int = FORMAT_VERSION
     charrnn_version: str = field(default_factory=_version)  # the version that wrote it
     path: Path | None = None
@@ -166,6 +168,32 @@ def _config(cls, d: Any, what: str):
 _KEYS = {"format", "format_version", "charrnn_version", "dtype", "model_config", "best",
          "history", "corpus", "resume"}
 _RESUME = {"train_config", "optimizer", "step", "elapsed", "window", "epoch", "rng_state"}
+_ADDED = {2: ({"validation"}, {"spent"})}  # keys each format version adds: (top, resume)
+_VALIDATION = {"chars": _int, "of": _int}  # and, for a sample of pieces, pieces, piece_chars
+_PHASES = ("steps", "validation", "saving", "samples", "other")
+
+
+def _keys(version: int) -> tuple[set[str], set[str]]:
+    """The metadata's keys and the resume section's keys in a format version."""
+    top, resume = set(_KEYS), set(_RESUME)
+    for v, (more_top, more_resume) in _ADDED.items():
+        if version >= v:
+            top, resume = top | more_top, resume | more_resume
+    return top, resume
+
+
+def _check_validation(v: Any) -> None:
+    check(isinstance(v, dict) and set(_VALIDATION) <= set(v)
+          <= {*_VALIDATION, "pieces", "piece_chars"}
+          and all(is_int(x) and x >= 0 for x in v.values()),
+          f"validation must be a JSON object of counts (chars, of[, pieces, piece_chars]), "
+          f"not {shown(v)}")
+
+
+def _check_spent(v: Any) -> None:
+    check(isinstance(v, dict) and set(v) <= set(_PHASES)
+          and all(is_number(x) and x >= 0 for x in v.values()),
+          f"resume spent must be a JSON object of seconds per phase, not {shown(v)}")
 _ROW = {"step": _int, "time": _num, "train_loss": _num, "val_loss": _num_or_null, "lr": _num}
 
 
@@ -179,8 +207,11 @@ def _parse_meta(meta: Any) -> dict:
     _int(version, "format_version")
     check(version <= FORMAT_VERSION, f"written by charrnn {shown(writer)[1:-1]} (format "
            f"{version}); this charrnn {_version()} reads format {FORMAT_VERSION} — upgrade charrnn")
-    check(set(meta) == _KEYS, f"metadata keys differ from format {version}: "
-           f"{shown(sorted(set(meta) ^ _KEYS))}")
+    top, resume_keys = _keys(version)
+    check(set(meta) == top, f"metadata keys differ from format {version}: "
+           f"{shown(sorted(set(meta) ^ top))}")
+    if meta.get("validation") is not None:
+        _check_validation(meta["validation"])
     check(meta["dtype"] in list(_FLOATS), f"dtype must be float32 or float64, not "
            f"{shown(meta['dtype'])}")
     out = dict(meta, model_config=_config(ModelConfig, meta["model_config"], "model config"))
@@ -193,8 +224,10 @@ def _parse_meta(meta: Any) -> dict:
         _flat(meta["corpus"], "corpus", {"name": _str, "size": _int, "sha256": _str}, True)
     r = meta["resume"]
     if r is not None:
-        check(isinstance(r, dict) and set(r) == _RESUME,
-               f"resume must be a JSON object with the keys {sorted(_RESUME)}")
+        check(isinstance(r, dict) and set(r) == resume_keys,
+               f"resume must be a JSON object with the keys {sorted(resume_keys)}")
+        if "spent" in r:
+            _check_spent(r["spent"])
         check(r["optimizer"] in OPTIMIZERS, f"resume optimizer must be one of "
                f"{', '.join(OPTIMIZERS)}, not {shown(r['optimizer'])}")
         for k in ("step", "window", "epoch"):
@@ -328,9 +361,11 @@ def load(path, *, resume: bool = True) -> Checkpoint:
                 params={k: a[f"resume/params/{k}"] for k in names}, optimizer=r["optimizer"],
                 optimizer_state=opt, rng_state=r["rng_state"], hidden=a["resume/hidden"],
                 train_config=r["train_config"], step=r["step"], elapsed=float(r["elapsed"]),
-                window=r["window"], epoch=r["epoch"])
+                window=r["window"], epoch=r["epoch"],
+                spent={k: float(v) for k, v in r.get("spent", {}).items()})
     return Checkpoint(model=model, resume=state, history=meta["history"], corpus=meta["corpus"],
-                      best=meta["best"], format_version=meta["format_version"],
+                      best=meta["best"], validation=meta.get("validation"),
+                      format_version=meta["format_version"],
                       charrnn_version=meta["charrnn_version"], path=Path(path))
 
 
@@ -355,7 +390,7 @@ def describe(path) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- writing
 
-def _pack(model: CharRNN, resume, history, corpus, best) -> tuple[bytes, dict]:
+def _pack(model: CharRNN, resume, history, corpus, best, validation) -> tuple[bytes, dict]:
     check(isinstance(model, CharRNN), f"expected a CharRNN, not {type(model).__name__}")
     check(model.vocab is not None, "the model has no vocabulary (set model.vocab)")
     if corpus is not None and not isinstance(corpus, dict):  # a charrnn.data.Corpus
@@ -363,14 +398,15 @@ def _pack(model: CharRNN, resume, history, corpus, best) -> tuple[bytes, dict]:
                   "chars": len(corpus), "files": list(corpus.files)}
     meta = {"format": MAGIC, "format_version": FORMAT_VERSION, "charrnn_version": _version(),
             "dtype": model.dtype.name, "model_config": model.config.to_dict(),
-            "best": best, "history": list(history), "corpus": corpus, "resume": None}
+            "best": best, "history": list(history), "corpus": corpus, "resume": None,
+            "validation": validation}
     arrays = {"vocab": model.vocab.codepoints(),
               **{f"params/{k}": v for k, v in model.params.items()}}
     if resume is not None:
         meta["resume"] = {
             "train_config": resume.train_config.to_dict(), "optimizer": resume.optimizer,
             "step": resume.step, "elapsed": resume.elapsed, "window": resume.window,
-            "epoch": resume.epoch, "rng_state": resume.rng_state}
+            "epoch": resume.epoch, "rng_state": resume.rng_state, "spent": dict(resume.spent)}
         arrays.update({f"resume/params/{k}": v for k, v in resume.params.items()})
         arrays.update({f"resume/optim/{k}": v for k, v in resume.optimizer_state.items()})
         arrays["resume/hidden"] = resume.hidden
@@ -392,15 +428,16 @@ def _pack(model: CharRNN, resume, history, corpus, best) -> tuple[bytes, dict]:
 
 
 def save(path, model, *, resume: ResumeState | None = None, history=(), corpus=None,
-         best=None) -> Path:
+         best=None, validation=None) -> Path:
     """Write a model file atomically.
 
-    ``corpus`` is a dict of facts or a ``charrnn.data.Corpus``. Everything is first checked
+    ``corpus`` is a dict of facts or a ``charrnn.data.Corpus``; ``validation`` says what the
+    validation losses scored (``evaluation.validation_sample``). Everything is first checked
     as ``load`` checks it, so a save never replaces a good file with one that does not load.
     """
     path = Path(path)
     try:
-        meta, arrays = _pack(model, resume, history, corpus, best)
+        meta, arrays = _pack(model, resume, history, corpus, best, validation)
     except (Invalid, ConfigError, DataError, TypeError, ValueError, AttributeError) as e:
         raise CheckpointError(f"cannot save {os.fspath(path)}: {short_message(e)}") from None
     write_atomic(path, meta, arrays)

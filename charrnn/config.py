@@ -157,7 +157,7 @@ class TrainConfig(_Config):
     max_time: float = 0.0  # stop after this many seconds of training in this run (0: no limit)
     patience: int = 5  # stop after this many evaluations without a better val loss (0: never)
     val_frac: float = 0.1  # fraction of the text (its tail) held out for validation
-    eval_every: int = 200  # evaluate and checkpoint every this many steps
+    eval_every: int = 0  # validate and checkpoint every this many steps (0: by the text's size)
     sample_every: int = 0  # show a sample every this many steps (0: never)
     sample_length: int = 200  # characters in each progress sample
     seed: int = 0  # seeds initialisation, dropout, batching and samples
@@ -195,8 +195,8 @@ class TrainConfig(_Config):
               f"patience must be a non-negative integer, not {self.patience!r}")
         check(is_number(self.val_frac) and 0 <= self.val_frac < 1,
               f"validation fraction must be at least 0 and below 1, not {self.val_frac!r}")
-        check(is_int(self.eval_every) and self.eval_every >= 1,
-              f"eval interval must be a positive integer, not {self.eval_every!r}")
+        check(is_int(self.eval_every) and self.eval_every >= 0,
+              f"eval interval must be a non-negative integer, not {self.eval_every!r}")
         check(is_int(self.sample_every) and self.sample_every >= 0,
               f"sample interval must be a non-negative integer, not {self.sample_every!r}")
         check(is_int(self.sample_length) and self.sample_length >= 1,

@@ -154,6 +154,8 @@ def _training(ck) -> dict[str, Any] | None:
         out["options"] = cfg.to_dict()
     val = None if best is None else best.get("val_loss")
     out["best"] = None if best is None else {"step": best.get("step"), **figures(val)}
+    out["time_split"] = rs.spent or None if rs is not None else None  # seconds per phase
+    out["validation"] = ck.validation  # what the validation losses scored
     return out
 
 

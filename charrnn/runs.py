@@ -155,7 +155,8 @@ def resumed_run(ck: checkpoint.Checkpoint, corpus: Corpus, model_options: dict[s
     rng = np.random.default_rng()
     rng.bit_generator.state = rs.rng_state
     state = RunState(model, optimizer, rng, rs.hidden.copy(), step=rs.step, window=rs.window,
-                     epoch=rs.epoch, elapsed_before=rs.elapsed, history=list(ck.history),
+                     epoch=rs.epoch, elapsed_before=rs.elapsed, spent_before=rs.spent,
+                     history=list(ck.history),
                      best_params={k: v.copy() for k, v in ck.model.params.items()},
                      best=ck.best)
     return state, tcfg, notes

@@ -241,10 +241,12 @@ class Trainer:
             params=s.model.params, optimizer=self.cfg.optimizer,
             optimizer_state=s.optimizer.state_dict(), rng_state=s.rng.bit_generator.state,
             hidden=s.hidden, train_config=self.cfg, step=s.step,
-            elapsed=s.elapsed_before + self.elapsed(), window=s.window, epoch=s.epoch)
+            elapsed=s.elapsed_before + self.elapsed(), window=s.window, epoch=s.epoch,
+            spent=self.time.split(whole_run=True))
         with self.time.phase("saving"):
             checkpoint.save(self.path, best_model, resume=resume, history=s.history,
-                            corpus=self.facts, best=s.best)
+                            corpus=self.facts, best=s.best,
+                            validation=self.val_record if len(self.val_ids) else None)
         self.saved = s.step
         return self.report("saved")
 

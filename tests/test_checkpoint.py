@@ -281,7 +281,7 @@ def test_describe_reads_only_json_headers_and_vocab(tmp_path, monkeypatch):
     assert d["model_config"] == model.config.to_dict() and d["dtype"] == "float32"
     assert d["vocab"] == "".join(model.vocab.chars) and d["num_parameters"] == model.num_parameters
     assert d["history"] == HISTORY and d["corpus"] == CORPUS and d["best"] == BEST
-    assert d["format_version"] == 1 and d["charrnn_version"] == "0.1.0"
+    assert d["format_version"] == 2 and d["charrnn_version"] == "0.1.0"
     assert d["file_size"] == path.stat().st_size and d["path"] == str(path)
     assert d["arrays"]["params/head.W"] == {"shape": (8, model.config.vocab_size),
                                             "dtype": "float32"}
@@ -608,7 +608,13 @@ def _set(path, value):
     (["format"], "something-else", ["not a charrnn model file"]),
     (["format_version"], "1", ["format_version must be a non-negative integer"]),
     (["charrnn_version"], 7, ["charrnn_version must be a short string"]),
-    (["surprise"], 1, ["metadata keys differ from format 1: ['surprise']"]),
+    (["surprise"], 1, ["metadata keys differ from format 2: ['surprise']"]),
+    (["validation"], {"chars": 5}, ["validation must be a JSON object of counts"]),
+    (["validation"], {"chars": 5, "of": -1}, ["validation must be a JSON object of counts"]),
+    (["validation"], {"chars": 5, "of": 9, "why": 1}, ["validation must be a JSON object"]),
+    (["resume", "spent"], {"steps": -1.0}, ["resume spent must be a JSON object of seconds"]),
+    (["resume", "spent"], {"lunch": 1.0}, ["resume spent must be a JSON object of seconds"]),
+    (["resume", "spent"], KeyError, ["resume must be a JSON object with the keys"]),
     (["history"], KeyError, ["metadata keys differ"]),
     (["history"], {}, ["history must be a JSON list"]),
     (["history", 1, "val_loss"], "low", ["history row 1 val_loss must be a number or null"]),
@@ -650,7 +656,24 @@ def test_newer_format_says_which_version_wrote_it(tmp_path, good):
     items["tensors/blob.bin"] = b"formats to come may hold anything"
     write_members(tmp_path / "model.npz", items)
     rejected(tmp_path / "model.npz", "written by charrnn 0.9 (format 3); this charrnn 0.1.0 "
-             "reads format 1 — upgrade charrnn")
+             "reads format 2 — upgrade charrnn")
+
+
+def test_a_format_1_file_loads_without_the_keys_format_2_added(tmp_path, good):
+    def older(meta):
+        meta["format_version"] = 1
+        del meta["validation"]
+        del meta["resume"]["spent"]
+
+    write_members(tmp_path / "m.npz", with_meta(good, older))
+    ck = load(tmp_path / "m.npz")
+    assert ck.format_version == 1 and ck.validation is None and ck.resume.spent == {}
+
+    def mixed(meta):
+        meta["format_version"] = 1  # but with a key of format 2
+
+    write_members(tmp_path / "m.npz", with_meta(good, mixed))
+    rejected(tmp_path / "m.npz", "metadata keys differ from format 1: ['validation']")
 
 
 def test_vocabulary_must_be_valid(tmp_path, good):
@@ -990,3 +1013,15 @@ def test_save_through_a_symlink_replaces_its_target_and_keeps_permissions(tmp_pa
     np.testing.assert_array_equal(load(real).model.params["head.W"],
                                   make_model(seed=2).params["head.W"])
     assert sorted(os.listdir(real.parent)) == ["m.npz"]
+
+
+def test_the_validation_record_and_the_time_split_round_trip(tmp_path):
+    from dataclasses import replace
+
+    model = make_model()
+    spent = {"steps": 9.5, "validation": 0.25, "saving": 0.125, "samples": 0.0, "other": 0.0625}
+    record = {"chars": 131136, "of": 1_000_000, "pieces": 64, "piece_chars": 2049}
+    save(tmp_path / "m.npz", model, resume=replace(make_resume(model), spent=spent),
+         history=HISTORY, corpus=CORPUS, best=BEST, validation=record)
+    ck = load(tmp_path / "m.npz")
+    assert ck.validation == record and ck.resume.spent == spent

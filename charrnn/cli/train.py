@@ -101,8 +101,10 @@ class _Threads(click.ParamType):
 @click.option("--val-frac", type=option_range(click.FloatRange, 0, 1, hi_open=True),
               default=_TD.val_frac, show_default=True,
               help="Fraction of the text (its end) held out for validation.")
-@click.option("--eval-every", type=option_range(click.IntRange, 1), default=_TD.eval_every,
-              show_default=True, help="Steps between validation + checkpoint.")
+@click.option("--eval-every", type=option_range(click.IntRange, 0), default=_TD.eval_every,
+              show_default=True,
+              help="Steps between validation + checkpoint (0: at least 200, more where the "
+                   "validation text is long, so that validation costs at most ~4% of the time).")
 @click.option("--sample-every", type=option_range(click.IntRange, 0), default=_TD.sample_every,
               show_default=True, help="Steps between progress samples (0: none).")
 @click.option("--sample-length", type=option_range(click.IntRange, 1), default=_TD.sample_length,

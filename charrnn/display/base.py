@@ -94,3 +94,20 @@ def figures_text(f: dict | None, nats: float | None = None) -> str:
     if loss is None:
         return "-"
     return f"{loss:.4f} nats/char (perplexity {ppl(loss)}, {bpc(loss)} bits/char)"
+
+
+def time_split_text(seconds: float, split: dict[str, float]) -> str:
+    """"10:00: 9:31 training steps, 0:22 validation, 0:07 saving" (phases that took time)."""
+    names = {"steps": "training steps", "validation": "validation", "saving": "saving",
+             "samples": "samples"}
+    parts = [f"{clock(split[k])} {name}" for k, name in names.items()
+             if k == "steps" or split.get(k, 0) >= 0.5]
+    return f"{clock(seconds)}: " + ", ".join(parts)
+
+
+def validation_text(record: dict) -> str:
+    """What validation scores: "all 9,565 held-out characters", or the pieces of a long text."""
+    if "pieces" not in record:
+        return f"all {record['of']:,} held-out characters"
+    return (f"{record['pieces']} evenly spaced pieces ({record['chars']:,} characters) of the "
+            f"{record['of']:,} held out")

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .base import clock, figures_text, one_line, rate_text
+from .base import clock, figures_text, one_line, rate_text, time_split_text, validation_text
 
 
 def _cell(value: Any, style: str = "") -> Text:
@@ -82,12 +82,16 @@ def training_table(rep: dict) -> Table:
         seen = "-" if t["chars_seen"] is None else f"{t['chars_seen']:,}"
         speed = "-" if not t["chars_per_s"] else rate_text(t["chars_per_s"])
         best = t["best"]
+        took = time_split_text(t["seconds"], t["time_split"]) if t.get("time_split") else \
+            clock(t["seconds"])
         rows = [("steps", steps), ("characters seen", seen),
-                ("training time", f"{clock(t['seconds'])}, {speed}"),
+                ("training time", f"{took}; {speed}"),
                 ("training loss", f"{figures_text(None, t['final_train_loss'])}, "
                                   "mean over the last evaluation interval"),
                 ("best validation", "-" if best is None or best["loss"] is None else
                  f"{figures_text(best)} at step {best['step']}")]
+        if t.get("validation"):
+            rows.append(("validation", f"scored on {validation_text(t['validation'])}"))
         o = t["options"]
         if o is not None:
             rows.append(("options", f"{o['optimizer']} lr {o['lr']:g}"

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 from rich.text import Text
 
-from .base import bpc, clock, loss_text, ppl, rate_text, safe
+from .base import bpc, clock, loss_text, ppl, rate_text, safe, time_split_text, validation_text
 
 PLAIN_EVERY = 10.0  # seconds between log lines when stderr is not a terminal
 
@@ -134,22 +134,10 @@ def start_summary(r) -> Text:
         + (f", time limit {clock(t.max_time)}" if t.max_time else "")
         + (f"; resuming at step {info['resumed_at']:,}" if info["resumed_at"] else ""),
     ]
-    v = info.get("validation")
     if info["val_chars"]:
-        scored = (f"all {v['of']:,} held-out characters" if "pieces" not in v else
-                  f"{v['pieces']} evenly spaced pieces ({v['chars']:,} characters) of the "
-                  f"{v['of']:,} held out")
-        lines.append(f"validation every {info['eval_every']:,} steps, on {scored}")
+        lines.append(f"validation every {info['eval_every']:,} steps, on "
+                     f"{validation_text(info['validation'])}")
     return Text("\n".join(lines))
-
-
-def time_split_text(seconds: float, split: dict[str, float]) -> str:
-    """"10:00: 9:31 training steps, 0:22 validation, 0:07 saving" (phases that took time)."""
-    names = {"steps": "training steps", "validation": "validation", "saving": "saving",
-             "samples": "samples"}
-    parts = [f"{clock(split[k])} {name}" for k, name in names.items()
-             if k == "steps" or split.get(k, 0) >= 0.5]
-    return f"{clock(seconds)}: " + ", ".join(parts)
 
 
 def training_summary(r) -> Table:
