@@ -199,12 +199,43 @@ def test_the_default_validation_interval_keeps_validation_a_small_share_of_the_t
 
 
 def test_the_time_split_adds_up_to_the_wall_time(corpus, tmp_path):
-    t = trainer(corpus, tmp_path, max_steps=30, eval_every=10)
-    done = list(t.reports())[-1]
-    split = done.info["time_split"]
+    """Training steps, validation and saving account for the run's wall time, within 1%."""
+    state, cfg, notes = new_run(corpus, {"hidden_size": 64, "num_layers": 2},
+                                {"batch_size": 16, "seq_len": 32, "max_steps": 24,
+                                 "eval_every": 8})
+    done = list(Trainer(state, cfg, corpus, tmp_path / "m.npz").reports())[-1]
+    split, wall = done.info["time_split"], done.info["seconds"]
     assert set(split) == {"steps", "validation", "saving", "samples", "other"}
     assert split["steps"] > 0 and split["validation"] > 0 and split["saving"] > 0
-    assert sum(split.values()) == pytest.approx(done.info["seconds"], rel=0.01)
-    assert split["other"] < 0.05 * done.info["seconds"]
-    assert done.info["chars_per_s"] == pytest.approx(
-        30 * 4 * 16 / done.info["seconds"], rel=0.01)
+    assert sum(split.values()) == pytest.approx(wall, rel=1e-4)  # "other" is the rest
+    assert split["steps"] + split["validation"] + split["saving"] == pytest.approx(wall, rel=0.01)
+    assert done.info["chars_per_s"] == pytest.approx(24 * 16 * 32 / wall, rel=0.01)
+    assert done.info["stepping_chars_per_s"] > done.info["chars_per_s"]
+    assert checkpoint.load(tmp_path / "m.npz").resume.spent == pytest.approx(split, abs=0.05)
+
+
+def test_a_long_validation_text_resumes_exactly_with_the_default_interval(tmp_path):
+    """Scored on its pieces, at the interval chosen from them: stopped, resumed, the same."""
+    from charrnn import training
+    from charrnn.evaluation import evaluate, validation_sample
+
+    path = tmp_path / "long.txt"
+    path.write_text(SONNETS.read_text() * 15)  # 1.4 MB: 143 KB held out, more than is scored
+    corpus = read_corpus([path])
+    options = {"model_options": {"hidden_size": 8, "num_layers": 1},
+               "train_options": {"batch_size": 4, "seq_len": 16, "max_steps": 30}}
+    reports = list(training.train(corpus, tmp_path / "whole.npz", **options))
+    assert reports[0].info["eval_every"] > 30 and reports[0].info["validation"]["pieces"] == 64
+    polls = itertools.count()
+    list(training.train(corpus, tmp_path / "parts.npz", should_stop=lambda: next(polls) >= 13,
+                        **options))
+    list(training.train(corpus, tmp_path / "parts.npz", resume=True))
+    whole, parts = checkpoint.load(tmp_path / "whole.npz"), checkpoint.load(tmp_path / "parts.npz")
+    for k, v in whole.resume.params.items():
+        np.testing.assert_array_equal(v, parts.resume.params[k])
+    assert [r["val_loss"] for r in whole.history] == [r["val_loss"] for r in parts.history]
+    assert whole.validation == parts.validation == {
+        "chars": 64 * 2049, "of": len(corpus) // 10, "pieces": 64, "piece_chars": 2049}
+    val_ids = corpus.ids[len(corpus) - len(corpus) // 10:]
+    scored, _ = validation_sample(val_ids)
+    assert whole.best["val_loss"] == evaluate(whole.model, scored)  # what the file says it scored
