@@ -3,7 +3,7 @@
 An output is refused when it is a folder, a device, a pipe or a socket (renamed over, /dev/null
 would become a plain file), a file the corpus reads, or another user's file in a sticky folder
 such as /tmp. An existing model file is replaced only with ``force`` or continued with
-``resume``. ``npzfile.write_atomic`` applies the first rule at every write too, so a library
+``resume``. ``atomic.replace_file`` applies the first rule at every write too, so a library
 ``save`` is covered as well.
 """
 
