@@ -282,10 +282,11 @@ def test_ids_must_be_batch_by_time():
 PACKAGE = Path(__file__).resolve().parents[1] / "charrnn"
 # who may import whom (DESIGN.md section 2): cli on top, numpy at the bottom
 ALLOWED = {
-    "cli": {"display", "training", "evaluation", "output_guard", "checkpoint", "diagnostics",
-            "model", "data", "sampling", "config", "errors"},
+    "cli": {"display", "training", "evaluation", "output_guard", "atomic", "corpus_text",
+            "checkpoint", "diagnostics", "model", "data", "sampling", "config", "errors"},
     "display": {"data", "config", "errors"},
     "diagnostics": {"data", "model", "config", "errors"},
+    "corpus_text": {"data", "errors"},
     "training": {"runs", "train_threads", "evaluation", "output_guard", "checkpoint", "model",
                  "data", "sampling", "blas", "optim", "config", "errors"},
     "runs": {"checkpoint", "model", "data", "optim", "config", "errors"},
