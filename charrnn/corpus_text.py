@@ -20,10 +20,14 @@ __all__ = ["corpus_folders", "find_corpus", "validation_text"]
 
 def corpus_folders(model_path: str | Path) -> list[Path]:
     """Where a model's corpus is looked for, in order: the model file's folder, the current
-    folder, and its ``corpora`` folder (where the README's commands keep the texts)."""
-    here = Path.cwd()
-    folders = [Path(os.path.realpath(model_path)).parent, here, here / "corpora"]
-    return list(dict.fromkeys(folders))  # in order, without repeats
+    folder, and its ``corpora`` folder (where the README's commands keep the texts); as
+    given (relative paths stay relative, so that they read well), each folder once."""
+    out, seen = [], set()
+    for folder in (Path(model_path).parent, Path("."), Path("corpora")):
+        if os.path.realpath(folder) not in seen:
+            seen.add(os.path.realpath(folder))
+            out.append(folder)
+    return out
 
 
 def _plain_name(name: Any) -> bool:

@@ -397,6 +397,10 @@ def test_the_page_grows_linearly_with_the_text(trained):
     assert per_char < 130, per_char  # 8 units: ~25 bytes of markup, ~50 of data per character
     r = run(["inspect", trained, "--html", trained.parent / "big.html", "--max-chars", "10001"])
     assert r.exit_code == 2 and "a page shows at most 10,000 characters" in r.output
+    r = run(["inspect", trained, "--html", trained.parent / "big.html", "--top-neurons", "31",
+             "--neuron", "1", "--neuron", "2"])
+    assert r.exit_code == 2 and "a page shows at most 32 units" in r.output
+    assert not (trained.parent / "big.html").exists()
 
 
 # ----------------------------------------------------------------------------- the file

@@ -87,7 +87,7 @@ def inspect(model_path, text_file, prime, neuron, layer, top_neurons, max_chars,
     if force and html_path is None:
         raise click.UsageError("--force overwrites an existing --html file; it needs --html")
     if html_path is not None:
-        inspect_html.check_page_options(max_chars, as_json)
+        inspect_html.check_page_options(max_chars, as_json, neuron, top_neurons)
     with errors_to_exit(debug):
         if html_path is not None:
             inspect_html.check_page_path(html_path, force=force, model_path=model_path,

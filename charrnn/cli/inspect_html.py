@@ -14,19 +14,24 @@ import click
 
 PAGE_MAX_CHARS = 10_000  # characters of text a page shows: bounds its size (~110 bytes each)
 PAGE_NEURONS = 8  # units shown when --top-neurons is not given
+PAGE_MAX_NEURONS = 32  # units a page shows at most (~4 bytes per character each)
 NEXT_CHARS = 5  # likeliest next characters shown for each character
 SAMPLE_TEMPERATURES = (0.5, 0.8, 1.0)
 SAMPLE_SEED = 1
 SAMPLE_CHARS = 400
 
 
-def check_page_options(max_chars: int, as_json: bool) -> None:
-    """Usage errors of --html's own, before anything is read."""
+def check_page_options(max_chars: int, as_json: bool, neurons, top_neurons: int) -> None:
+    """Usage errors of --html's own, before anything is read: the limits that bound the
+    page's size (characters, units)."""
     if as_json:
         raise click.UsageError("give --json or --html, not both")
     if max_chars > PAGE_MAX_CHARS:
         raise click.BadParameter(f"a page shows at most {PAGE_MAX_CHARS:,} characters",
                                  param_hint="--max-chars")
+    if len(set(neurons)) + top_neurons > PAGE_MAX_NEURONS:
+        raise click.UsageError(f"a page shows at most {PAGE_MAX_NEURONS} units "
+                               "(--neuron and --top-neurons together)")
 
 
 def check_page_path(html_path: str, *, force: bool, model_path: str,
