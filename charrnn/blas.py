@@ -74,9 +74,10 @@ def openblas() -> OpenBLAS | None:
 
 
 @contextmanager
-def threads(n: int | None) -> Iterator[None]:
-    """Run a block with ``n`` BLAS threads (None: leave the count alone), then restore it."""
-    blas = openblas() if n is not None else None
+def threads(n: int | None, library: OpenBLAS | None = None) -> Iterator[None]:
+    """Run a block with ``n`` BLAS threads (None: leave the count alone), then restore it;
+    ``library``: the controls to use (default: the loaded OpenBLAS's)."""
+    blas = (library or openblas()) if n is not None else None
     before = blas.get() if blas else None
     if blas:
         blas.set(n)

@@ -61,7 +61,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import OPTIMIZERS, ModelConfig, TrainConfig
+from .config import OPTIMIZERS, ModelConfig, TrainConfig, is_int, is_number, plain
 from .errors import CheckpointError, ConfigError, DataError
 from .model import CharRNN
 from .npzfile import (
@@ -129,10 +129,6 @@ class Checkpoint:
 # ----------------------------------------------------------------------------- metadata
 
 
-def _is_num(v: Any) -> bool:
-    return type(v) is int or type(v) is float and math.isfinite(v)
-
-
 def _kind(test, noun: str):
     """A check(value, what) that the JSON value passes test."""
     def validate(v: Any, what: str) -> None:
@@ -140,9 +136,9 @@ def _kind(test, noun: str):
     return validate
 
 
-_int = _kind(lambda v: type(v) is int and v >= 0, "a non-negative integer")
-_num = _kind(_is_num, "a number")
-_num_or_null = _kind(lambda v: v is None or _is_num(v), "a number or null")
+_int = _kind(lambda v: is_int(v) and v >= 0, "a non-negative integer")
+_num = _kind(is_number, "a number")
+_num_or_null = _kind(lambda v: v is None or is_number(v), "a number or null")
 _str = _kind(lambda v: isinstance(v, str), "a string")
 
 
@@ -153,7 +149,7 @@ def _flat(d: Any, what: str, required: dict, lists: bool = False) -> None:
         check(k in d, f"{what} has no {k!r}")
         validate(d[k], f"{what} {k}")
     def plain(x):
-        return x is None or isinstance(x, str | bool) or _is_num(x)
+        return x is None or isinstance(x, str | bool) or is_number(x)
 
     for k, v in d.items():
         check(k in required or plain(v) or lists and isinstance(v, list) and all(map(plain, v)),
@@ -208,8 +204,8 @@ def _parse_meta(meta: Any) -> dict:
         check(isinstance(s, dict) and s.get("bit_generator") == "PCG64"
                and set(s) == {"bit_generator", "state", "has_uint32", "uinteger"}
                and isinstance(s["state"], dict) and set(s["state"]) == {"state", "inc"}
-               and all(type(x) is int and 0 <= x < 2**128 for x in s["state"].values())
-               and s["has_uint32"] in (0, 1) and type(s["uinteger"]) is int
+               and all(is_int(x) and 0 <= x < 2**128 for x in s["state"].values())
+               and s["has_uint32"] in (0, 1) and is_int(s["uinteger"])
                and 0 <= s["uinteger"] < 2**32, "resume rng_state is not a PCG64 state")
         np.random.PCG64().state = s  # and the generator's own checks
         out["resume"] = dict(r, train_config=_config(TrainConfig, r["train_config"],
@@ -359,15 +355,6 @@ def describe(path) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- writing
 
-def _plain(v: Any) -> Any:
-    """numpy scalars -> Python scalars, tuples -> lists, so that json can write them."""
-    if isinstance(v, dict):
-        return {str(k): _plain(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_plain(x) for x in v]
-    return v.item() if isinstance(v, np.generic) else v
-
-
 def _pack(model: CharRNN, resume, history, corpus, best) -> tuple[bytes, dict]:
     check(isinstance(model, CharRNN), f"expected a CharRNN, not {type(model).__name__}")
     check(model.vocab is not None, "the model has no vocabulary (set model.vocab)")
@@ -391,7 +378,8 @@ def _pack(model: CharRNN, resume, history, corpus, best) -> tuple[bytes, dict]:
     arrays = {k: a.astype(a.dtype.newbyteorder("<") if a.dtype.kind in "fiu" else a.dtype,
                           order="C", copy=False)  # so that it is stored in C order
               for k, a in arrays.items()}
-    text = json.dumps(_plain(meta), separators=(",", ":"))  # ASCII: any str survives
+    # ASCII: any str survives; a NaN is kept, so that the check below names it
+    text = json.dumps(plain(meta, keep_non_finite=True), separators=(",", ":"))
     # check all as load will (NaN in the JSON included), so that a save never replaces a good
     # file with one that does not load
     want = _expected(_parse_meta(json.loads(text)))
@@ -405,13 +393,11 @@ def _pack(model: CharRNN, resume, history, corpus, best) -> tuple[bytes, dict]:
 
 def save(path, model, *, resume: ResumeState | None = None, history=(), corpus=None,
          best=None) -> Path:
-    """Write a model file atomically; ``save(model, path)`` works too.
+    """Write a model file atomically.
 
     ``corpus`` is a dict of facts or a ``charrnn.data.Corpus``. Everything is first checked
     as ``load`` checks it, so a save never replaces a good file with one that does not load.
     """
-    if isinstance(path, CharRNN) and not isinstance(model, CharRNN):
-        path, model = model, path
     path = Path(path)
     try:
         meta, arrays = _pack(model, resume, history, corpus, best)

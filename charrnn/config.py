@@ -1,11 +1,15 @@
-"""Frozen, validated configuration: what a model is and how it is trained."""
+"""Frozen, validated configuration: what a model is and how it is trained; and the plain-value
+rules configs, model files and reports share (what is an integer or a number, JSON-ready data)."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from .errors import ConfigError
 
@@ -16,17 +20,39 @@ OPTIMIZERS = ("adam", "rmsprop", "adagrad", "sgd")
 LR_SCHEDULES = ("constant", "cosine")
 
 
-def _check(ok: bool, message: str) -> None:
+def check(ok: bool, message: str) -> None:
+    """Refuse a setting: raise ConfigError(message) unless ok."""
     if not ok:
         raise ConfigError(message)
 
 
-def _is_int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
+def is_int(x: Any, *, numpy: bool = False) -> bool:
+    """An integer and not a bool (which Python counts as one); numpy=True takes NumPy's too."""
+    return isinstance(x, int | np.integer if numpy else int) and not isinstance(x, bool)
 
 
-def _is_num(x: Any) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+def is_number(x: Any, *, numpy: bool = False) -> bool:
+    """A real number, not a bool, that is finite as a float: |x| <= 1.8e308 (no NaN, no
+    infinity, no integer too large to convert); numpy=True takes NumPy's numbers too."""
+    kinds = int | float | np.integer | np.floating if numpy else int | float
+    if not isinstance(x, kinds) or isinstance(x, bool):
+        return False
+    # an int is compared, not converted: math.isfinite(10**400) would raise OverflowError
+    return abs(x) <= sys.float_info.max if isinstance(x, int) else math.isfinite(x)
+
+
+def plain(value: Any, *, keep_non_finite: bool = False) -> Any:
+    """JSON-ready: NumPy scalars as Python's, tuples as lists, keys as str, NaN and infinities
+    as None (strict JSON has neither); keep_non_finite=True leaves them for a check to name."""
+    if isinstance(value, dict):
+        return {str(k): plain(v, keep_non_finite=keep_non_finite) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v, keep_non_finite=keep_non_finite) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if not keep_non_finite and isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 class _Config:
@@ -52,6 +78,10 @@ class _Config:
         return dataclasses.replace(self, **changes)
 
 
+MAX_VOCAB_SIZE = 0x110000  # one id per Unicode code point, U+0000 to U+10FFFF
+MAX_HIDDEN_SIZE, MAX_LAYERS = 16384, 64  # far beyond use; keeps a typo from exhausting memory
+
+
 @dataclass(frozen=True)
 class ModelConfig(_Config):
     """What the network is; fixed for the life of a model."""
@@ -63,15 +93,18 @@ class ModelConfig(_Config):
     dropout: float = 0.0  # inverted-dropout rate between layers and before the head (training only)
 
     def __post_init__(self) -> None:
-        _check(self.cell in CELLS, f"cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
-        _check(_is_int(self.vocab_size) and 1 <= self.vocab_size <= 1_114_112,
-               f"vocab_size must be an integer from 1 to 1114112, not {self.vocab_size!r}")
-        _check(_is_int(self.hidden_size) and 1 <= self.hidden_size <= 16384,
-               f"hidden size must be an integer from 1 to 16384, not {self.hidden_size!r}")
-        _check(_is_int(self.num_layers) and 1 <= self.num_layers <= 64,
-               f"number of layers must be an integer from 1 to 64, not {self.num_layers!r}")
-        _check(_is_num(self.dropout) and 0.0 <= self.dropout < 1.0,
-               f"dropout must be at least 0 and below 1, not {self.dropout!r}")
+        check(self.cell in CELLS, f"cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
+        check(is_int(self.vocab_size) and 1 <= self.vocab_size <= MAX_VOCAB_SIZE,
+              f"vocab_size must be an integer from 1 to {MAX_VOCAB_SIZE}, not "
+              f"{self.vocab_size!r}")
+        check(is_int(self.hidden_size) and 1 <= self.hidden_size <= MAX_HIDDEN_SIZE,
+              f"hidden size must be an integer from 1 to {MAX_HIDDEN_SIZE}, not "
+              f"{self.hidden_size!r}")
+        check(is_int(self.num_layers) and 1 <= self.num_layers <= MAX_LAYERS,
+              f"number of layers must be an integer from 1 to {MAX_LAYERS}, not "
+              f"{self.num_layers!r}")
+        check(is_number(self.dropout) and 0.0 <= self.dropout < 1.0,
+              f"dropout must be at least 0 and below 1, not {self.dropout!r}")
 
     @property
     def gates(self) -> int:
@@ -104,6 +137,7 @@ class ModelConfig(_Config):
 
 MAX_SEQ_LEN = MAX_BATCH_SIZE = 100_000  # far beyond use; keeps a typo from exhausting memory
 MAX_THREADS = 1024  # BLAS threads a run may ask for (OpenBLAS caps it at its own build's limit)
+MAX_SEED = 2**63 - 1  # the largest signed 64-bit integer
 
 
 @dataclass(frozen=True)
@@ -112,7 +146,7 @@ class TrainConfig(_Config):
 
     seq_len: int = 64  # T: characters per truncated-BPTT window
     batch_size: int = 32  # B: parallel contiguous streams
-    lr: float = 4e-3  # peak rate (tinyshakespeare, 10 min: 1.491; 3e-3 1.506, 5e-3 1.500)
+    lr: float = 4e-3  # learning rate at the start, the peak (the schedules only lower it)
     optimizer: str = "adam"  # adam, rmsprop, adagrad or sgd (with momentum 0.9)
     lr_schedule: str = "cosine"  # cosine to the run's limit, or constant (with optional step decay)
     lr_decay: float = 1.0  # multiply the learning rate by this ...
@@ -129,42 +163,43 @@ class TrainConfig(_Config):
     seed: int = 0  # seeds initialisation, dropout, batching and samples
 
     def __post_init__(self) -> None:
-        _check(_is_int(self.seq_len) and 1 <= self.seq_len <= MAX_SEQ_LEN,
-               f"sequence length must be an integer from 1 to {MAX_SEQ_LEN:,}, not "
-               f"{self.seq_len!r}")
-        _check(_is_int(self.batch_size) and 1 <= self.batch_size <= MAX_BATCH_SIZE,
-               f"batch size must be an integer from 1 to {MAX_BATCH_SIZE:,}, not "
-               f"{self.batch_size!r}")
-        _check(_is_num(self.lr) and self.lr > 0, f"learning rate must be positive, not {self.lr!r}")
-        _check(self.optimizer in OPTIMIZERS,
-               f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}")
-        _check(self.lr_schedule in LR_SCHEDULES,
-               f"lr schedule must be one of {', '.join(LR_SCHEDULES)}, not {self.lr_schedule!r}")
-        _check(_is_num(self.lr_decay) and 0 < self.lr_decay <= 1,
-               f"lr decay must be in (0, 1], not {self.lr_decay!r}")
-        _check(_is_int(self.lr_decay_every) and self.lr_decay_every >= 0,
-               f"lr decay interval must be a non-negative integer, not {self.lr_decay_every!r}")
-        _check(self.lr_schedule == "constant" or (self.lr_decay_every == 0
-                                                  and self.lr_decay == 1.0),
-               "--lr-decay and --lr-decay-every apply to --lr-schedule constant; add it")
-        _check(_is_num(self.grad_clip) and self.grad_clip >= 0,
-               f"gradient clip must be a finite number >= 0 (0: no clipping), not "
-               f"{self.grad_clip!r}")
-        _check(_is_num(self.epochs) and self.epochs >= 0,
-               f"epochs must be a finite number >= 0, not {self.epochs!r}")
-        _check(_is_int(self.max_steps) and self.max_steps >= 0,
-               f"max steps must be a non-negative integer, not {self.max_steps!r}")
-        _check(_is_num(self.max_time) and self.max_time >= 0,
-               f"max time must be non-negative, not {self.max_time!r}")
-        _check(_is_int(self.patience) and self.patience >= 0,
-               f"patience must be a non-negative integer, not {self.patience!r}")
-        _check(_is_num(self.val_frac) and 0 <= self.val_frac < 1,
-               f"validation fraction must be at least 0 and below 1, not {self.val_frac!r}")
-        _check(_is_int(self.eval_every) and self.eval_every >= 1,
-               f"eval interval must be a positive integer, not {self.eval_every!r}")
-        _check(_is_int(self.sample_every) and self.sample_every >= 0,
-               f"sample interval must be a non-negative integer, not {self.sample_every!r}")
-        _check(_is_int(self.sample_length) and self.sample_length >= 1,
-               f"sample length must be a positive integer, not {self.sample_length!r}")
-        _check(_is_int(self.seed) and 0 <= self.seed < 2**63,
-               f"seed must be a non-negative integer, not {self.seed!r}")
+        check(is_int(self.seq_len) and 1 <= self.seq_len <= MAX_SEQ_LEN,
+              f"sequence length must be an integer from 1 to {MAX_SEQ_LEN:,}, not "
+              f"{self.seq_len!r}")
+        check(is_int(self.batch_size) and 1 <= self.batch_size <= MAX_BATCH_SIZE,
+              f"batch size must be an integer from 1 to {MAX_BATCH_SIZE:,}, not "
+              f"{self.batch_size!r}")
+        check(is_number(self.lr) and self.lr > 0,
+              f"learning rate must be positive, not {self.lr!r}")
+        check(self.optimizer in OPTIMIZERS,
+              f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}")
+        check(self.lr_schedule in LR_SCHEDULES,
+              f"lr schedule must be one of {', '.join(LR_SCHEDULES)}, not {self.lr_schedule!r}")
+        check(is_number(self.lr_decay) and 0 < self.lr_decay <= 1,
+              f"lr decay must be in (0, 1], not {self.lr_decay!r}")
+        check(is_int(self.lr_decay_every) and self.lr_decay_every >= 0,
+              f"lr decay interval must be a non-negative integer, not {self.lr_decay_every!r}")
+        check(self.lr_schedule == "constant" or (self.lr_decay_every == 0
+                                                 and self.lr_decay == 1.0),
+              "--lr-decay and --lr-decay-every apply to --lr-schedule constant; add it")
+        check(is_number(self.grad_clip) and self.grad_clip >= 0,
+              f"gradient clip must be a finite number >= 0 (0: no clipping), not "
+              f"{self.grad_clip!r}")
+        check(is_number(self.epochs) and self.epochs >= 0,
+              f"epochs must be a finite number >= 0, not {self.epochs!r}")
+        check(is_int(self.max_steps) and self.max_steps >= 0,
+              f"max steps must be a non-negative integer, not {self.max_steps!r}")
+        check(is_number(self.max_time) and self.max_time >= 0,
+              f"max time must be non-negative, not {self.max_time!r}")
+        check(is_int(self.patience) and self.patience >= 0,
+              f"patience must be a non-negative integer, not {self.patience!r}")
+        check(is_number(self.val_frac) and 0 <= self.val_frac < 1,
+              f"validation fraction must be at least 0 and below 1, not {self.val_frac!r}")
+        check(is_int(self.eval_every) and self.eval_every >= 1,
+              f"eval interval must be a positive integer, not {self.eval_every!r}")
+        check(is_int(self.sample_every) and self.sample_every >= 0,
+              f"sample interval must be a non-negative integer, not {self.sample_every!r}")
+        check(is_int(self.sample_length) and self.sample_length >= 1,
+              f"sample length must be a positive integer, not {self.sample_length!r}")
+        check(is_int(self.seed) and 0 <= self.seed <= MAX_SEED,
+              f"seed must be a non-negative integer, not {self.seed!r}")

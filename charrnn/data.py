@@ -48,7 +48,7 @@ from .vocab import (
 __all__ = [
     "Corpus", "CorpusNotFound", "StreamBatches", "Vocab", "corpus_files", "encode_corpus",
     "escape_char", "is_text_codec", "min_chars", "read_corpus", "split_train_val",
-    "terminal_form",
+    "terminal_form", "validation_chars",
 ]
 
 CHUNK = 1 << 20  # characters (or bytes read) per step: bounds the temporaries to a few MB
@@ -329,11 +329,19 @@ def read_corpus(paths: Sequence[str | Path], encoding: str = "utf-8",
     return Corpus(name, names, tally.size, tally.digest.hexdigest(), ids, vocab, tuple(skipped))
 
 
+def validation_chars(n: int, val_frac: float) -> int:
+    """Characters of an n-character text held out for validation: n * val_frac, rounded half up.
+
+        n_val = floor(n * val_frac + 1/2),   n_train = n - n_val
+    """
+    return int(n * val_frac + 0.5)
+
+
 def split_train_val(ids: np.ndarray, val_frac: float) -> tuple[np.ndarray, np.ndarray]:
-    """(train, val) views of `ids`: the last round(n * val_frac) ids are the validation tail."""
+    """(train, val) views of `ids`: the last validation_chars(n, val_frac) ids are the tail."""
     if not 0 <= val_frac < 1:
         raise DataError(f"validation fraction must be at least 0 and below 1, not {val_frac!r}")
-    split = len(ids) - int(len(ids) * val_frac + 0.5)
+    split = len(ids) - validation_chars(len(ids), val_frac)
     return ids[:split], ids[split:]
 
 

@@ -21,13 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from .data import escape_char
+from .config import plain  # the commands print reports through it
+from .data import escape_char, validation_chars
 
 __all__ = ["GATE_NAMES", "char_counts", "figures", "gate_biases", "model_report", "plain",
            "recurrent_spectra", "steps_per_epoch", "tensor_histograms", "tensor_stats",
            "text_report", "unknown_chars", "vocabulary"]
 
-#: the gate blocks of W_x, W_h and b, in column order (DESIGN.md section 3)
+#: the gate blocks of W_x, W_h and b, in column order (the order charrnn.cells computes them in)
 GATE_NAMES = {"rnn": ("h",), "gru": ("r", "z", "n"), "lstm": ("i", "f", "g", "o")}
 #: gates squashed by a sigmoid (their bias sets how open they are at rest)
 SIGMOID_GATES = {"rnn": (), "gru": ("r", "z"), "lstm": ("i", "f", "o")}
@@ -141,9 +142,9 @@ def vocabulary(vocab, counts=None) -> list[dict[str, Any]]:
 
 def steps_per_epoch(chars: int, val_frac: float, batch_size: int, seq_len: int) -> int:
     """Training windows per pass over a corpus of `chars` characters, as training cuts it
-    (data.split_train_val keeps the first n - round(n * val_frac); StreamBatches makes
-    (n_train - 1) // B columns per stream, read T at a time)."""
-    train = chars - int(chars * val_frac + 0.5)
+    (data.split_train_val keeps the first n - validation_chars(n, val_frac); StreamBatches
+    makes (n_train - 1) // B columns per stream, read T at a time)."""
+    train = chars - validation_chars(chars, val_frac)
     return max(train - 1, 0) // batch_size // seq_len
 
 
@@ -266,16 +267,3 @@ def unknown_chars(vocab, counts: dict[str, int]) -> list[dict[str, Any]]:
     missing = vocab.unknown("".join(sorted(counts)))
     return [{"char": c, "escaped": escape_char(c), "codepoint": ord(c), "count": counts[c]}
             for c in missing]
-
-
-def plain(value: Any) -> Any:
-    """JSON-ready: numpy scalars as Python numbers, NaN and infinities as None."""
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

@@ -6,7 +6,8 @@ Evaluation scores every character of a text exactly once:
 
 computed as S parallel streams (so it is fast) that each start from the zero state; S and the
 window depend only on the text's length, so ``charrnn eval`` on the validation text reports
-exactly what training reported.
+exactly what training reported. Pieces of a text, an array (P, L), are scored each as a stream
+of its own: ``validation_sample`` bounds what training scores on a long validation text.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ import numpy as np
 
 from .model import CharRNN
 
-__all__ = ["evaluate", "evaluation_losses", "window_shapes"]
+__all__ = ["edge_windows", "evaluate", "evaluation_losses", "predictions", "validation_sample"]
 
 EVAL_WINDOW = 64  # characters per stream per forward call (bounds the memory)
 EVAL_STREAM_CHARS = 2048  # one stream per this many characters (at most 64 streams)
+SAMPLE_PIECES, PIECE_CHARS = 64, 2049  # a long validation text is scored on 64 x 2,048 predictions
 
 
 def _eval_layout(n_predictions: int) -> tuple[int, int]:
@@ -30,26 +32,43 @@ def _eval_layout(n_predictions: int) -> tuple[int, int]:
     return streams, -(-n_predictions // streams)
 
 
-def window_shapes(n_predictions: int) -> set[tuple[int, int]]:
-    """The (streams, characters) shapes of the forward calls that score n predictions."""
-    if n_predictions < 1:
-        return set()
-    S, per = _eval_layout(n_predictions)
-    return {(S, w) for w in (min(per, EVAL_WINDOW), per % EVAL_WINDOW) if w}
+def validation_sample(ids: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
+    """What training scores of a validation text: all of it, or where it is longer than the
+    pieces hold, SAMPLE_PIECES evenly spaced pieces of PIECE_CHARS characters, (P, L); and a
+    record of which, for the model file."""
+    n = len(ids)
+    if n <= SAMPLE_PIECES * PIECE_CHARS:
+        return ids, {"chars": n, "of": n}
+    starts = (np.arange(SAMPLE_PIECES) * (n - PIECE_CHARS)) // (SAMPLE_PIECES - 1)
+    pieces = ids[starts[:, None] + np.arange(PIECE_CHARS)]
+    return pieces, {"chars": pieces.size, "of": n, "pieces": SAMPLE_PIECES,
+                    "piece_chars": PIECE_CHARS}
+
+
+def predictions(ids: np.ndarray) -> int:
+    """How many predictions scoring a text (n,) or its pieces (P, L) makes."""
+    return len(ids) - 1 if ids.ndim == 1 else ids.shape[0] * (ids.shape[1] - 1)
+
+
+def _streams(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """(inputs (S, per), targets (S, per), n): the text as S streams of ``per`` predictions,
+    the last one padded (its padding is never scored); pieces (P, L) as P streams of L - 1."""
+    if ids.ndim == 2:
+        return ids[:, :-1], ids[:, 1:], predictions(ids)
+    n = len(ids) - 1
+    S, per = _eval_layout(n)
+    # inputs and targets are views of one padded copy in the ids' own (small) dtype
+    padded = np.zeros(S * per + 1, ids.dtype)
+    padded[:n + 1] = ids
+    return padded[:-1].reshape(S, per), padded[1:].reshape(S, per), n
 
 
 def _scored_windows(model: CharRNN, ids: np.ndarray,
                     on_progress: Callable[[int, int], None] | None = None
                     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield (window losses (S, w) float64, mask of the real predictions (S, w)) in order."""
-    n = len(ids) - 1
-    S, per = _eval_layout(n)
-    # streams of `per` predictions; the last one is padded and its padding ignored. Inputs and
-    # targets are views of one padded copy in the ids' own (small) dtype.
-    padded = np.zeros(S * per + 1, ids.dtype)
-    padded[:n + 1] = ids
-    inputs = padded[:-1].reshape(S, per)
-    targets = padded[1:].reshape(S, per)
+    inputs, targets, n = _streams(ids)
+    S, per = inputs.shape
     first = np.arange(S)[:, None] * per  # position of each stream's first prediction
     state = model.initial_state(S)
     for start in range(0, per, EVAL_WINDOW):
@@ -58,6 +77,20 @@ def _scored_windows(model: CharRNN, ids: np.ndarray,
         yield losses, first + np.arange(start, stop)[None, :] < n
         if on_progress is not None:
             on_progress(min(n, stop * S), n)
+
+
+def edge_windows(model: CharRNN, ids: np.ndarray) -> list[np.ndarray]:
+    """The losses and final states of the first and the last window of scoring ``ids``, each
+    from the zero state: one forward call of every shape that scoring the text makes."""
+    if predictions(ids) < 1:
+        return []
+    inputs, targets, _ = _streams(ids)
+    S, per = inputs.shape
+    out: list[np.ndarray] = []
+    for start in sorted({0, (per - 1) // EVAL_WINDOW * EVAL_WINDOW}):
+        stop = min(per, start + EVAL_WINDOW)
+        out += model.losses(inputs[:, start:stop], targets[:, start:stop], model.initial_state(S))
+    return out
 
 
 def evaluation_losses(model: CharRNN, ids: np.ndarray,
@@ -77,11 +110,12 @@ def evaluation_losses(model: CharRNN, ids: np.ndarray,
 
 def evaluate(model: CharRNN, ids: np.ndarray,
              on_progress: Callable[[int, int], None] | None = None) -> float:
-    """Mean loss in nats per character of predicting ids[1:] from what precedes (see module).
+    """Mean loss in nats per character of predicting ids[1:] from what precedes (see module);
+    ids (n,) a text, or (P, L) pieces of one.
 
     Sums window by window, so memory does not grow with the text.
     """
-    n = len(ids) - 1
+    n = predictions(ids)
     if n < 1:
         return math.nan
     total = 0.0

@@ -15,7 +15,7 @@ import numpy as np
 
 from . import checkpoint
 from .config import ModelConfig, TrainConfig
-from .data import Corpus, min_chars
+from .data import Corpus, min_chars, validation_chars
 from .errors import ConfigError, DataError, UsageError
 from .model import CharRNN
 from .optim import make_optimizer
@@ -39,6 +39,7 @@ class RunState:
     window: int = 0  # the next window of the current pass
     epoch: int = 0  # passes completed
     elapsed_before: float = 0.0  # training seconds of earlier invocations
+    spent_before: dict[str, float] = field(default_factory=dict)  # their seconds per phase
     history: list[dict[str, Any]] = field(default_factory=list)  # one row per evaluation
     best_params: dict[str, np.ndarray] | None = None  # None: the latest weights are the best
     best: dict[str, Any] | None = None  # {"step", "val_loss"} of the best evaluation
@@ -67,7 +68,7 @@ def fit_to_corpus(cfg: TrainConfig, n_chars: int) -> tuple[TrainConfig, list[str
     """Shrink the window and the batch (and drop validation) so a small corpus still trains;
     say so."""
     notes = []
-    val_n = int(n_chars * cfg.val_frac + 0.5)
+    val_n = validation_chars(n_chars, cfg.val_frac)
     if cfg.val_frac > 0 and val_n < MIN_VAL_CHARS:
         cfg = cfg.replace(val_frac=0.0)
         notes.append("the corpus is too small to hold out validation text; training without "
@@ -153,7 +154,8 @@ def resumed_run(ck: checkpoint.Checkpoint, corpus: Corpus, model_options: dict[s
                          f"uses {rs.train_config.optimizer}")
     rng = np.random.default_rng()
     rng.bit_generator.state = rs.rng_state
-    state = RunState(model, optimizer, rng, rs.hidden.copy(), rs.step, rs.window, rs.epoch,
-                     rs.elapsed, list(ck.history),
-                     {k: v.copy() for k, v in ck.model.params.items()}, ck.best)
+    state = RunState(model, optimizer, rng, rs.hidden.copy(), step=rs.step, window=rs.window,
+                     epoch=rs.epoch, elapsed_before=rs.elapsed, history=list(ck.history),
+                     best_params={k: v.copy() for k, v in ck.model.params.items()},
+                     best=ck.best)
     return state, tcfg, notes

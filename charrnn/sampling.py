@@ -25,33 +25,30 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import numpy as np
 
-from .errors import CharRNNError, ConfigError
+from .config import check as _check
+from .config import is_int, is_number
+from .errors import CharRNNError
 
 __all__ = ["Stepper", "Stream", "probabilities", "sample", "stream"]
 
 PRIME_CHUNK = 2048  # prime characters per forward call: bounds the forward cache's memory
 
 
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise ConfigError(message)
-
-
 def _is_int(x) -> bool:
-    return isinstance(x, int | np.integer) and not isinstance(x, bool)
+    """Sampling options take NumPy's integers too (a seed or a count computed with NumPy)."""
+    return is_int(x, numpy=True)
 
 
 def _check_filters(temperature, top_k, top_p) -> None:
-    _check(isinstance(temperature, int | float | np.floating) and not isinstance(temperature, bool)
-           and math.isfinite(temperature) and temperature > 0,
+    _check(is_number(temperature, numpy=True) and temperature > 0,
            f"temperature must be a positive number, not {temperature!r}")
     _check(top_k is None or (_is_int(top_k) and top_k >= 1),
            f"top-k must be a positive integer, not {top_k!r}")
-    _check(top_p is None or (isinstance(top_p, int | float | np.floating)
-                             and not isinstance(top_p, bool) and 0 < top_p <= 1),
+    _check(top_p is None or (is_number(top_p, numpy=True) and 0 < top_p <= 1),
            f"top-p must be in (0, 1], not {top_p!r}")
 
 
@@ -144,6 +141,60 @@ def probabilities(logits, temperature=1.0, top_k=None, top_p=None) -> np.ndarray
     return x
 
 
+class _RNNLayer(NamedTuple):
+    """What an RNN layer's step reads and writes: ``h' = tanh(x W_x + h W_h + b)``."""
+
+    first: bool  # layer 0: its one-hot input is a row gather from W_in
+    W_in: np.ndarray  # layer 0: (V, H) W_x + b; above: (2H, H) [W_x; W_h] (+ a row b on top)
+    W_h: np.ndarray  # (H, H)
+    b: np.ndarray | None  # (H,), added after a middle layer's matmul; None on top (in W_in)
+    xh: np.ndarray | None  # above layer 0: the state view [h_{k-1} | h_k] (| 1 on top)
+    h: np.ndarray  # (N, H) this layer's state, a view of the state buffer
+    a: np.ndarray  # (N, H) the pre-activation
+    buf: np.ndarray  # (N, H) layer 0's gathered rows
+
+
+class _LSTMLayer(NamedTuple):
+    """What an LSTM layer's step reads and writes, gate blocks in the order i f o g (i f o
+    pre-halved): ``c' = f c + i g``, ``h' = o tanh(c')``."""
+
+    first: bool  # layer 0: its one-hot input is a row gather from W_in
+    W_in: np.ndarray  # layer 0: (V, 4H) W_x + b; above: (2H, 4H) [W_x; W_h] (+ a row b on top)
+    W_h: np.ndarray  # (H, 4H)
+    b: np.ndarray | None  # (4H,), added after a middle layer's matmul; None on top (in W_in)
+    xh: np.ndarray | None  # above layer 0: the state view [h_{k-1} | h_k] (| 1 on top)
+    h: np.ndarray  # (N, H) this layer's state, a view of the state buffer
+    a: np.ndarray  # (N, 4H) pre-activations, then activations in place
+    buf: np.ndarray  # (N, 4H) layer 0's gathered rows
+    sig: np.ndarray  # (N, 3H) the sigmoid blocks i f o of a
+    gates: tuple[np.ndarray, ...]  # (i, f, o, g): (N, H) blocks of a
+    c: np.ndarray  # (N, H) this layer's cell state
+    tmp: np.ndarray  # (N, H) scratch
+
+
+class _GRULayer(NamedTuple):
+    """What a GRU layer's step reads and writes, gate blocks r z n (r z pre-halved):
+    ``n = tanh(x W_xn + b_n + r (h W_hn + b_hn))``, ``h' = n + z (h - n)``."""
+
+    first: bool  # layer 0: its one-hot input is a row gather from W_in
+    W_in: np.ndarray  # layer 0: (V, 3H) W_x + b; above: (H, 3H) W_x
+    W_h: np.ndarray  # (H, 3H)
+    b: np.ndarray  # (3H,), added to x W_x above layer 0 (layer 0's is in W_in)
+    x: np.ndarray | None  # above layer 0: the state view h_{k-1}
+    h: np.ndarray  # (N, H) this layer's state, a view of the state buffer
+    a: np.ndarray  # (N, 3H) h W_h, then the activations in place
+    xw: np.ndarray  # (N, 3H) x W_x + b
+    rz: np.ndarray  # (N, 2H) the sigmoid blocks r z of a
+    xw_rz: np.ndarray  # (N, 2H) the r z blocks of xw
+    xw_n: np.ndarray  # (N, H) the n block of xw
+    gates: tuple[np.ndarray, ...]  # (r, z, n): (N, H) blocks of a
+    b_hn: np.ndarray  # (H,)
+
+
+#: per cell: gate blocks reordered so the sigmoid ones come first, and how many those are
+_SIGMOID_FIRST = {"lstm": ((0, 1, 3, 2), 3), "gru": ((0, 1, 2), 2), "rnn": ((0,), 0)}
+
+
 class Stepper:
     """The network unrolled one character at a time for N parallel streams; no gradients.
 
@@ -157,19 +208,14 @@ class Stepper:
       ``[W_x; W_h]`` (the top layer's view also takes the 1, folding in its bias), and the head
       is ``[h_{L-1} | 1] @ [W; b]``. The GRU needs ``h W_hn`` apart from ``x W_xn`` (r
       multiplies it), so its upper layers take two matmuls.
-    `logits` (N, V) is a buffer overwritten by every step.
+    `layers` holds each layer's weights, views and buffers by name (`_RNNLayer`, `_GRULayer`,
+    `_LSTMLayer`). `logits` (N, V) is a buffer overwritten by every step.
     """
 
     def __init__(self, model, batch_size: int = 1):
         cfg, p, dt = model.config, model.params, np.dtype(model.dtype)
-        H, L, G, N = cfg.hidden_size, cfg.num_layers, cfg.gates, batch_size
+        H, L, N = cfg.hidden_size, cfg.num_layers, batch_size
         self.model, self.batch_size = model, N
-        # gate blocks reordered so the sigmoid ones come first: LSTM i f o g, GRU r z n
-        order, n_sig = {"lstm": ((0, 1, 3, 2), 3), "gru": ((0, 1, 2), 2), "rnn": ((0,), 0)}[
-            cfg.cell]
-        cols = np.concatenate([np.arange(k * H, (k + 1) * H) for k in order])
-        scale = np.ones(G * H, dt)
-        scale[:n_sig * H] = 0.5
         # [h_0 | h_1 | ... | h_{L-1} | 1] per row: the trailing 1 folds biases into matmuls
         self.h = np.zeros((N, L * H + 1), dt)
         self.h[:, -1] = 1
@@ -177,31 +223,42 @@ class Stepper:
         self.c = np.zeros((L, N, H), dt)  # LSTM cell state (unused otherwise)
         self.logits = np.empty((N, cfg.vocab_size), dt)
         self._head = (self.h[:, (L - 1) * H:], np.concatenate([p["head.W"], p["head.b"][None]]))
-        self._layers = []
-        for k in range(L):
-            W_x, W_h, b = (p[f"layers.{k}.{n}"][..., cols] * scale for n in ("W_x", "W_h", "b"))
-            h = self.h[:, k * H:(k + 1) * H]
-            a = np.empty((N, G * H), dt)  # pre-activations, then activations in place
-            buf = np.empty((N, G * H), dt)  # layer-0 gather / GRU x-projection
-            if k == 0:
-                W_in, x = W_x + b, None  # (V, G*H) table: W_x[id] + b
-            elif cfg.cell == "gru":
-                W_in, x = W_x, self.h[:, (k - 1) * H:k * H]
-            elif k == L - 1:  # (2H+1, G*H) against the (N, 2H+1) view [h_{k-1} | h_k | 1]
-                W_in, x, b = np.concatenate([W_x, W_h, b[None]]), self.h[:, (k - 1) * H:], None
-            else:  # (2H, G*H) against the (N, 2H) view [h_{k-1} | h_k]
-                W_in, x = np.concatenate([W_x, W_h]), self.h[:, (k - 1) * H:(k + 1) * H]
-            gates = tuple(a[:, j * H:(j + 1) * H] for j in range(G))
-            common = (k == 0, np.ascontiguousarray(W_in), np.ascontiguousarray(W_h), b, x, h, a,
-                      buf)
-            if cfg.cell == "lstm":
-                extra = (a[:, :3 * H], gates, self.c[k], np.empty((N, H), dt))
-            elif cfg.cell == "gru":
-                extra = (a[:, :2 * H], buf[:, :2 * H], buf[:, 2 * H:], gates, p[f"layers.{k}.b_hn"])
-            else:
-                extra = ()
-            self._layers.append(common + extra)
+        self.layers = [self._layer(k) for k in range(L)]
+        # the step loops unpack these exact tuples: CPython unpacks a NamedTuple slower
+        self._rows = [tuple(layer) for layer in self.layers]
         self._step = {"lstm": self._lstm, "gru": self._gru, "rnn": self._rnn}[cfg.cell]
+
+    def _layer(self, k: int) -> _RNNLayer | _GRULayer | _LSTMLayer:
+        """Layer k's step structure: its re-laid weights, its views of the state, its buffers."""
+        cfg, p, dt = self.model.config, self.model.params, self.h.dtype
+        H, L, G, N = cfg.hidden_size, cfg.num_layers, cfg.gates, self.batch_size
+        order, n_sig = _SIGMOID_FIRST[cfg.cell]
+        cols = np.concatenate([np.arange(j * H, (j + 1) * H) for j in order])
+        scale = np.ones(G * H, dt)
+        scale[:n_sig * H] = 0.5
+        W_x, W_h, b = (p[f"layers.{k}.{n}"][..., cols] * scale for n in ("W_x", "W_h", "b"))
+        h = self.h[:, k * H:(k + 1) * H]
+        a = np.empty((N, G * H), dt)  # pre-activations, then activations in place
+        buf = np.empty((N, G * H), dt)  # layer-0 gather / GRU x-projection
+        if k == 0:
+            W_in, x = W_x + b, None  # (V, G*H) table: W_x[id] + b
+        elif cfg.cell == "gru":
+            W_in, x = W_x, self.h[:, (k - 1) * H:k * H]
+        elif k == L - 1:  # (2H+1, G*H) against the (N, 2H+1) view [h_{k-1} | h_k | 1]
+            W_in, x, b = np.concatenate([W_x, W_h, b[None]]), self.h[:, (k - 1) * H:], None
+        else:  # (2H, G*H) against the (N, 2H) view [h_{k-1} | h_k]
+            W_in, x = np.concatenate([W_x, W_h]), self.h[:, (k - 1) * H:(k + 1) * H]
+        W_in, W_h = np.ascontiguousarray(W_in), np.ascontiguousarray(W_h)
+        gates = tuple(a[:, j * H:(j + 1) * H] for j in range(G))
+        if cfg.cell == "lstm":
+            return _LSTMLayer(first=k == 0, W_in=W_in, W_h=W_h, b=b, xh=x, h=h, a=a, buf=buf,
+                              sig=a[:, :3 * H], gates=gates, c=self.c[k],
+                              tmp=np.empty((N, H), dt))
+        if cfg.cell == "gru":
+            return _GRULayer(first=k == 0, W_in=W_in, W_h=W_h, b=b, x=x, h=h, a=a, xw=buf,
+                             rz=a[:, :2 * H], xw_rz=buf[:, :2 * H], xw_n=buf[:, 2 * H:],
+                             gates=gates, b_hn=p[f"layers.{k}.b_hn"])
+        return _RNNLayer(first=k == 0, W_in=W_in, W_h=W_h, b=b, xh=x, h=h, a=a, buf=buf)
 
     @property
     def state(self) -> np.ndarray:
@@ -248,7 +305,7 @@ class Stepper:
         return np.matmul(x1, W, out=self.logits)
 
     def _lstm(self, ids):
-        for first, W_in, W_h, b, xh, h, a, buf, sig, (i, f, o, g), c, tmp in self._layers:
+        for first, W_in, W_h, b, xh, h, a, buf, sig, (i, f, o, g), c, tmp in self._rows:
             _preactivation(ids, first, W_in, W_h, b, xh, h, a, buf)
             np.tanh(a, out=a)
             sig *= 0.5  # i f o: s(a) = tanh(a/2)/2 + 1/2, a was pre-halved
@@ -258,7 +315,7 @@ class Stepper:
             np.multiply(o, np.tanh(c, out=tmp), out=h)
 
     def _gru(self, ids):
-        for first, W_in, W_h, b, x, h, a, xw, rz, xw_rz, xw_n, (r, z, n), b_hn in self._layers:
+        for first, W_in, W_h, b, x, h, a, xw, rz, xw_rz, xw_n, (r, z, n), b_hn in self._rows:
             if first:
                 np.take(W_in, ids, axis=0, out=xw)  # x W_x + b (r, z pre-halved)
             else:
@@ -278,7 +335,7 @@ class Stepper:
             h += n
 
     def _rnn(self, ids):
-        for first, W_in, W_h, b, xh, h, a, buf in self._layers:
+        for first, W_in, W_h, b, xh, h, a, buf in self._rows:
             _preactivation(ids, first, W_in, W_h, b, xh, h, a, buf)
             np.tanh(a, out=h)  # h' = tanh(x W_x + h W_h + b)
 

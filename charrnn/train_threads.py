@@ -1,11 +1,12 @@
 """The BLAS threads of a training run: chosen, checked, explained and applied, and every step
 timed for the thread chooser.
 
-By default the run's thread count follows the machine's load (``blas.ThreadChooser``) where
-this BLAS computes the run's own products bit for bit alike on one thread and on all of them
-(``threads_agree``), so that the model never depends on the load. Where it does not, the count
-stays NumPy's, and a note says so. ``threads=N`` pins the count; ``"auto"`` chooses even where
-the results then differ in their last bits.
+By default the run's thread count follows the machine's load (``blas.ThreadChooser``), and
+the model does not depend on it: the first time the run does each kind of work (a training
+step, a validation), ``ThreadPlan.run`` does it on one thread too and compares the two bit for
+bit. Where they differ (a BLAS whose float32 products change with the count), that work keeps
+NumPy's count for the rest of the run, and a note says so. ``threads=N`` pins the count;
+``"auto"`` follows the load without the check.
 """
 
 from __future__ import annotations
@@ -13,81 +14,97 @@ from __future__ import annotations
 import numbers
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
 
-from . import blas, sampling
+from . import blas
 from .config import MAX_THREADS
 from .errors import UsageError
-from .evaluation import window_shapes
 
-__all__ = ["StepClock", "ThreadPlan", "check_threads", "plan_threads", "threads_agree",
+__all__ = ["StepClock", "ThreadPlan", "check_threads", "plan_threads", "same_bits",
            "with_threads"]
 
 BUSY_SHARE = 0.85  # the training thread got less of its core than this: say --threads may help
 
 
-@dataclass
+def same_bits(a: Any, b: Any) -> bool:
+    """Whether two results (arrays, numbers, and tuples, lists or dicts of them) are identical
+    bit for bit."""
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same_bits(a[k], b[k])
+                                                                     for k in a)
+    if isinstance(a, tuple | list):
+        return isinstance(b, tuple | list) and len(a) == len(b) and all(map(same_bits, a, b))
+    a, b = np.asarray(a), np.asarray(b)
+    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
 class ThreadPlan:
-    """How a run sets BLAS's threads: a pinned count, a chooser, or NumPy's count as it is."""
+    """How a run sets BLAS's threads: a pinned count, a chooser, or NumPy's count as it is.
 
-    fixed: int | None = None  # the count for the whole run (None: not pinned)
-    chooser: blas.ThreadChooser | None = None  # follows the load, step by step
-    watch_cores: bool = False  # say when other processes keep the training from its core
-    notes: list[str] = field(default_factory=list)  # for the start of the run
+    ``check``: before the chooser's count is trusted with a kind of work, ``run`` compares that
+    work on the current count and on the other one (NumPy's or one thread).
+    """
+
+    def __init__(self, fixed: int | None = None, chooser: blas.ThreadChooser | None = None, *,
+                 check: bool = False, watch_cores: bool = False, notes=()) -> None:
+        self.fixed, self.chooser = fixed, chooser
+        self.check = check and chooser is not None and chooser.active
+        self.library = chooser.blas if self.check else None  # the controls the chooser sets
+        self.watch_cores = watch_cores  # say when other processes keep training from its core
+        self.notes = list(notes)  # for the start of the run
+        self.news: list[str] = []  # found while running, for the next report
+        self.agrees: dict[str, bool] = {}  # kind of work -> same bits on both counts
+
+    def run(self, kind: str, work: Callable[[], Any], probe: Callable[[], Any] | None = None):
+        """``work()`` on the run's count; the first time for ``kind``, ``probe()`` (default:
+        the work itself, which must then give the same result when run again) is compared on
+        both counts first."""
+        if not self.check or kind in self.agrees:
+            with self._count_for(kind):
+                return work()
+        start, here = self.chooser.start, self.chooser.current
+        with blas.threads(1 if here != 1 else start, self.library):
+            there = (probe or work)()
+        if probe is None:
+            result = work()
+            agrees = same_bits(result, there)
+        else:
+            agrees = same_bits(probe(), there)
+        self.agrees[kind] = agrees
+        if not agrees:
+            self.news.append(f"the {kind} gives different float32 results on 1 and {start} "
+                             f"BLAS threads here: it keeps {start} threads, so that the run "
+                             "can be repeated exactly")
+            if kind == "training step":  # the count cannot follow the load: watch the cores instead
+                self.chooser.close()
+                self.check, self.watch_cores = False, True
+        if probe is not None or (not agrees and here != start):
+            with self._count_for(kind):
+                result = work()
+        return result
+
+    def _count_for(self, kind: str):
+        """Where ``kind`` differs between counts and the chooser goes on: NumPy's count."""
+        if self.agrees.get(kind, True) or not self.chooser.active:
+            return nullcontext()
+        return blas.threads(self.chooser.start, self.library)
 
 
-def threads_agree(work: Callable[[], Sequence[np.ndarray]]) -> bool | None:
-    """Whether ``work`` gives bit-identical arrays on one BLAS thread and on BLAS's count; None
-    where there is no count to change (not OpenBLAS, or one thread)."""
-    lib = blas.openblas()
-    count = lib.get() if lib else 1
-    if count < 2:
-        return None
-    with blas.threads(1):
-        one = work()
-    many = work()
-    return len(one) == len(many) and all(a.shape == b.shape and np.array_equal(a, b)
-                                         for a, b in zip(one, many, strict=True))
-
-
-def run_products(model, batch_size: int, seq_len: int, val_chars: int
-                 ) -> Callable[[], list[np.ndarray]]:
-    """Work whose products have the run's shapes: a training step, the validation's windows
-    and a sampling step (OpenBLAS splits a product by its shape alone, not by its values)."""
-    def work() -> list[np.ndarray]:
-        rng = np.random.default_rng(0)
-        ids = rng.integers(model.config.vocab_size, size=(batch_size, seq_len + 1))
-        _, grads, state = model.loss_and_grad(ids[:, :-1], ids[:, 1:],
-                                              model.initial_state(batch_size), rng)
-        out = [*grads.values(), state]
-        for streams, width in sorted(window_shapes(val_chars - 1)):
-            ids = rng.integers(model.config.vocab_size, size=(streams, width + 1))
-            out += model.losses(ids[:, :-1], ids[:, 1:], model.initial_state(streams))
-        out.append(np.array(sampling.Stepper(model).step(ids[:1, 0])))
-        return out
-    return work
-
-
-def plan_threads(threads: int | str | None, products: Callable[[], Sequence[np.ndarray]]
-                 ) -> ThreadPlan:
-    """The plan for ``threads`` (None: the default), ``products`` being the run's own work."""
+def plan_threads(threads: int | str | None) -> ThreadPlan:
+    """The plan for the ``threads`` option (None: the default)."""
     if threads == "auto":
         chooser = blas.ThreadChooser()
         return ThreadPlan(chooser=chooser, notes=thread_notes(None, chooser))
     if threads is not None:
         return ThreadPlan(fixed=int(threads), notes=thread_notes(int(threads), None))
-    agree = threads_agree(products)
-    if agree:
-        return ThreadPlan(chooser=blas.ThreadChooser())
-    notes = [] if agree is None else [
-        f"this BLAS's float32 products differ in their last bits between 1 and "
-        f"{blas.openblas().get()} threads: the run keeps {blas.openblas().get()}, so that it "
-        "can be repeated exactly (--threads 1 or auto to choose)"]
-    return ThreadPlan(watch_cores=True, notes=notes)
+    chooser = blas.ThreadChooser()
+    if not chooser.active:
+        return ThreadPlan(watch_cores=True)
+    return ThreadPlan(chooser=chooser, check=True)
 
 
 def thread_notes(fixed: int | None, chooser: blas.ThreadChooser | None) -> list[str]:
@@ -118,18 +135,21 @@ class StepClock:
     """Times each step for the BLAS thread chooser and for the busy-machine note."""
 
     def __init__(self, plan: ThreadPlan) -> None:
-        self.chooser = plan.chooser
-        self.share = blas.CoreShare() if plan.watch_cores else None
+        self.plan = plan
+        self.share: blas.CoreShare | None = None  # made at the first step that watches
         self.note: str | None = None  # what the chooser said after the latest step
 
     def start(self) -> None:
+        if self.share is None and self.plan.watch_cores:  # the chooser has stopped
+            self.share = blas.CoreShare()
         self.wall = time.perf_counter()
         if self.share:
             self.cpu = time.thread_time(), time.process_time()
 
     def stop(self) -> None:
         seconds = time.perf_counter() - self.wall
-        self.note = self.chooser.record(seconds) if self.chooser else None
+        chooser = self.plan.chooser
+        self.note = chooser.record(seconds) if chooser and chooser.active else None
         if self.share:
             self.share.add(seconds, time.thread_time() - self.cpu[0],
                            time.process_time() - self.cpu[1])
@@ -140,7 +160,7 @@ class StepClock:
         got = self.share.busy(BUSY_SHARE) if self.share else None
         if got is None:
             return None
-        self.share = None
+        self.share, self.plan.watch_cores = None, False  # said once
         return (f"other processes keep the cores busy (training got {got:.0%} of its core): "
                 "--threads 1 (or auto) may train much faster")
 

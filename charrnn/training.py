@@ -12,7 +12,6 @@ see ``charrnn.blas``).
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,27 +23,29 @@ from . import checkpoint, sampling
 from .config import ModelConfig, TrainConfig
 from .data import Corpus, StreamBatches, split_train_val
 from .errors import DivergenceError
-from .evaluation import evaluate
+from .evaluation import edge_windows, evaluate, predictions, validation_sample
 from .model import CharRNN
 from .optim import clip_grad_norm
 from .output_guard import check_output
 from .runs import MIN_VAL_CHARS, RunState, check_option_names, corpus_facts, new_run, resumed_run
+from .schedule import lr_at
+from .timing import RunTime
 from .train_threads import (
     StepClock,
     ThreadPlan,
     check_threads,
     plan_threads,
-    run_products,
     with_threads,
 )
 
 __all__ = ["Report", "Trainer", "train"]
 
 MAX_LOSS = 1e4  # nats/char: no model that learns comes near (a uniform guess costs ln V ~ 4-9)
-COSINE_FLOOR = 0.05  # the cosine schedule ends at this fraction of --lr
 SAMPLE_TEMPERATURE = 0.8  # progress samples: a little sharper than the raw distribution
 SMOOTHING = 0.02  # the shown training loss: an exponential average, each step weighs this
-RATE_WINDOW = 1.0, 50  # the shown speed: over this many seconds or steps, whichever is first
+MIN_EVAL_EVERY = 200  # steps between validations at least, by default
+VALIDATION_SHARE = 0.04  # of a run's time, what its validations may cost by default
+EVAL_COST = 0.3  # seconds to score a character / seconds to train on one (0.2-0.25 measured)
 
 
 @dataclass
@@ -60,8 +61,10 @@ class Report:
     best_val: float | None = None  # best validation loss so far
     best_step: int | None = None
     lr: float = 0.0  # the rate of the latest step (before any: of the first)
-    chars_per_s: float = 0.0  # training throughput over the recent steps
+    chars_per_s: float = 0.0  # stepping speed: characters per second of the recent steps
+    overall_chars_per_s: float = 0.0  # characters per wall second in this invocation
     elapsed: float = 0.0  # seconds of training in this invocation
+    eta: float | None = None  # seconds left, validations and saves included (None: unknown)
     time_limit: float = 0.0  # --max-time in seconds (0: none)
     text: str = ""  # the sample, or the notice
     path: str = ""  # the model file
@@ -74,20 +77,16 @@ def _quiet() -> np.errstate:
     return np.errstate(over="ignore", invalid="ignore", divide="ignore")
 
 
-def lr_at(cfg: TrainConfig, step: int, progress: float) -> float:
-    """The learning rate for a step.
+def validation_interval(predictions: int, chars_per_step: int) -> int:
+    """Steps between validations by default: often, but at most VALIDATION_SHARE of the time.
 
-    constant: ``lr * lr_decay ** (step // lr_decay_every)`` (step decay, if set).
-    cosine: ``lr * (m + (1 - m) * (1 + cos(pi * progress)) / 2)`` with m = COSINE_FLOOR, where
-    progress in [0, 1] is how far the run is towards its step/epoch limit or its --max-time,
-    whichever is further (no limit: progress stays 0, a constant rate).
+        every = max(MIN_EVAL_EVERY, EVAL_COST * predictions / (VALIDATION_SHARE * B * T))
+
+    It depends only on what is scored and on the step's size, so a run and its resumption
+    validate at the same steps, whatever the machine's speed.
     """
-    if cfg.lr_schedule == "cosine":
-        p = min(1.0, max(0.0, progress))
-        return cfg.lr * (COSINE_FLOOR + (1 - COSINE_FLOOR) * 0.5 * (1 + math.cos(math.pi * p)))
-    if cfg.lr_decay_every <= 0 or cfg.lr_decay == 1.0:
-        return cfg.lr
-    return cfg.lr * cfg.lr_decay ** (step // cfg.lr_decay_every)
+    return max(MIN_EVAL_EVERY,
+               math.ceil(EVAL_COST * predictions / (VALIDATION_SHARE * chars_per_step)))
 
 
 def _broken_loss(what: str, loss: float) -> str | None:
@@ -112,16 +111,20 @@ class Trainer:
                  threads: ThreadPlan | None = None, notes: Sequence[str] = ()) -> None:
         self.state, self.cfg, self.path, self.saved = state, cfg, Path(path), saved
         self.should_stop, self.notes = should_stop, list(notes)
-        self.clock = StepClock(threads or ThreadPlan())
+        self.threads = threads or ThreadPlan()
+        self.clock = StepClock(self.threads)
         self.train_ids, self.val_ids = split_train_val(corpus.ids, cfg.val_frac)
         self.batches = StreamBatches(self.train_ids, cfg.batch_size, cfg.seq_len)
         limits = [s for s in (cfg.max_steps, math.ceil(cfg.epochs * len(self.batches))) if s > 0]
         self.total_steps = min(limits) if limits else None
+        # what each validation scores: the held-out text, or evenly spaced pieces of a long one
+        self.val_scored, self.val_record = validation_sample(self.val_ids)
         self.facts = corpus_facts(corpus)
         self.chars_per_step = cfg.batch_size * cfg.seq_len
+        self.eval_every = cfg.eval_every or validation_interval(predictions(self.val_scored),
+                                                                self.chars_per_step)
         self.first_step = state.step
-        self.started = time.perf_counter()  # reset when the run starts
-        self.rate_since = self.started, 0  # the shown speed's window: its start and steps
+        self.time = RunTime(self.chars_per_step, state.spent_before)
         self.last_lr: float | None = None  # the rate of the latest step
         self.last_eval_step: int | None = None  # the step of this invocation's latest validation
         self.recent_losses: list[float] = []  # the steps' losses since the latest validation
@@ -133,14 +136,14 @@ class Trainer:
 
     def reports(self) -> Iterator[Report]:
         """Run the training, yielding every event; the model file is saved at the end."""
-        self.started = time.perf_counter()
-        self.rate_since = self.started, 0
+        self.time.start()
         yield from self._opening()
         while (reason := self.stop_reason()) is None:
             self.step()
             yield from self._after_step()
-            if self.state.step % self.cfg.eval_every == 0:
+            if self.state.step % self.eval_every == 0:
                 yield self.validate()
+                yield from self._thread_news()
                 yield self.save()
         # an interrupted run saves where it stands: a validation here would add a history row
         # (a possible new best, a count towards --patience) that a run never stopped lacks
@@ -177,9 +180,15 @@ class Trainer:
         the window's mean loss (nats/char)."""
         s, cfg = self.state, self.cfg
         x, y = self.batches.window(s.window)
+        draws = s.rng.bit_generator.state
+
+        def window() -> tuple[float, dict[str, np.ndarray], np.ndarray]:
+            s.rng.bit_generator.state = draws  # a second look draws the same dropout masks
+            return s.model.loss_and_grad(x, y, s.hidden, s.rng)
+
         self.clock.start()
-        with _quiet():
-            loss, grads, hidden = s.model.loss_and_grad(x, y, s.hidden, s.rng)
+        with self.time.phase("steps"), _quiet():
+            loss, grads, hidden = self.threads.run("training step", window)
             norm = clip_grad_norm(grads, cfg.grad_clip) if math.isfinite(loss) else math.nan
             if problem := _broken_loss("loss", loss):
                 raise self._diverged(problem, s.step + 1)
@@ -195,15 +204,17 @@ class Trainer:
         self.recent_losses.append(loss)
         self.smooth = (1 - SMOOTHING) * self.smooth + SMOOTHING * loss
         self.smooth_weight = (1 - SMOOTHING) * self.smooth_weight + SMOOTHING
-        self._measure_speed()
         return loss
 
     def validate(self) -> Report:
-        """Score the validation text, add a history row, and keep the weights if they are the
-        best so far."""
-        s = self.state
-        with _quiet():
-            val = evaluate(s.model, self.val_ids) if len(self.val_ids) >= MIN_VAL_CHARS else None
+        """Score the validation text (or its sample), add a history row, and keep the weights
+        if they are the best so far."""
+        s, scored = self.state, self.val_scored
+        val = None
+        if len(self.val_ids) >= MIN_VAL_CHARS:
+            with self.time.phase("validation"), _quiet():
+                val = self.threads.run("validation", lambda: evaluate(s.model, scored),
+                                       probe=lambda: edge_windows(s.model, scored))
         if val is not None and (problem := _broken_loss("validation loss", val)):
             raise self._diverged(problem, s.step)  # the last update broke the weights
         recent = float(np.mean(self.recent_losses)) if self.recent_losses else math.nan
@@ -231,24 +242,34 @@ class Trainer:
             optimizer_state=s.optimizer.state_dict(), rng_state=s.rng.bit_generator.state,
             hidden=s.hidden, train_config=self.cfg, step=s.step,
             elapsed=s.elapsed_before + self.elapsed(), window=s.window, epoch=s.epoch)
-        checkpoint.save(self.path, best_model, resume=resume, history=s.history,
-                        corpus=self.facts, best=s.best)
+        with self.time.phase("saving"):
+            checkpoint.save(self.path, best_model, resume=resume, history=s.history,
+                            corpus=self.facts, best=s.best)
         self.saved = s.step
         return self.report("saved")
 
     def sample(self) -> Report:
         """A short progress sample from the current weights, seeded by the run and the step."""
         self._check_weights()
-        text = sampling.sample(self.state.model, self.cfg.sample_length,
-                               temperature=SAMPLE_TEMPERATURE, seed=[self.cfg.seed,
-                                                                     self.state.step])
+        with self.time.phase("samples"):
+            text = sampling.sample(self.state.model, self.cfg.sample_length,
+                                   temperature=SAMPLE_TEMPERATURE,
+                                   seed=[self.cfg.seed, self.state.step])
         return self.report("sample", text=text)
 
     # ------------------------------------------------------------------------- helpers
 
     def elapsed(self) -> float:
         """Seconds of training in this invocation."""
-        return time.perf_counter() - self.started
+        return self.time.elapsed()
+
+    def time_left(self) -> float | None:
+        """Seconds until the run ends, the validations and saves still to come included."""
+        steps_left = None if self.total_steps is None else self.total_steps - self.state.step
+        limit = self.cfg.max_time - self.elapsed() if self.cfg.max_time else None
+        per_char = self.time.spent["steps"] / max(self.time.steps * self.chars_per_step, 1)
+        guess = EVAL_COST * predictions(self.val_scored) * per_char  # until one is timed
+        return self.time.time_left(steps_left, self.eval_every, limit, guess)
 
     def latest_rate(self) -> float:
         """The rate the latest step took (before any step: the first one's)."""
@@ -260,7 +281,9 @@ class Trainer:
         fields = {"text": "", "info": {}, **fields}
         self.shown = replace(self.shown, kind=kind, step=s.step,
                              epoch=s.epoch + s.window / len(self.batches), lr=self.latest_rate(),
-                             elapsed=self.elapsed(), **fields)
+                             elapsed=self.elapsed(), chars_per_s=self.time.stepping,
+                             overall_chars_per_s=self.time.overall(), eta=self.time_left(),
+                             **fields)
         return self.shown
 
     def _stalled(self) -> bool:
@@ -270,35 +293,28 @@ class Trainer:
             return False
         return sum(row["step"] > s.best["step"] for row in s.history) >= patience
 
-    def _measure_speed(self) -> None:
-        """Characters per second over the latest window of steps (until then: so far)."""
-        since, steps = self.rate_since[0], self.rate_since[1] + 1
-        now = time.perf_counter()
-        if now - since >= RATE_WINDOW[0] or steps >= RATE_WINDOW[1]:
-            self.shown = replace(self.shown,
-                                 chars_per_s=steps * self.chars_per_step / (now - since))
-            since, steps = now, 0
-        self.rate_since = since, steps
-        if not self.shown.chars_per_s:
-            done = self.state.step - self.first_step
-            self.shown = replace(self.shown, chars_per_s=done * self.chars_per_step
-                                 / max(now - self.started, 1e-9))
-
     def _after_step(self) -> Iterator[Report]:
         yield self.report("step", train_loss=self.smooth / self.smooth_weight)
-        if self.clock.note:
-            yield self.report("notice", text=self.clock.note)
+        yield from self._thread_news()
         if self.cfg.sample_every and self.state.step % self.cfg.sample_every == 0:
             yield self.sample()
         if hint := self.clock.busy_note():
             yield self.report("notice", text=hint)
+
+    def _thread_news(self) -> Iterator[Report]:
+        """What the thread plan and the chooser found since the latest report."""
+        news = self.threads.news + ([self.clock.note] if self.clock.note else [])
+        self.threads.news, self.clock.note = [], None
+        for text in news:
+            yield self.report("notice", text=text)
 
     def _opening(self) -> Iterator[Report]:
         s = self.state
         yield self.report("start", info={
             "model": s.model.config, "train": self.cfg, "parameters": s.model.num_parameters,
             "corpus": self.facts, "train_chars": len(self.train_ids),
-            "val_chars": len(self.val_ids), "steps_per_epoch": len(self.batches),
+            "val_chars": len(self.val_ids), "validation": self.val_record,
+            "eval_every": self.eval_every, "steps_per_epoch": len(self.batches),
             "resumed_at": s.step})
         notes = list(self.notes)
         if self.total_steps is not None and s.step >= self.total_steps:
@@ -315,11 +331,11 @@ class Trainer:
 
     def _closing(self, reason: str) -> Report:
         elapsed = self.elapsed()
-        steps = self.state.step - self.first_step
         return self.report("done", info={
-            "stopped": reason, "steps_this_run": steps, "seconds": elapsed,
-            "total_seconds": self.state.elapsed_before + elapsed,
-            "chars_per_s": steps * self.chars_per_step / elapsed if elapsed > 0 else 0.0})
+            "stopped": reason, "steps_this_run": self.state.step - self.first_step,
+            "seconds": elapsed, "total_seconds": self.state.elapsed_before + elapsed,
+            "chars_per_s": self.time.overall(), "stepping_chars_per_s": self.time.stepping,
+            "time_split": self.time.split(), "total_time_split": self.time.split(True)})
 
     def _check_weights(self) -> None:
         """Before the weights are used to sample, validate or save: an update that overflowed
@@ -369,9 +385,7 @@ def train(corpus: Corpus, output: str | Path, *, model_options: dict[str, Any] |
                                         train_options, path)
     else:
         state, cfg, notes = new_run(corpus, model_options, train_options, dtype)
-    val_chars = len(split_train_val(corpus.ids, cfg.val_frac)[1])
-    plan = plan_threads(threads, run_products(state.model, cfg.batch_size, cfg.seq_len,
-                                              val_chars))
+    plan = plan_threads(threads)
     trainer = Trainer(state, cfg, corpus, path, saved=state.step if resume else None,
                       should_stop=should_stop, threads=plan,
                       notes=corpus.notes() + notes + plan.notes)

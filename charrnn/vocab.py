@@ -1,25 +1,31 @@
-"""The character vocabulary: characters <-> integer ids, over any amount of text.
+"""The character vocabulary: characters <-> integer ids, over any amount of text, and what
+becomes of a text's characters that a vocabulary lacks.
 
 A ``Vocab`` is the sorted distinct characters (Unicode scalar values) of a text; ids are
 their ranks, stored in the smallest unsigned dtype that holds them (uint8 up to 256
 characters). Encoding and decoding work ``CHUNK`` characters at a time, so their temporaries
 stay a few MB whatever the text's length.
+
+A character outside the vocabulary is refused ("error": a VocabularyError naming the first
+``MAX_NAMED`` of them) or left out ("skip"), as ``apply_unknown_policy`` decides.
 """
 
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from .errors import DataError, VocabularyError
+from .errors import ConfigError, DataError, VocabularyError
 
-__all__ = ["Vocab", "encode_corpus", "escape_char"]
+__all__ = ["MAX_NAMED", "UNKNOWN_POLICIES", "Vocab", "apply_unknown_policy", "encode_corpus",
+           "escape_char", "leave_out", "left_out_note"]
 
 CHUNK = 1 << 20  # characters per step of encoding or decoding
 MAX_CODEPOINT = 0x10FFFF
-_MAX_LISTED = 20  # unknown characters named in one error message
+MAX_NAMED = 20  # unknown characters one error message names; the rest are counted
+UNKNOWN_POLICIES = ("error", "skip")  # a character outside the vocabulary: refuse it, or drop it
 
 
 def escape_char(ch: str) -> str:
@@ -52,16 +58,67 @@ def terminal_form(ch: str) -> str:
     return shown[1:-1] if shown.startswith("'") else f"<{shown}>"
 
 
+def _named(ch: str, count: int | None = None) -> str:
+    """One character in a message: 'a' (U+0061), or U+200B where its escape is the code point;
+    a count goes inside the brackets: 'a' (U+0061, once), U+200B (3 times)."""
+    shown = escape_char(ch)
+    details = [] if shown.startswith("U+") else [f"U+{ord(ch):04X}"]
+    if count is not None:
+        details.append("once" if count == 1 else f"{count:,} times")
+    return f"{shown} ({', '.join(details)})" if details else shown
+
+
+def _listing(chars: Sequence[str], counts: Mapping[str, int] | None = None) -> str:
+    """The first MAX_NAMED characters named (with their counts, if given), the rest counted:
+    "'a' (U+0061), U+200B, ..., and 5 more"."""
+    named = ", ".join(_named(c, None if counts is None else counts[c])
+                      for c in chars[:MAX_NAMED])
+    rest = len(chars) - MAX_NAMED
+    return named + (f", and {rest} more" if rest > 0 else "")
+
+
 def unknown_error(chars: Sequence[str]) -> VocabularyError:
-    shown = [escape_char(c) for c in chars[:_MAX_LISTED]]
-    listed = ", ".join(s if s.startswith("U+") else f"{s} (U+{ord(c):04X})"
-                       for s, c in zip(shown, chars, strict=False))
-    more = f", and {len(chars) - _MAX_LISTED} more" if len(chars) > _MAX_LISTED else ""
+    """The error for characters outside a vocabulary: "3 characters not in the vocabulary: ..."."""
     n = len(chars)
     err = VocabularyError(
-        f"{n} character{'s' if n != 1 else ''} not in the vocabulary: {listed}{more}")
+        f"{n} character{'s' if n != 1 else ''} not in the vocabulary: {_listing(chars)}")
     err.unknown = list(chars)  # for callers that want the characters themselves
     return err
+
+
+def apply_unknown_policy(vocab: Vocab, counts: Mapping[str, int], policy: str,
+                         what: str) -> dict[str, int]:
+    """The characters of a text that ``vocab`` lacks, to be left out; under ``policy`` "error"
+    any such character is a VocabularyError instead, naming them with their counts.
+
+    counts: {char: occurrences} of the text; what: its name in the message ("prime", "text").
+    Returns {char: occurrences} of the unknown characters, in code point order ({} if none).
+    The message's remedy names the command line's option, ``--unknown skip``.
+    """
+    if policy not in UNKNOWN_POLICIES:
+        raise ConfigError(f"the policy for unknown characters is one of "
+                          f"{', '.join(UNKNOWN_POLICIES)}, not {policy!r}")
+    missing = {c: counts[c] for c in vocab.unknown("".join(counts))}
+    if missing and policy == "error":
+        err = VocabularyError(
+            f"the {what} has {sum(missing.values()):,} character(s) the model never saw, "
+            f"{len(missing)} distinct: {_listing(list(missing), missing)}; pass --unknown skip "
+            "to leave them out")
+        err.unknown = list(missing)
+        raise err
+    return missing
+
+
+def left_out_note(missing: Mapping[str, int]) -> str:
+    """What leaving out unknown characters ({char: occurrences}) took from a text: how many,
+    and every one of them by its escape and code point."""
+    named = ", ".join(f"{escape_char(c)} (U+{ord(c):04X})" for c in missing)
+    return f"left out {sum(missing.values()):,} character(s) the model never saw: {named}"
+
+
+def leave_out(text: str, chars: Collection[str]) -> str:
+    """``text`` without any of ``chars`` (the "skip" policy on a str)."""
+    return text.translate(dict.fromkeys(map(ord, chars))) if chars else text
 
 
 def id_dtype_for(size: int) -> np.dtype:

@@ -152,38 +152,76 @@ needs_threads = pytest.mark.skipif(blas.openblas() is None or blas.openblas().ge
                                    reason="needs OpenBLAS with two or more threads")
 
 
-def _agrees(tmp_path, threads):
-    """Whether the real BLAS computes this small run's products alike on 1 and 2 threads."""
-    from charrnn import CharRNN, ModelConfig
-    from charrnn.train_threads import run_products, threads_agree
+def _disagreement(tmp_path):
+    """What a default run says where the real BLAS gives other bits on 1 thread, or None."""
+    from charrnn import training
+    from charrnn.data import read_corpus
 
-    model = CharRNN(ModelConfig(hidden_size=8, num_layers=1, vocab_size=20))
-    with blas.threads(threads):
-        return threads_agree(run_products(model, 4, 16, 1000))
+    corpus_file = tmp_path / "agree.txt"
+    corpus_file.write_text((ROOT / "corpora" / "sonnets.txt").read_text()[:20000])
+    run = training.train(read_corpus([corpus_file]), tmp_path / "agree.npz",
+                         model_options={"hidden_size": 64, "num_layers": 2, "dropout": 0.1},
+                         train_options={"batch_size": 16, "seq_len": 32, "max_steps": 2,
+                                        "eval_every": 1})
+    notes = [r.text for r in run if r.kind == "notice" and "float32 results" in r.text]
+    return notes[0] if notes else None
 
 
 @needs_threads
 def test_by_default_training_follows_the_load_where_the_blas_agrees_across_counts(tmp_path):
     """The default probes one thread after step 3, as auto does, and restores the count."""
     before = blas.openblas().get()
-    if not _agrees(tmp_path, 2):
-        pytest.skip("this BLAS gives different products on 1 and 2 threads")
+    if note := _disagreement(tmp_path):
+        pytest.skip(f"this BLAS's results depend on the thread count ({note})")
     counts, after = _counts_during_a_run(tmp_path, None, 3)
     assert counts == [before, before, 1] and after == before
 
 
-def test_threads_agree_compares_the_work_on_one_thread_and_on_all(monkeypatch):
-    from charrnn.train_threads import threads_agree
+def test_same_bits_compares_every_array_exactly():
+    from charrnn.train_threads import same_bits
+
+    a = (1.5, {"w": np.ones((2, 3), np.float32)}, [np.zeros(2)])
+    assert same_bits(a, (1.5, {"w": np.ones((2, 3), np.float32)}, [np.zeros(2)]))
+    assert not same_bits(a, (1.5, {"w": np.ones((2, 3), np.float64)}, [np.zeros(2)]))
+    assert not same_bits(a, (1.5, {"w": np.ones((3, 2), np.float32)}, [np.zeros(2)]))
+    assert not same_bits(a, (1.5, {"v": np.ones((2, 3), np.float32)}, [np.zeros(2)]))
+    nudged = np.nextafter(np.float32(1), np.float32(2))
+    assert not same_bits(a, (1.5, {"w": np.full((2, 3), nudged)}, [np.zeros(2)]))
+    assert same_bits(np.float64("nan"), np.float64("nan"))  # the same bits, though not equal
+
+
+def test_the_plan_compares_each_kind_of_work_once_on_both_counts(monkeypatch):
+    from charrnn.train_threads import ThreadPlan
 
     fake = FakeBLAS(2)
-    monkeypatch.setattr(blas, "_FOUND", [fake])
-    assert threads_agree(lambda: [np.ones(3), np.zeros((2, 2))]) is True
-    assert threads_agree(lambda: [np.full(3, 1.0 + fake.n * 1e-7, np.float32)]) is False
-    assert fake.n == 2 and fake.changes == [1, 2, 1, 2]  # restored after each look
-    monkeypatch.setattr(blas, "_FOUND", [FakeBLAS(1)])
-    assert threads_agree(lambda: [np.ones(3)]) is None  # one thread: nothing to compare
-    monkeypatch.setattr(blas, "_FOUND", [None])
-    assert threads_agree(lambda: [np.ones(3)]) is None
+    plan = ThreadPlan(chooser=blas.ThreadChooser(fake), check=True)
+    calls = []
+
+    def steady():
+        calls.append(fake.n)
+        return np.ones(3)
+
+    assert np.array_equal(plan.run("training step", steady), np.ones(3))
+    assert calls == [1, 2] and plan.agrees == {"training step": True} and plan.news == []
+    plan.run("training step", steady)
+    assert calls == [1, 2, 2]  # compared once: later steps run once, on the current count
+
+    def count_dependent():
+        calls.append(fake.n)
+        return np.full(3, fake.n, np.float32)
+
+    probe_calls = []
+    fake.n = plan.chooser.current = 1  # the chooser has moved to one thread
+    result = plan.run("validation", count_dependent,
+                      probe=lambda: probe_calls.append(fake.n) or np.float32(fake.n))
+    assert probe_calls == [2, 1] and plan.agrees["validation"] is False
+    assert result[0] == 2  # computed again on NumPy's count
+    assert plan.news == ["the validation gives different float32 results on 1 and 2 BLAS "
+                         "threads here: it keeps 2 threads, so that the run can be repeated "
+                         "exactly"]
+    calls.clear()
+    assert plan.run("validation", count_dependent)[0] == 2 and calls == [2] and fake.n == 1
+    assert plan.chooser.active  # the steps still follow the load
 
 
 def test_a_blas_whose_results_depend_on_the_count_keeps_a_fixed_count_and_says_so(
@@ -209,10 +247,9 @@ def test_a_blas_whose_results_depend_on_the_count_keeps_a_fixed_count_and_says_s
                          model_options={"hidden_size": 8, "num_layers": 1},
                          train_options={"batch_size": 4, "seq_len": 16, "max_steps": 20})
     notes = [r.text for r in run if r.kind == "notice"]
-    assert fake.changes == [1, 2]  # the look at start-up; then the count stays 2
-    assert notes == ["this BLAS's float32 products differ in their last bits between 1 and 2 "
-                     "threads: the run keeps 2, so that it can be repeated exactly (--threads "
-                     "1 or auto to choose)"]
+    assert fake.changes == [1, 2, 2]  # the look at step 1; then the count stays 2
+    assert notes == ["the training step gives different float32 results on 1 and 2 BLAS "
+                     "threads here: it keeps 2 threads, so that the run can be repeated exactly"]
 
 
 @needs_threads
@@ -222,9 +259,8 @@ def test_one_and_two_threads_train_the_same_model(tmp_path):
     from charrnn import checkpoint, training
     from charrnn.data import read_corpus
 
-    if not _agrees(tmp_path, 2):
-        pytest.skip("this BLAS gives different products on 1 and 2 threads, so the count "
-                    "changes float32 results in their last bits")
+    if note := _disagreement(tmp_path):
+        pytest.skip(f"this BLAS's results depend on the thread count ({note})")
     corpus_file = tmp_path / "c.txt"
     corpus_file.write_text((ROOT / "corpora" / "sonnets.txt").read_text()[:20000])
     files = []

@@ -24,6 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import charrnn
 from charrnn import checkpoint as ckpt
 from charrnn import npzfile
 from charrnn.checkpoint import Checkpoint, ModelNotFound, ResumeState, describe, load, save
@@ -210,9 +211,15 @@ def test_rng_state_with_a_pending_half_word_survives(tmp_path):
                           other.integers(0, 2**32, 9, dtype=np.uint32))
 
 
+def test_save_takes_the_path_first(tmp_path):
+    with pytest.raises(TypeError, match="not CharRNN"):
+        save(make_model(), tmp_path / "m.npz")
+    assert not os.listdir(tmp_path)
+
+
 def test_simple_save_of_model_and_vocab(tmp_path):
     model = make_model("gru", chars="ab\n")
-    save(model, tmp_path / "m.npz")  # charrnn.save(model, path) order works too
+    charrnn.save(model, tmp_path / "m.npz")  # the package-level save takes the model first
     ck = load(str(tmp_path / "m.npz"))
     assert ck.resume is None and ck.history == [] and ck.corpus is None and ck.best is None
     assert ck.model.vocab == model.vocab
@@ -608,6 +615,8 @@ def _set(path, value):
     (["history", 0, "step"], 1.5, ["history row 0 step must be a non-negative integer"]),
     (["history", 0, "step"], True, ["step must be a non-negative integer, not True"]),
     (["history", 0, "notes"], {"a": 1}, ["history row 0 'notes' must be a plain value"]),
+    (["history", 0, "time"], 10**400, ["history row 0 time must be a number, not 1000"]),
+    (["model_config", "dropout"], 10**400, ["model config: dropout must be at least 0"]),
     (["best", "val_loss"], [1], ["best val_loss must be a number or null"]),
     (["corpus", "size"], -1, ["corpus size must be a non-negative integer"]),
     (["resume", "optimizer"], "lbfgs", ["resume optimizer must be one of"]),

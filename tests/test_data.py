@@ -21,6 +21,7 @@ from charrnn.data import (
     min_chars,
     read_corpus,
     split_train_val,
+    validation_chars,
 )
 from charrnn.errors import DataError, VocabularyError
 
@@ -445,6 +446,21 @@ def test_split_train_val_is_a_tail_of_views():
     for bad in (1.0, -0.1):
         with pytest.raises(DataError, match="validation fraction"):
             split_train_val(ids, bad)
+
+
+def test_validation_chars_rounds_half_up():
+    assert validation_chars(100, 0.1) == 10
+    assert validation_chars(100, 0.29) == 29  # 28.999... rounds to 29
+    assert validation_chars(10, 0.25) == 3  # 2.5 rounds up (round() would give 2)
+    assert validation_chars(10, 0.24) == 2
+    assert validation_chars(6000, 0.1) == 600
+    assert validation_chars(0, 0.5) == validation_chars(7, 0.0) == 0
+
+
+@given(n=st.integers(0, 10_000), val_frac=st.floats(0, 0.99))
+def test_the_split_holds_out_validation_chars(n, val_frac):
+    train, val = split_train_val(np.zeros(n, np.uint8), val_frac)
+    assert len(val) == validation_chars(n, val_frac) and len(train) + len(val) == n
 
 
 def test_stream_batches_small_example():

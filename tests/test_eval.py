@@ -13,7 +13,7 @@ from rich.console import Console
 
 from charrnn import checkpoint, display, evaluation
 from charrnn.cli import main
-from charrnn.data import read_corpus, split_train_val
+from charrnn.data import read_corpus, split_train_val, validation_chars
 
 ROOT = Path(__file__).resolve().parents[1]
 SONNETS = ROOT / "corpora" / "sonnets.txt"
@@ -40,7 +40,7 @@ def trained(tmp_path_factory):
 
 def _val_tail(corpus: Path, val_frac: float) -> str:
     text = read_corpus([corpus]).text
-    return text[len(text) - round(len(text) * val_frac):]
+    return text[len(text) - validation_chars(len(text), val_frac):]
 
 
 def test_eval_of_the_validation_tail_equals_training_exactly(trained, tmp_path):

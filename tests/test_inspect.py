@@ -92,6 +92,20 @@ def test_tensor_stats_count_non_finite_values_and_skip_them():
 
 # ----------------------------------------------------------------------------- training
 
+@pytest.mark.parametrize("chars,val_frac,B,T,windows", [
+    (6000, 0.1, 4, 16, 84),  # 5,400 training characters: 1,349 columns per stream
+    (1000, 0.25, 3, 7, 35),  # 250.5 rounds to 250 held out
+    (10, 0.25, 2, 3, 1),  # 2.5 rounds up: 3 held out, 7 kept
+    (100, 0.0, 1, 99, 1),
+    (5, 0.5, 1, 2, 0),  # 2 training characters: not one window of 2
+])
+def test_steps_per_epoch_is_how_training_cuts_the_corpus(chars, val_frac, B, T, windows):
+    assert diagnostics.steps_per_epoch(chars, val_frac, B, T) == windows
+    if windows:
+        train_ids, _ = split_train_val(np.arange(chars), val_frac)
+        assert len(StreamBatches(train_ids, B, T)) == windows
+
+
 def test_training_record_in_json_and_tables(trained):
     doc = inspect_json(trained)
     ck = checkpoint.load(trained)

@@ -175,6 +175,39 @@ def test_shared_prime_from_different_states_is_read_per_stream():
     np.testing.assert_allclose(got, logits[-2:], atol=1e-12)
 
 
+@pytest.mark.parametrize("cell", CELLS)
+def test_stepper_layers_name_their_weights_views_and_buffers(cell):
+    """Each layer's fields: the re-laid weights' shapes, and views into the one state buffer
+    (h, the LSTM's c) and the layer's own buffers, which the step loops read in field order."""
+    H, L, N, G = 12, 3, 2, {"rnn": 1, "gru": 3, "lstm": 4}[cell]
+    model = make_model(cell, hidden=H, layers=L)
+    stepper = Stepper(model, N)
+    state = np.random.default_rng(8).normal(size=(L, model.config.state_parts, N, H))
+    stepper.state = state
+    layers = stepper.layers
+    assert [type(x).__name__ for x in layers] == \
+        [{"rnn": "_RNNLayer", "gru": "_GRULayer", "lstm": "_LSTMLayer"}[cell]] * L
+    assert [x.first for x in layers] == [True, False, False]
+    assert [x.W_in.shape for x in layers] == [(V, G * H)] + (
+        [(H, G * H)] * 2 if cell == "gru" else [(2 * H, G * H), (2 * H + 1, G * H)])
+    assert all(x.W_h.shape == (H, G * H) and x.a.shape == (N, G * H) for x in layers)
+    assert (layers[-1].b is None) == (cell != "gru")  # the top layer's bias rides in W_in
+    for k, layer in enumerate(layers):
+        np.testing.assert_array_equal(layer.h, state[k, 0])
+        assert np.shares_memory(layer.h, stepper.h)
+        if cell != "rnn":
+            assert len(layer.gates) == G and all(g.base is layer.a for g in layer.gates)
+        if cell == "lstm":
+            np.testing.assert_array_equal(layer.c, state[k, 1])
+        if cell == "gru":
+            assert np.shares_memory(layer.xw_n, layer.xw) and layer.b_hn.shape == (H,)
+    upper = layers[1].x if cell == "gru" else layers[1].xh
+    np.testing.assert_array_equal(upper[:, :H], state[0, 0])  # layer 1 reads h_0
+    rows = stepper._rows  # exact tuples of the same objects, for the loops' unpacking
+    assert all(type(r) is tuple and all(a is b for a, b in zip(r, x, strict=True))
+               for r, x in zip(rows, layers, strict=True))
+
+
 # ---------------------------------------------------------------- drawing
 
 
@@ -315,6 +348,25 @@ def test_unknown_prime_characters():
 ])
 def test_bad_options_raise_config_error(options):
     with pytest.raises(ConfigError):
+        Stream(make_model("rnn"), 10, **options)
+
+
+def test_options_computed_with_numpy_are_taken():
+    model = make_model("rnn")
+    options = {"temperature": np.float64(0.8), "top_k": np.int64(3), "top_p": np.int64(1),
+               "seed": np.uint32(4), "num_samples": np.int8(2)}
+    assert sample(model, np.int16(12), **options) == sample(
+        model, 12, temperature=0.8, top_k=3, top_p=1, seed=4, num_samples=2)
+
+
+@pytest.mark.parametrize("options,message", [
+    ({"temperature": 10**400}, "temperature must be a positive number, not 1000"),
+    ({"temperature": True}, "temperature must be a positive number, not True"),
+    ({"top_p": np.float32(np.nan)}, r"top-p must be in \(0, 1\], not np.float32\(nan\)"),
+    ({"top_k": np.float64(2.0)}, r"top-k must be a positive integer, not np.float64\(2.0\)"),
+])
+def test_bad_option_messages(options, message):
+    with pytest.raises(ConfigError, match="^" + message):
         Stream(make_model("rnn"), 10, **options)
 
 

@@ -13,7 +13,8 @@ from charrnn.config import TrainConfig
 from charrnn.data import read_corpus
 from charrnn.errors import DivergenceError
 from charrnn.runs import new_run
-from charrnn.training import COSINE_FLOOR, Trainer, lr_at
+from charrnn.schedule import COSINE_FLOOR, lr_at
+from charrnn.training import Trainer
 
 SONNETS = Path(__file__).resolve().parents[1] / "corpora" / "sonnets.txt"
 TINY = {"cell": "lstm", "hidden_size": 12, "num_layers": 1}
@@ -154,3 +155,56 @@ def test_the_best_weights_are_saved_for_sampling_and_the_latest_for_resuming(
         np.testing.assert_array_equal(v, best_at_2[k])
         np.testing.assert_array_equal(ck.resume.params[k], t.state.model.params[k])
     assert any(not np.array_equal(ck.model.params[k], ck.resume.params[k]) for k in best_at_2)
+
+
+# ----------------------------------------------------------------------------- validation cost
+
+def test_a_long_validation_text_is_scored_on_the_same_evenly_spaced_pieces_every_time():
+    from charrnn.evaluation import PIECE_CHARS, SAMPLE_PIECES, predictions, validation_sample
+
+    short = np.arange(SAMPLE_PIECES * PIECE_CHARS) % 7
+    same, record = validation_sample(short)
+    assert same is short and record == {"chars": len(short), "of": len(short)}
+    long = np.arange(1_000_003) % 251
+    pieces, record = validation_sample(long)
+    assert pieces.shape == (SAMPLE_PIECES, PIECE_CHARS) == (64, 2049)
+    assert record == {"chars": 64 * 2049, "of": 1_000_003, "pieces": 64, "piece_chars": 2049}
+    assert np.array_equal(pieces[0], long[:2049]) and np.array_equal(pieces[-1], long[-2049:])
+    starts = [(1_000_003 - 2049) * k // 63 for k in range(64)]  # evenly spaced
+    assert all(np.array_equal(p, long[a:a + 2049]) for p, a in zip(pieces, starts, strict=True))
+    assert np.ptp(np.diff(starts)) <= 1
+    again, _ = validation_sample(long)
+    assert np.array_equal(again, pieces)
+    assert predictions(pieces) == 64 * 2048 and predictions(short) == len(short) - 1
+
+
+def test_pieces_score_as_streams_of_their_own():
+    from charrnn import CharRNN, ModelConfig
+    from charrnn.evaluation import evaluate
+
+    model = CharRNN(ModelConfig(hidden_size=8, num_layers=1, vocab_size=11), seed=3)
+    pieces = np.random.default_rng(0).integers(0, 11, (5, 300))
+    each = [evaluate(model, p) for p in pieces]
+    assert evaluate(model, pieces) == pytest.approx(np.mean(each), rel=1e-12)
+
+
+def test_the_default_validation_interval_keeps_validation_a_small_share_of_the_time():
+    from charrnn.training import EVAL_COST, MIN_EVAL_EVERY, VALIDATION_SHARE, validation_interval
+
+    assert validation_interval(9_564, 2048) == MIN_EVAL_EVERY == 200  # a small text: as before
+    every = validation_interval(64 * 2048, 2048)  # the largest that is scored
+    assert every == math.ceil(EVAL_COST * 64 * 2048 / (VALIDATION_SHARE * 2048)) == 480
+    assert EVAL_COST * 64 * 2048 / (every * 2048) <= VALIDATION_SHARE
+    assert validation_interval(64 * 2048, 4096) == 240  # twice the characters per step
+
+
+def test_the_time_split_adds_up_to_the_wall_time(corpus, tmp_path):
+    t = trainer(corpus, tmp_path, max_steps=30, eval_every=10)
+    done = list(t.reports())[-1]
+    split = done.info["time_split"]
+    assert set(split) == {"steps", "validation", "saving", "samples", "other"}
+    assert split["steps"] > 0 and split["validation"] > 0 and split["saving"] > 0
+    assert sum(split.values()) == pytest.approx(done.info["seconds"], rel=0.01)
+    assert split["other"] < 0.05 * done.info["seconds"]
+    assert done.info["chars_per_s"] == pytest.approx(
+        30 * 4 * 16 / done.info["seconds"], rel=0.01)

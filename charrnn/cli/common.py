@@ -7,12 +7,14 @@ import os
 import re
 import sys
 from contextlib import contextmanager
+from contextvars import ContextVar
 
 import click
 from click.core import ParameterSource
 
 from .. import __version__
 from ..errors import CharRNNError, DataError
+from ..vocab import apply_unknown_policy, left_out_note
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -70,27 +72,73 @@ def given_options(ctx: click.Context, names) -> dict:
             if ctx.get_parameter_source(n) not in (ParameterSource.DEFAULT, None)}
 
 
-@contextmanager
-def errors_to_exit(debug: bool, interrupted: str = "interrupted"):
-    """Turn charrnn's errors into a one-line `Error: ...` and the error's exit code; Ctrl-C
-    into `Error: <interrupted>` and 130 (or the interrupt's own ``exit_code``). NumPy's
-    floating-point warnings are off: a model whose weights overflow shows it in its figures
-    (inf, nan), not in warnings between them."""
-    import numpy as np
+_DEBUG = ContextVar("charrnn_debug", default=False)  # this invocation's --debug
 
+
+def _remember_debug(ctx, param, value: bool) -> bool:
+    _DEBUG.set(value)
+    return value
+
+
+#: --debug, as every command takes it: a traceback instead of the one-line error
+debug_option = click.option("--debug", is_flag=True, expose_value=False, callback=_remember_debug,
+                            help="Show tracebacks.")
+
+
+@contextmanager
+def interrupt_message(message: str):
+    """A Ctrl-C inside the block ends the command with `Error: <message>` rather than
+    `Error: interrupted` (the innermost block's message wins)."""
     try:
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            yield
-    except CharRNNError as e:
-        if debug:
+        yield
+    except KeyboardInterrupt as interrupt:
+        if not hasattr(interrupt, "message"):
+            interrupt.message = message
+        raise
+
+
+def exit_status(error: BaseException) -> tuple[str | None, int]:
+    """The line after `Error: ` (None: say nothing) and the exit code an error ends a command with:
+
+    - a CharRNNError: its message, its ``exit_code`` (1 runtime, 2 usage);
+    - Ctrl-C: "interrupted" (or the block's `interrupt_message`), 130 (or the interrupt's own
+      ``exit_code``: 143 for a second SIGTERM in `charrnn train`);
+    - the reader went away (`charrnn sample | head`): nothing, 0;
+    - the output's encoding cannot hold a character (`PYTHONIOENCODING=ascii`): 1;
+    - any other OSError is almost always the output failing (a full disk, a vanished device:
+      files charrnn reads and writes have their own messages): 1.
+    """
+    if isinstance(error, CharRNNError):
+        return str(error), error.exit_code
+    if isinstance(error, KeyboardInterrupt):
+        return getattr(error, "message", "interrupted"), getattr(error, "exit_code", 130)
+    if isinstance(error, BrokenPipeError):
+        return None, 0
+    if isinstance(error, UnicodeEncodeError):
+        ch = error.object[error.start:error.start + 1]
+        return (f"the output's encoding ({error.encoding}) has no character U+{ord(ch):04X}; "
+                "set PYTHONIOENCODING=utf-8"), 1
+    if isinstance(error, OSError):
+        return (f"{error.strerror}: {error.filename}" if error.filename
+                else f"cannot write the output: {error.strerror or error}"), 1
+    raise TypeError(f"no exit status for {type(error).__name__}")
+
+
+@contextmanager
+def errors_to_exit():
+    """Errors inside end the program as `exit_status` says, or, with --debug, go on as a
+    traceback (a closed pipe always ends quietly)."""
+    try:
+        yield
+    except (CharRNNError, KeyboardInterrupt, UnicodeEncodeError, OSError) as error:
+        if _DEBUG.get() and not isinstance(error, BrokenPipeError):
             raise
-        click.echo(f"Error: {e}", err=True)
-        sys.exit(e.exit_code)
-    except KeyboardInterrupt as e:
-        if debug:
-            raise
-        click.echo(f"Error: {interrupted}", err=True)
-        sys.exit(getattr(e, "exit_code", 130))  # 143 for a second SIGTERM (cli.train)
+        message, code = exit_status(error)
+        if isinstance(error, OSError):
+            silence(sys.stdout)  # its later writes and the interpreter's last flush pass quietly
+        if message is not None:
+            click.echo(f"Error: {message}", err=True)
+        sys.exit(code)
 
 
 def silence(stream) -> None:
@@ -99,47 +147,36 @@ def silence(stream) -> None:
     os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
 
 
-class _Group(click.Group):
-    """The command group, where every command's output failures end:
-    - the reader went away (`charrnn sample | head`): stop quietly, exit 0;
-    - the output's encoding cannot hold a character (`PYTHONIOENCODING=ascii`): one line,
-      exit 1;
-    - Ctrl-C outside a command's own handling (e.g. while it starts): one line, exit 130;
-    - any other OSError that gets here is almost always the output failing (a full disk, a
-      vanished device: files charrnn reads and writes have their own messages): one line,
-      exit 1, not a traceback (unless --debug)."""
+class _Command(click.Command):
+    """A charrnn command: it runs with NumPy's floating-point warnings off, as a model whose
+    weights overflow shows it in its figures (inf, nan), not in warnings between them."""
 
     def invoke(self, ctx):
-        debug = "--debug" in sys.argv[1:]
-        try:
+        import numpy as np
+
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             return super().invoke(ctx)
-        except BrokenPipeError:  # caught here, before Click's own handler exits 1
-            silence(sys.stdout)
-            sys.exit(0)
-        except UnicodeEncodeError as e:
-            if debug:
-                raise
-            ch = e.object[e.start:e.start + 1]
-            click.echo(f"Error: the output's encoding ({e.encoding}) has no character "
-                       f"U+{ord(ch):04X}; set PYTHONIOENCODING=utf-8", err=True)
-            sys.exit(1)
-        except KeyboardInterrupt:  # before Click's own handler says "Aborted!" and exits 1
-            if debug:
-                raise
-            click.echo("Error: interrupted", err=True)
-            sys.exit(130)
+
+
+class _Group(click.Group):
+    """The command group: the one place where errors become exit codes (`errors_to_exit`),
+    for what a command raises, caught before Click's own handlers (which say "Aborted!" to
+    Ctrl-C and exit 1 on a closed pipe), and for output failing outside any command
+    (`charrnn --help` into a full disk)."""
+
+    command_class = _Command
+
+    def invoke(self, ctx):
+        with errors_to_exit():
+            return super().invoke(ctx)
 
     def main(self, *args, **kwargs):
+        token = _DEBUG.set(False)
         try:
-            return super().main(*args, **kwargs)
-        except OSError as e:
-            if "--debug" in sys.argv[1:]:
-                raise
-            silence(sys.stdout)
-            what = (f"{e.strerror}: {e.filename}" if e.filename
-                    else f"cannot write the output: {e.strerror or e}")
-            click.echo(f"Error: {what}", err=True)
-            sys.exit(1)
+            with errors_to_exit():
+                return super().main(*args, **kwargs)
+        finally:
+            _DEBUG.reset(token)
 
 
 @click.group(cls=_Group, context_settings=CONTEXT)
@@ -170,12 +207,6 @@ def load_model(path: str):
     return load_checkpoint(path).model
 
 
-def escaped(ch: str) -> str:
-    from ..data import escape_char
-
-    return f"{escape_char(ch)} (U+{ord(ch):04X})"
-
-
 def normalised(text: str) -> str:
     """Text given on the command line, read as a file would be: no byte-order mark, and
     ``\r\n`` as ``\n``."""
@@ -201,19 +232,10 @@ def read_text(paths, encoding: str, what: str, max_chars: int | None = None):
         raise DataError(f"the {what} is empty: {str(e).split(': ', 1)[-1]}") from None
 
 
-def note_left_out(missing) -> None:
-    click.echo(f"note: left out {sum(u['count'] for u in missing):,} character(s) the model "
-               "never saw: " + ", ".join(escaped(u["char"]) for u in missing), err=True)
-
-
-def unknown_message(unknown, what: str) -> str:
-    def times(n: int) -> str:
-        return "once" if n == 1 else f"{n:,} times"
-
-    shown = ", ".join(f"{u['escaped']} (" + ("" if u["escaped"].startswith("U+") else
-                                            f"U+{u['codepoint']:04X}, ") + f"{times(u['count'])})"
-                      for u in unknown[:20])
-    more = f", and {len(unknown) - 20} more" if len(unknown) > 20 else ""
-    n = sum(u["count"] for u in unknown)
-    return (f"the {what} has {n:,} character(s) the model never saw, {len(unknown)} distinct: "
-            f"{shown}{more}; pass --unknown skip to leave them out")
+def apply_unknown_option(vocab, counts, policy: str, what: str) -> dict[str, int]:
+    """The --unknown option on a text ({char: occurrences}): `vocab.apply_unknown_policy`,
+    and a note on stderr naming what it leaves out."""
+    missing = apply_unknown_policy(vocab, counts, policy, what)
+    if missing:
+        click.echo(f"note: {left_out_note(missing)}", err=True)
+    return missing

@@ -9,19 +9,18 @@ from contextlib import suppress
 
 import click
 
-from ..errors import VocabularyError
+from ..vocab import UNKNOWN_POLICIES, leave_out
 from .common import (
     CONTEXT,
     ENCODING,
-    errors_to_exit,
+    apply_unknown_option,
+    debug_option,
     given_options,
     load_model,
     main,
     normalised,
-    note_left_out,
     option_range,
     read_text,
-    unknown_message,
 )
 
 
@@ -96,7 +95,7 @@ class _Out:
 @click.option("--encoding", type=ENCODING, default="utf-8", show_default=True,
               help="Text encoding of --prime-file (e.g. latin-1, cp1252).")
 @click.option("--no-echo-prime", is_flag=True, help="Do not print the prime before the text.")
-@click.option("--unknown", type=click.Choice(["error", "skip"]), default="error",
+@click.option("--unknown", type=click.Choice(UNKNOWN_POLICIES), default="error",
               show_default=True, help="Prime characters the model never saw: refuse, or drop.")
 @click.option("--seed", type=option_range(click.IntRange, 0), default=None,
               help="Same seed, same text (default: a fresh random seed, shown on a terminal "
@@ -104,64 +103,56 @@ class _Out:
 @click.option("--num-samples", type=option_range(click.IntRange, 1, 100_000), default=1,
               show_default=True, help="Independent samples, generated in parallel.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per sample on stdout.")
-@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@debug_option
 def sample(model_path, length, temperature, top_k, top_p, greedy, prime, prime_file,
-           encoding, no_echo_prime, unknown, seed, num_samples, as_json, debug):
+           encoding, no_echo_prime, unknown, seed, num_samples, as_json):
     """Generate text from a trained model, streamed to stdout as it is produced."""
     import json
     from collections import Counter
 
-    from ..diagnostics import unknown_chars
+    if greedy:
+        given = given_options(click.get_current_context(), ["temperature", "top_k", "top_p"])
+        clash = ["--" + name.replace("_", "-") for name in given]
+        if clash:
+            raise click.UsageError(f"--greedy always takes the likeliest character; "
+                                   f"it cannot be combined with {', '.join(clash)}")
+        if num_samples > 1:
+            click.echo("note: with --greedy every sample is the same text", err=True)
+    if prime_file is not None:
+        if prime:
+            raise click.UsageError("give --prime or --prime-file, not both")
+        prime = read_text([prime_file], encoding, "prime").text
+    else:
+        prime = normalised(prime)
+    model = load_model(model_path)
+    if seed is None:  # drawn here, so it can be shown and the text repeated
+        import secrets
 
-    with errors_to_exit(debug):
-        if greedy:
-            given = given_options(click.get_current_context(), ["temperature", "top_k", "top_p"])
-            clash = ["--" + name.replace("_", "-") for name in given]
-            if clash:
-                raise click.UsageError(f"--greedy always takes the likeliest character; "
-                                       f"it cannot be combined with {', '.join(clash)}")
-            if num_samples > 1:
-                click.echo("note: with --greedy every sample is the same text", err=True)
-        if prime_file is not None:
-            if prime:
-                raise click.UsageError("give --prime or --prime-file, not both")
-            prime = read_text([prime_file], encoding, "prime").text
+        seed = secrets.randbelow(2**32)
+        if sys.stderr.isatty():
+            click.echo(f"seed {seed} (--seed {seed} gives this text again)", err=True)
+    missing = apply_unknown_option(model.vocab, Counter(prime), unknown, "prime")
+    stream = model.stream(length, prime=prime, temperature=temperature, top_k=top_k,
+                          top_p=top_p, greedy=greedy, seed=seed, num_samples=num_samples,
+                          skip_unknown=True)
+    kept = leave_out(prime, missing)
+    head = "" if no_echo_prime else kept
+    out = _Out(model.vocab.chars, json=as_json)
+    try:
+        if as_json:
+            for i, text in enumerate(stream.texts()):
+                out.write(json.dumps({"sample": i + 1, "prime": kept, "text": text,
+                                      "seed": seed}, ensure_ascii=False) + "\n")
+        elif num_samples == 1:
+            out.write(head)
+            for ch in stream:
+                out.write(ch)
+            out.write("\n", flush=True)
         else:
-            prime = normalised(prime)
-        model = load_model(model_path)
-        if seed is None:  # drawn here, so it can be shown and the text repeated
-            import secrets
-
-            seed = secrets.randbelow(2**32)
-            if sys.stderr.isatty():
-                click.echo(f"seed {seed} (--seed {seed} gives this text again)", err=True)
-        missing = unknown_chars(model.vocab, Counter(prime))  # worded as inspect and eval do
-        if missing and unknown == "error":
-            raise VocabularyError(unknown_message(missing, "prime"))
-        stream = model.stream(length, prime=prime, temperature=temperature, top_k=top_k,
-                              top_p=top_p, greedy=greedy, seed=seed, num_samples=num_samples,
-                              skip_unknown=True)
-        if missing:
-            note_left_out(missing)
-        dropped = set(stream.dropped)
-        kept = "".join(c for c in prime if c not in dropped) if dropped else prime
-        head = "" if no_echo_prime else kept
-        out = _Out(model.vocab.chars, json=as_json)
-        try:
-            if as_json:
-                for i, text in enumerate(stream.texts()):
-                    out.write(json.dumps({"sample": i + 1, "prime": kept, "text": text,
-                                          "seed": seed}, ensure_ascii=False) + "\n")
-            elif num_samples == 1:
-                out.write(head)
-                for ch in stream:
-                    out.write(ch)
-                out.write("\n", flush=True)
-            else:
-                for i, text in enumerate(stream.texts()):
-                    out.write(f"{'' if i == 0 else chr(10)}=== sample {i + 1} of {num_samples} "
-                              f"===\n{head}{text}\n")
-            out.write("", flush=True)
-        except BaseException:
-            out.end_line()  # so that a message (Ctrl-C, an error) starts on its own line
-            raise
+            for i, text in enumerate(stream.texts()):
+                out.write(f"{'' if i == 0 else chr(10)}=== sample {i + 1} of {num_samples} "
+                          f"===\n{head}{text}\n")
+        out.write("", flush=True)
+    except BaseException:
+        out.end_line()  # so that a message (Ctrl-C, an error) starts on its own line
+        raise

@@ -15,6 +15,9 @@ from ..config import (
     CELLS,
     LR_SCHEDULES,
     MAX_BATCH_SIZE,
+    MAX_HIDDEN_SIZE,
+    MAX_LAYERS,
+    MAX_SEED,
     MAX_SEQ_LEN,
     MAX_THREADS,
     OPTIMIZERS,
@@ -25,8 +28,9 @@ from .common import (
     CONTEXT,
     ENCODING,
     Duration,
-    errors_to_exit,
+    debug_option,
     given_options,
+    interrupt_message,
     main,
     option_range,
     silence,
@@ -57,10 +61,10 @@ class _Threads(click.ParamType):
               help="Model file to write (atomically, at every evaluation).")
 @click.option("--cell", type=click.Choice(CELLS), default=_MD.cell, show_default=True,
               help="Recurrent cell.")
-@click.option("--hidden-size", type=option_range(click.IntRange, 1, 16384), default=_MD.hidden_size,
-              show_default=True, help="Units per layer.")
-@click.option("--num-layers", type=option_range(click.IntRange, 1, 64), default=_MD.num_layers,
-              show_default=True, help="Stacked recurrent layers.")
+@click.option("--hidden-size", type=option_range(click.IntRange, 1, MAX_HIDDEN_SIZE),
+              default=_MD.hidden_size, show_default=True, help="Units per layer.")
+@click.option("--num-layers", type=option_range(click.IntRange, 1, MAX_LAYERS),
+              default=_MD.num_layers, show_default=True, help="Stacked recurrent layers.")
 @click.option("--dropout", type=option_range(click.FloatRange, 0, 1, hi_open=True),
               default=_MD.dropout, show_default=True,
               help="Dropout rate between layers and before the output (training only).")
@@ -103,21 +107,21 @@ class _Threads(click.ParamType):
               show_default=True, help="Steps between progress samples (0: none).")
 @click.option("--sample-length", type=option_range(click.IntRange, 1), default=_TD.sample_length,
               show_default=True, help="Characters per progress sample.")
-@click.option("--seed", type=option_range(click.IntRange, 0, 2**63 - 1), default=_TD.seed,
+@click.option("--seed", type=option_range(click.IntRange, 0, MAX_SEED), default=_TD.seed,
               show_default=True, help="Seed for initialisation, dropout and samples.")
 @click.option("--resume", is_flag=True, help="Continue training the model in --output.")
 @click.option("--force", is_flag=True, help="Overwrite an existing --output.")
 @click.option("--encoding", type=ENCODING, default="utf-8", show_default=True,
               help="Text encoding of the corpus files (e.g. latin-1, cp1252).")
 @click.option("--threads", type=_Threads(), default=None, metavar="N|auto",
-              help="BLAS threads for the matrix products: a number, or auto (time the steps "
-                   "and keep the faster of all and one; much faster while other programs keep "
-                   "the cores busy, but the model then depends on the machine's load in its "
-                   "last bits). Default: NumPy's.")
+              help="BLAS threads for the matrix products. Default: follow the machine's load "
+                   "(NumPy's count, or one while other programs keep the cores busy), where "
+                   "that cannot change the model. A number pins the count; auto follows the "
+                   "load even where the model then depends on it in its last bits.")
 @click.option("--no-color", is_flag=True, help="No colors (also: NO_COLOR=1).")
-@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@debug_option
 @click.pass_context
-def train(ctx, corpus, output, resume, force, encoding, threads, no_color, debug, **options):
+def train(ctx, corpus, output, resume, force, encoding, threads, no_color, **options):
     """Train a model on CORPUS (files, a directory of text files, or - for stdin).
 
     Shows live progress on stderr and writes the model to --output at every evaluation, at
@@ -138,7 +142,7 @@ def train(ctx, corpus, output, resume, force, encoding, threads, no_color, debug
     train_options = pick([f for f in TrainConfig.__dataclass_fields__ if f in ctx.params])
     console = display.make_console(no_color=no_color)
     stop = _StopFlag(console)
-    with errors_to_exit(debug, "interrupted; files are as they were at the last save"):
+    with interrupt_message("interrupted; files are as they were at the last save"):
         if is_corpus_file(output, corpus_files(corpus)):
             raise click.BadParameter(f"{click.format_filename(output)} is a file of the corpus",
                                      param_hint="-o/--output")

@@ -17,16 +17,6 @@ from .base import bpc, clock, loss_text, ppl, rate_text, safe
 PLAIN_EVERY = 10.0  # seconds between log lines when stderr is not a terminal
 
 
-def _eta(r, chars_per_step: int) -> float | None:
-    """Seconds left: by steps (from the recent rate) or by the time limit, whichever is sooner."""
-    left = []
-    if r.total_steps and r.chars_per_s > 0 and chars_per_step:
-        left.append((r.total_steps - r.step) * chars_per_step / r.chars_per_s)
-    if r.time_limit:
-        left.append(max(0.0, r.time_limit - r.elapsed))
-    return min(left) if left else None
-
-
 def _fraction(r) -> tuple[float, float]:
     """(completed, total) for the bar: steps, or seconds under --max-time, whichever is ahead."""
     options = []
@@ -39,11 +29,12 @@ def _fraction(r) -> tuple[float, float]:
     return max(options, key=lambda o: o[0] / o[1])
 
 
-def progress_part(r, chars_per_step: int = 0) -> str:
-    """Where the run is: step, epoch, speed, time."""
+def progress_part(r) -> str:
+    """Where the run is: step, epoch, speeds (while stepping, and overall), time."""
     step = f"step {r.step}" + (f"/{r.total_steps}" if r.total_steps else "")
-    return " | ".join([step, f"epoch {r.epoch:.2f}", rate_text(r.chars_per_s),
-                       f"{clock(r.elapsed)} elapsed, ETA {clock(_eta(r, chars_per_step))}"])
+    speed = f"steps {rate_text(r.chars_per_s)}, overall {rate_text(r.overall_chars_per_s)}"
+    return " | ".join([step, f"epoch {r.epoch:.2f}", speed,
+                       f"{clock(r.elapsed)} elapsed, ETA {clock(r.eta)}"])
 
 
 def metrics_part(r) -> str:
@@ -55,9 +46,9 @@ def metrics_part(r) -> str:
     return " | ".join(parts)
 
 
-def status_line(r, chars_per_step: int = 0) -> str:
+def status_line(r) -> str:
     """One line with every figure of the run (the plain log mode)."""
-    return f"{progress_part(r, chars_per_step)} | {metrics_part(r)}"
+    return f"{progress_part(r)} | {metrics_part(r)}"
 
 
 class _BarWithMetrics(Progress):
@@ -79,7 +70,6 @@ class TrainingView:
         self.progress: Progress | None = None
         self.task = None
         self.last_plain = 0.0
-        self.chars_per_step = 0
         self.start_info: dict[str, Any] = {}
 
     def __enter__(self) -> TrainingView:
@@ -99,7 +89,7 @@ class TrainingView:
             self.progress = None
 
     def _log(self, r) -> None:
-        self.console.print(status_line(r, self.chars_per_step), markup=False, soft_wrap=True)
+        self.console.print(status_line(r), markup=False, soft_wrap=True)
 
     def print(self, *items) -> None:
         (self.progress.console if self.progress else self.console).print(*items)
@@ -107,7 +97,6 @@ class TrainingView:
     def update(self, r) -> None:
         if r.kind == "start":
             self.start_info = r.info
-            self.chars_per_step = r.info["train"].batch_size * r.info["train"].seq_len
             self.console.print(start_summary(r), soft_wrap=True)
         elif r.kind == "notice":
             self.console.print(Text(f"note: {r.text}", style="yellow"), soft_wrap=True)
@@ -118,12 +107,10 @@ class TrainingView:
         elif r.kind == "eval" and not self.live:
             self._log(r)
             self.last_plain = time.monotonic()
-        elif r.kind == "saved" and not self.live:
-            pass
         if self.progress is not None and r.kind in ("step", "eval", "saved", "done"):
             done, total = _fraction(r)
             self.progress.update(self.task, completed=done, total=total or None,
-                                 stats=escape(progress_part(r, self.chars_per_step)))
+                                 stats=escape(progress_part(r)))
             self.progress.metrics = metrics_part(r)
         if not self.live and r.kind == "step":
             now = time.monotonic()
@@ -147,7 +134,22 @@ def start_summary(r) -> Text:
         + (f", time limit {clock(t.max_time)}" if t.max_time else "")
         + (f"; resuming at step {info['resumed_at']:,}" if info["resumed_at"] else ""),
     ]
+    v = info.get("validation")
+    if info["val_chars"]:
+        scored = (f"all {v['of']:,} held-out characters" if "pieces" not in v else
+                  f"{v['pieces']} evenly spaced pieces ({v['chars']:,} characters) of the "
+                  f"{v['of']:,} held out")
+        lines.append(f"validation every {info['eval_every']:,} steps, on {scored}")
     return Text("\n".join(lines))
+
+
+def time_split_text(seconds: float, split: dict[str, float]) -> str:
+    """"10:00: 9:31 training steps, 0:22 validation, 0:07 saving" (phases that took time)."""
+    names = {"steps": "training steps", "validation": "validation", "saving": "saving",
+             "samples": "samples"}
+    parts = [f"{clock(split[k])} {name}" for k, name in names.items()
+             if k == "steps" or split.get(k, 0) >= 0.5]
+    return f"{clock(seconds)}: " + ", ".join(parts)
 
 
 def training_summary(r) -> Table:
@@ -162,8 +164,11 @@ def training_summary(r) -> Table:
     table.add_row("result", stopped)
     table.add_row("steps", f"{r.step:,} ({info['steps_this_run']:,} in this run), "
                   f"epoch {r.epoch:.2f}")
-    table.add_row("time", f"{clock(info['seconds'])} ({clock(info['total_seconds'])} in all)")
-    table.add_row("speed", rate_text(info["chars_per_s"]))
+    table.add_row("time", time_split_text(info["seconds"], info["time_split"])
+                  + (f" ({clock(info['total_seconds'])} in all)"
+                     if info["total_seconds"] > info["seconds"] else ""))
+    table.add_row("speed", f"{rate_text(info['chars_per_s'])} overall, "
+                  f"{rate_text(info['stepping_chars_per_s'])} while stepping")
     if r.best_val is not None:
         table.add_row("best validation", f"{r.best_val:.4f} nats/char at step {r.best_step} "
                       f"(perplexity {ppl(r.best_val)}, {bpc(r.best_val)} bits/char)")

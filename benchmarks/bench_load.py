@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Training speed on a busy machine: the default model, idle and beside CPU-bound busy loops.
+
+For each load (0, 1 and 2 busy loops, each a separate process spinning in pure Python) and
+each thread setting (the default, ``--threads 1``, ``--threads auto``), this trains the default
+model for ``--seconds`` in a fresh process and prints one JSON line:
+
+    chars_per_s        characters trained per second of the run (start-up included)
+    of_idle            chars_per_s / the same setting's median with no load
+
+Settings are interleaved within each round, so that drift spreads over all of them; the
+summary lines give the median over ``--rounds``. The busy loops end by themselves after the
+time they were given, and are killed on any exit of the script (an error, Ctrl-C, SIGTERM).
+
+    python benchmarks/bench_load.py --corpus tinyshakespeare.txt --seconds 25 --rounds 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SETTINGS = {"default": None, "threads 1": 1, "threads auto": "auto"}
+
+# one training run in a fresh process: prints the done report's figures as JSON
+DRIVER = """
+import json, sys, charrnn
+corpus = charrnn.read_corpus([sys.argv[1]])
+threads = None if sys.argv[3] == "None" else sys.argv[3]
+threads = int(threads) if threads not in (None, "auto") else threads
+last = None
+for last in charrnn.train(corpus, sys.argv[2], force=True, threads=threads,
+                          train_options={"max_time": float(sys.argv[4]), "eval_every": 10**9}):
+    pass
+info = last.info
+print(json.dumps({"steps": info["steps_this_run"], "seconds": info["seconds"],
+                  "chars_per_s": info["chars_per_s"]}))
+"""
+
+
+@contextmanager
+def busy_loops(count: int, seconds: float):
+    """`count` processes that each keep a core busy for at most `seconds`; always stopped."""
+    spin = f"import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end: pass"
+    procs = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+        for p in procs:
+            p.wait()
+
+
+def train_once(corpus: str, out: str, threads, seconds: float) -> dict:
+    done = subprocess.run([sys.executable, "-c", DRIVER, corpus, out, str(threads), str(seconds)],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"training failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--corpus", default=str(ROOT / "corpora" / "shakespeare_plays.txt"))
+    ap.add_argument("--seconds", type=float, default=25.0, help="training time of each run")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--loads", default="0,1,2", help="numbers of busy loops, comma-separated")
+    ap.add_argument("--settings", default=",".join(SETTINGS))
+    args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-ups, then exit
+    settings = args.settings.split(",")
+    loads = [int(n) for n in args.loads.split(",")]
+    results: dict[tuple[int, str], list[float]] = {}
+    out = str(Path(os.environ.get("TMPDIR", "/tmp")) / f"bench_load_{os.getpid()}.npz")
+    try:
+        for round_ in range(args.rounds):
+            for load in loads:
+                with busy_loops(load, args.seconds * len(settings) * 2 + 60):
+                    for name in settings:
+                        got = train_once(args.corpus, out, SETTINGS[name], args.seconds)
+                        results.setdefault((load, name), []).append(got["chars_per_s"])
+                        print(json.dumps({"kind": "run", "round": round_, "busy_loops": load,
+                                          "setting": name, **got}), flush=True)
+    finally:
+        Path(out).unlink(missing_ok=True)
+    for (load, name), speeds in sorted(results.items()):
+        idle = statistics.median(results.get((0, name), [float("nan")]))
+        speed = statistics.median(speeds)
+        print(json.dumps({"kind": "median", "busy_loops": load, "setting": name,
+                          "chars_per_s": round(speed), "of_idle": round(speed / idle, 3),
+                          "runs": len(speeds), "cpu": platform.processor() or platform.machine(),
+                          "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE")}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""Where a training run's time goes: training steps, validation, saving and progress samples;
+the stepping speed, the overall speed, and the time left.
+
+    overall speed = characters trained / wall time
+    stepping speed = characters trained / time in steps, over the latest second (or 50 steps)
+    time left = steps left x mean step time + validations left x (one validation + one save)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+__all__ = ["PHASES", "RunTime"]
+
+PHASES = ("steps", "validation", "saving", "samples")
+SPEED_WINDOW = 1.0, 50  # the stepping speed: over this many seconds of steps, or steps
+
+
+class RunTime:
+    """The clock of one invocation of a run: time per phase, speeds, and the time left.
+
+    ``before``: the seconds per phase of the run's earlier invocations (a resumed run).
+    """
+
+    def __init__(self, chars_per_step: int, before: dict[str, float] | None = None) -> None:
+        self.chars_per_step = chars_per_step
+        self.before = {k: float((before or {}).get(k, 0.0)) for k in (*PHASES, "other")}
+        self.start()
+
+    def start(self) -> None:
+        """Start the clock (the run's first event)."""
+        self.started = time.perf_counter()
+        self.spent = dict.fromkeys(PHASES, 0.0)
+        self.latest: dict[str, float] = {}  # the latest duration of each phase
+        self.steps = 0  # steps in this invocation
+        self.window = [0.0, 0]  # the stepping speed's window: seconds in steps, steps
+        self.stepping = 0.0  # characters per second of steps, over the latest window
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Count the block's time as ``name``'s (one of PHASES)."""
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            took = time.perf_counter() - began
+            self.spent[name] += took
+            self.latest[name] = took
+            if name == "steps":
+                self._stepped(took)
+
+    def _stepped(self, seconds: float) -> None:
+        self.steps += 1
+        self.window[0] += seconds
+        self.window[1] += 1
+        if self.window[0] >= SPEED_WINDOW[0] or self.window[1] >= SPEED_WINDOW[1] \
+                or not self.stepping:  # until the first full window: the speed so far
+            self.stepping = self.window[1] * self.chars_per_step / max(self.window[0], 1e-9)
+            if self.window[0] >= SPEED_WINDOW[0] or self.window[1] >= SPEED_WINDOW[1]:
+                self.window = [0.0, 0]
+
+    def elapsed(self) -> float:
+        """Wall seconds of this invocation."""
+        return time.perf_counter() - self.started
+
+    def overall(self) -> float:
+        """Characters trained per wall second in this invocation."""
+        elapsed = self.elapsed()
+        return self.steps * self.chars_per_step / elapsed if elapsed > 0 else 0.0
+
+    def split(self, whole_run: bool = False) -> dict[str, float]:
+        """Seconds per phase, and "other" for the rest of the wall time (the view, the
+        bookkeeping); ``whole_run`` adds the earlier invocations'."""
+        out = dict(self.spent, other=max(0.0, self.elapsed() - sum(self.spent.values())))
+        return {k: v + self.before[k] for k, v in out.items()} if whole_run else out
+
+    def time_left(self, steps_left: int | None, every: int, time_left: float | None,
+                  validation_guess: float) -> float | None:
+        """Seconds until the run ends: by its steps (with the validations and saves they
+        bring) or by its time limit (with the last validation and save), whichever is sooner.
+
+        ``validation_guess``: what one validation should take, until one has been timed.
+        """
+        closing = self.latest.get("validation", validation_guess) + self.latest.get("saving", 0)
+        left = []
+        if steps_left is not None and self.steps:
+            per_step = self.spent["steps"] / self.steps  # steadier than the stepping speed
+            left.append(steps_left * per_step + (steps_left // max(every, 1) + 1) * closing)
+        if time_left is not None:
+            left.append(max(0.0, time_left) + closing)
+        return min(left) if left else None
