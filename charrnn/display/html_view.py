@@ -86,11 +86,16 @@ def _losses(rep: dict) -> str:
             "keeps.</p></section>")
 
 
+def _command(command: str) -> str:
+    """A command line that wraps only between its words (an option's dashes do not break)."""
+    return " ".join(f'<span class="word">{value(w)}</span>' for w in command.split(" "))
+
+
 def _samples(samples: list[dict]) -> str:
     cards = "".join(
         f'<figure class="sample"><figcaption>temperature {s["temperature"]:g}</figcaption>'
         f'<pre data-temperature="{s["temperature"]:g}">{text(s["text"])}</pre>'
-        f'<code>{value(s["command"])}</code></figure>' for s in samples)
+        f"<code>{_command(s['command'])}</code></figure>" for s in samples)
     seed = samples[0]["seed"] if samples else "-"
     return (f'<section id="samples"><h2>3 · Samples</h2><p class="note">{len(samples)} '
             f"samples of {samples[0]['length'] if samples else 0:,} characters, seed "
@@ -125,8 +130,8 @@ a character (arrow keys move) to see the five characters the model expects next.
 <div class="toolbar"><label>color by <select id="colorby"><option value="">surprise</option>
 {units}</select></label><span class="legend" id="legend-surprise">surprise in bits: {levels}
 <span class="s-">first</span></span><span class="legend" id="legend-unit" hidden>activation of
-<b id="unit-name">a unit</b>: <span class="ramp">−1</span><span class="ramp mid">0</span><span
-class="ramp end">+1</span></span></div>
+<b id="unit-name">a unit</b>: <span class="ramp lo">−1</span><span class="ramp mid">0</span><span
+class="ramp hi">+1</span></span></div>
 <div id="chars" class="chars" data-colored-by="surprise">{_char_spans(tr)}</div>
 <div id="tip" role="tooltip" hidden></div></section>"""
 
