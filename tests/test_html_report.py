@@ -463,3 +463,39 @@ def test_bad_usage_is_one_clear_error(trained, tmp_path, args, fragment):
 def test_force_needs_html(trained):
     r = run(["inspect", trained, "--force"])
     assert r.exit_code == 2 and "--force overwrites an existing --html file" in r.output
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_a_model_saved_without_training_gets_a_page_too(tmp_path, cell):
+    vocab = Vocab.from_text(SONNETS[:2000])
+    path = tmp_path / "lib.npz"
+    model = CharRNN(ModelConfig(cell=cell, vocab_size=len(vocab), hidden_size=6, num_layers=2),
+                    vocab=vocab, seed=2)
+    charrnn.save(model, path)
+    out, _ = write_page(path, "--max-chars", "120")
+    p = Page(out)
+    assert "No losses recorded" in p.by_id("losses")["text"] and not p.all("polyline")
+    assert "saved without a training run" in p.by_id("card")["text"]
+    assert "the model file records no corpus" in p.by_id("text")["text"]
+    assert len(p.chars()) == 120 and len(p.data()["units"]) == 6  # all 6 units: fewer than 8
+    rows = [e for e in p.elements if e["tag"] == "tr" and e["parent"] is p.by_id("spectra")]
+    assert len(rows) == 3 and rows[0]["text"] == "layerW_h (all)" + "".join(
+        f"{g} block" for g in {"rnn": "", "gru": "rzn", "lstm": "ifgo"}[cell])
+    assert bool([e for e in p.elements if e["attrs"].get("id") == "biases"]) == (cell != "rnn")
+    if cell == "gru":
+        assert "b_hn mean" in p.by_id("biases")["text"]
+
+
+def test_next_characters_carry_the_state_across_chunks(monkeypatch):
+    monkeypatch.setattr(diagnostics, "TEXT_CHUNK", 7)
+    m = CharRNN(ModelConfig(cell="gru", vocab_size=6, hidden_size=5, num_layers=2),
+                dtype=np.float64, seed=2)
+    ids = np.random.default_rng(0).integers(0, 6, 40)
+    rep = diagnostics.text_report(m, "x" * 40, ids, top=3)
+    logp, _ = m.log_probs(ids[None])
+    assert len(rep["next"]) == 40
+    for row, lp in zip(rep["next"], logp[0], strict=True):
+        order = np.argsort(-lp, kind="stable")[:3]
+        assert [k for k, _ in row] == order.tolist()
+        np.testing.assert_allclose([p for _, p in row], np.exp(lp[order]), rtol=1e-12)
+    assert "next" not in diagnostics.text_report(m, "x" * 40, ids)  # inspect --json unchanged

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-PAGE_MAX_CHARS = 10_000  # characters of text a page shows: bounds its size (~110 bytes each)
+PAGE_MAX_CHARS = 10_000  # characters of text a page shows: bounds its size (~90 bytes each)
 PAGE_NEURONS = 8  # units shown when --top-neurons is not given
 PAGE_MAX_NEURONS = 32  # units a page shows at most (~4 bytes per character each)
 NEXT_CHARS = 5  # likeliest next characters shown for each character

@@ -43,7 +43,8 @@ def _rows(pairs) -> str:
 
 
 def _tiles(rep: dict) -> str:
-    """The headline figures: best validation loss as nats, perplexity and bits; size; steps."""
+    """The headline figures: best validation loss in nats, perplexity and bits; parameters;
+    steps."""
     t, m = rep["training"], rep["model"]
     best = (t or {}).get("best") or {}
     tiles = []
@@ -208,9 +209,12 @@ def _script_data(tr: dict, vocab: list[dict]) -> dict:
     """What the script needs, as integers on the page's scales: per character its surprise,
     its next characters [id, p, id, p, ...], and each unit's activations."""
     return {
+        "scales": {"surprise": SURPRISE_SCALE, "probability": PROBABILITY_SCALE,
+                   "activation": ACTIVATION_SCALE},
         "layer": tr["layer"],
         "glyphs": [_tooltip_glyph(v["char"]) for v in vocab],
-        "surprise": [None if s is None else round(s * SURPRISE_SCALE) for s in tr["surprise"]],
+        "surprise": [None if s is None else round(s * SURPRISE_SCALE)
+                     for s in tr["surprise"]],
         "next": [[x for k, p in row for x in (k, round(p * PROBABILITY_SCALE))]
                  for row in tr.get("next", [])],
         "units": [{"unit": u["unit"], "variance": u["variance"],

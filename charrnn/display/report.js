@@ -1,9 +1,12 @@
 (function () {
   "use strict";
-  // The page's one script. Its data (#page-data) holds integers: surprise in milli-nats,
-  // probabilities in tenths of a percent, activations in hundredths. Text from the model
-  // only ever reaches the page as textContent, never as markup.
+  // The page's one script. Its data (#page-data) holds integers, on the scales it names
+  // (surprise in milli-nats, probabilities in tenths of a percent, activations in
+  // hundredths). Text from the model only ever reaches the page as textContent, never as
+  // markup.
   var data = JSON.parse(document.getElementById("page-data").textContent);
+  var NATS = data.scales.surprise, PROB = data.scales.probability / 100;  // PROB: per 1%
+  var ACT = data.scales.activation;
   var box = document.getElementById("chars");
   var chars = box.children;
   var tip = document.getElementById("tip");
@@ -28,7 +31,7 @@
   function choose(value) {  // a unit's number, or "" for surprise
     chosen = unitNamed(value);
     for (var i = 0; i < chars.length; i++) {
-      var a = chosen ? chosen.activations[i] / 100 : 0;
+      var a = chosen ? chosen.activations[i] / ACT : 0;
       chars[i].style.backgroundColor = chosen ? color(a) : "";
       chars[i].style.color = chosen ? (Math.abs(a) > 0.6 ? "#fff" : "#111827") : "";
     }
@@ -50,7 +53,9 @@
     return el;
   }
 
-  function percent(p) { return p < 1 ? "<0.1%" : (p / 10).toFixed(1) + "%"; }
+  function percent(p) {  // below one unit of the data: "<0.1%"
+    return (p < 1 ? "<" + (1 / PROB).toFixed(1) : (p / PROB).toFixed(1)) + "%";
+  }
 
   function show(i) {
     var s = data.surprise[i], next = data.next[i] || [];
@@ -59,17 +64,17 @@
     add(tip, "div", "head", (shown === " " ? "\u2423" : shown) + "  \u00b7  character " +
         (i + 1).toLocaleString("en") + " of " + chars.length.toLocaleString("en"));
     add(tip, "div", "", s === null ? "the first character: no context, no surprise"
-      : "surprise " + (s / 1000).toFixed(3) + " nats = " + (s / 1000 / Math.LN2).toFixed(2) +
-        " bits (p " + (100 * Math.exp(-s / 1000)).toFixed(1) + "%)");
+      : "surprise " + (s / NATS).toFixed(3) + " nats = " + (s / NATS / Math.LN2).toFixed(2) +
+        " bits (p " + (100 * Math.exp(-s / NATS)).toFixed(1) + "%)");
     if (chosen) {
-      add(tip, "div", "", "unit " + chosen.unit + ": " + (chosen.activations[i] / 100).toFixed(2));
+      add(tip, "div", "", "unit " + chosen.unit + ": " + (chosen.activations[i] / ACT).toFixed(2));
     }
     add(tip, "div", "sub", "the model expects next:");
     for (var k = 0; k + 1 < next.length; k += 2) {
       var row = add(tip, "div", "row", "");
       add(row, "b", "", data.glyphs[next[k]]);
       add(add(row, "span", "track", ""), "span", "bar", "").style.width =
-        Math.max(1, next[k + 1] / 10) + "%";
+        Math.max(1, next[k + 1] / PROB) + "%";
       add(row, "span", "", percent(next[k + 1]));
     }
     var r = chars[i].getBoundingClientRect();
@@ -112,7 +117,7 @@
   document.querySelectorAll("canvas.strip").forEach(function (canvas) {
     var unit = unitNamed(canvas.dataset.unit);
     if (unit) {
-      drawStrip(canvas, function (i) { return color(unit.activations[i] / 100); });
+      drawStrip(canvas, function (i) { return color(unit.activations[i] / ACT); });
       canvas.addEventListener("click", function () { choose(unit.unit); });
     } else {
       drawStrip(canvas, function (i) {
