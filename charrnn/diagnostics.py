@@ -25,8 +25,8 @@ from .config import plain  # the commands print reports through it
 from .data import escape_char, validation_chars
 
 __all__ = ["GATE_NAMES", "char_counts", "figures", "gate_biases", "model_report", "plain",
-           "recurrent_spectra", "steps_per_epoch", "tensor_stats", "text_report",
-           "unknown_chars", "vocabulary"]
+           "recurrent_spectra", "steps_per_epoch", "tensor_histograms", "tensor_stats",
+           "text_report", "unknown_chars", "vocabulary"]
 
 #: the gate blocks of W_x, W_h and b, in column order (the order charrnn.cells computes them in)
 GATE_NAMES = {"rnn": ("h",), "gru": ("r", "z", "n"), "lstm": ("i", "f", "g", "o")}
@@ -35,6 +35,7 @@ SIGMOID_GATES = {"rnn": (), "gru": ("r", "z"), "lstm": ("i", "f", "o")}
 MAX_EXP = math.log(np.finfo(np.float64).max)  # exp of more overflows (709.78...)
 TEXT_CHUNK = 1024  # characters per forward call when reading a text: bounds the cache's memory
 LN2 = math.log(2)
+HISTOGRAM_BINS = 40  # bars per parameter tensor in ``tensor_histograms``
 
 
 def figures(loss: float | None) -> dict[str, float | None]:
@@ -61,6 +62,21 @@ def tensor_stats(params: dict[str, np.ndarray]) -> list[dict[str, Any]]:
                  dict.fromkeys(("mean", "std", "min", "max")))
         out.append({"name": name, "shape": list(p.shape), "count": int(p.size), **stats,
                     "nan": int(np.isnan(a).sum()), "inf": int(np.isinf(a).sum())})
+    return out
+
+
+def tensor_histograms(params: dict[str, np.ndarray], bins: int = HISTOGRAM_BINS
+                      ) -> list[dict[str, Any]]:
+    """Per tensor: name, and ``counts`` of its finite values in ``bins`` equal bins from
+    ``lo`` (its min) to ``hi`` (its max); a constant tensor gets the bins of lo - 0.5 .. lo +
+    0.5, and one without finite values no bins."""
+    out = []
+    for name, p in params.items():
+        a = np.asarray(p, dtype=np.float64).reshape(-1)
+        a = a[np.isfinite(a)]
+        counts, edges = np.histogram(a, bins=bins) if a.size else (np.zeros(0, int), [0, 0])
+        out.append({"name": name, "lo": float(edges[0]), "hi": float(edges[-1]),
+                    "counts": [int(k) for k in counts]})
     return out
 
 
@@ -185,41 +201,51 @@ def model_report(ck, file_size: int | None = None) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- text
 
-def _read(model, ids: np.ndarray, layer: int | None):
+def _read(model, ids: np.ndarray, layer: int | None, top: int = 0):
     """One forward pass over ids (T,), chunk by chunk with the state carried: the surprise
-    -log p(ids[i+1] | ids[..i]) of each next character (T - 1,) and, if layer is given, that
-    layer's output at every position (T, H)."""
+    -log p(ids[i+1] | ids[..i]) of each next character (T - 1,); if layer is given, that
+    layer's output at every position (T, H); if top > 0, after each character the ``top``
+    likeliest next characters as [[id, p], ...], likeliest first (ties: lower id first)."""
     state = model.initial_state(1)
-    surprise, hidden = [], []
+    surprise, hidden, likeliest = [], [], []
     for start in range(0, len(ids), TEXT_CHUNK):
         chunk = np.asarray(ids[start:start + TEXT_CHUNK])[None, :]
-        lp, outputs, state = model.read(chunk, state)  # one pass gives both
+        lp, outputs, state = model.read(chunk, state)  # one pass gives all three
         if layer is not None:
             hidden.append(outputs[layer][0])
         targets = np.asarray(ids[start + 1:start + 1 + chunk.shape[1]])  # the last has none
         surprise.append(-lp[0, np.arange(len(targets)), targets])
+        if top > 0:
+            order = np.argsort(-lp[0], axis=-1, kind="stable")[:, :top]
+            probs = np.exp(np.take_along_axis(lp[0], order, axis=-1))
+            likeliest += [[[int(k), float(p)] for k, p in zip(row, ps, strict=True)]
+                          for row, ps in zip(order, probs, strict=True)]
     return (np.concatenate(surprise) if surprise else np.zeros(0),
-            np.concatenate(hidden) if hidden else None)
+            np.concatenate(hidden) if hidden else None, likeliest)
 
 
 def text_report(model, text: str, ids: np.ndarray, *, layer: int | None = None,
-                neurons=(), top_neurons: int = 0) -> dict[str, Any]:
+                neurons=(), top_neurons: int = 0, top: int = 0) -> dict[str, Any]:
     """A text seen through the model, per character (T = len(ids), text the matching chars).
 
     surprise[i] = -log p(x_i | x_0..x_{i-1}) in nats (None for i = 0, which has no context);
     ``loss`` is their mean. Neurons: the chosen units of ``layer`` (default the last), plus the
     ``top_neurons`` units whose activation varies most over the text; each with its activation
     at every character (tanh-bounded, -1 .. 1: the unit's value after reading that character).
+    With top > 0, ``next[i]`` holds the ``top`` likeliest characters after x_0..x_i as
+    [[id, p], ...], likeliest first.
     """
     L = model.config.num_layers
     layer = L - 1 if layer is None else layer
     want = bool(neurons) or top_neurons > 0
-    surprise, hs = _read(model, ids, layer if want else None)
+    surprise, hs, likeliest = _read(model, ids, layer if want else None, top)
     T = len(ids)
     loss = float(surprise.mean()) if len(surprise) else None
     out: dict[str, Any] = {"text": text, "characters": T, "predictions": len(surprise),
                            **figures(loss), "surprise": [None, *surprise.tolist()][:T],
                            "layer": layer, "neurons": []}
+    if top > 0:
+        out["next"] = likeliest
     if want:
         var = hs.var(axis=0, dtype=np.float64) if T else np.zeros(hs.shape[1])
         top = [int(k) for k in np.argsort(-var, kind="stable")[:top_neurons]]

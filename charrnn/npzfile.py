@@ -7,28 +7,25 @@ then read into an array of exactly the checked size. Any problem is an ``Invalid
 one-line message; the model file's own rules (which members, dtypes and shapes) live in
 ``checkpoint``.
 
-Writing goes to a temporary file in the target's folder, flushed and fsynced, then renamed
-over the target; temporary files left by crashed writers are swept.
+Writing goes through ``atomic.replace_file``: a temporary file in the target's folder,
+flushed and fsynced, then renamed over the target.
 """
 
 from __future__ import annotations
 
 import io
 import os
-import secrets
-import stat
 import struct
 import warnings
 import zipfile
 from collections import Counter
-from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .atomic import replace_file, short_message
 from .errors import CheckpointError
-from .output_guard import not_a_file
 
 MAX_HEADER = 10_000  # bytes of an npy header
 MAX_TOTAL_BYTES = 16 << 30  # all members, uncompressed
@@ -51,12 +48,6 @@ def shown(v: Any) -> str:
     """A value from the file, fit for a one-line message: ASCII, escaped, short."""
     s = ascii(v)
     return s if len(s) <= 60 else s[:57] + "..."
-
-
-def short_message(e: BaseException) -> str:
-    """An exception as one line of at most 200 characters, for an error message."""
-    s = " ".join(str(e).split()) or type(e).__name__
-    return s if len(s) <= 200 else s[:197] + "..."
 
 
 def dtype_name(dt: np.dtype) -> str:
@@ -141,63 +132,13 @@ def read_member(zf, info, dtype, shape, hlen) -> np.ndarray:
     return arr
 
 
-def _clean_stale(path: Path) -> None:
-    """Remove temporary files of crashed saves to this target: our pattern, process gone."""
-    prefix = f".{path.name}.tmp-"
-    with suppress(OSError):
-        for entry in os.scandir(path.parent):
-            pid, _, tag = entry.name.removeprefix(prefix).partition("-")
-            if (entry.name.startswith(prefix) and pid.isascii() and pid.isdigit() and len(tag) == 8
-                    and set(tag) <= set("0123456789abcdef") and os.name == "posix"):
-                try:
-                    os.kill(int(pid), 0)  # signal 0 only asks: does the process exist?
-                except (ProcessLookupError, OverflowError):
-                    with suppress(OSError):
-                        os.unlink(entry.path)
-                except OSError:  # EPERM: alive, someone else's
-                    pass
-
-
 def write_atomic(path: Path, meta: bytes, arrays: dict[str, np.ndarray]) -> None:
-    """A temporary file in the same folder, flushed and fsynced, renamed over the target.
+    """The archive written by ``atomic.replace_file``: a temporary file in the same folder,
+    flushed and fsynced, renamed over the target (a link followed, permissions kept)."""
+    def write(f) -> None:
+        with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+            for key, a in {"meta": np.frombuffer(meta, np.uint8), **arrays}.items():
+                with zf.open(key + ".npy", "w", force_zip64=True) as m:
+                    np.lib.format.write_array(m, a, version=(1, 0), allow_pickle=False)
 
-    A symbolic link is followed (its target is replaced, the link stays) and an existing
-    file's permissions carry over to the new one.
-    """
-    path = Path(os.path.realpath(path))
-    try:
-        st = os.stat(path)
-    except OSError:
-        mode = None
-    else:
-        if problem := not_a_file(st.st_mode):
-            raise CheckpointError(f"cannot write {os.fspath(path)}: {problem}")
-        mode = stat.S_IMODE(st.st_mode) & 0o777  # permissions, not setuid & co
-    _clean_stale(path)
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
-    try:
-        with open(tmp, "xb") as f:
-            with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
-                for key, a in {"meta": np.frombuffer(meta, np.uint8), **arrays}.items():
-                    with zf.open(key + ".npy", "w", force_zip64=True) as m:
-                        np.lib.format.write_array(m, a, version=(1, 0), allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        if mode is not None:
-            os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException as e:  # Ctrl-C too: never leave the temporary file behind
-        with suppress(OSError):
-            os.chmod(tmp, 0o600)  # a read-only copy of the mode would keep Windows from deleting
-        with suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(e, OSError):
-            raise CheckpointError(f"cannot write {os.fspath(path)}: "
-                                  f"{e.strerror or short_message(e)}") from None
-        raise
-    with suppress(OSError):  # make the rename itself durable
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    replace_file(path, write, CheckpointError)

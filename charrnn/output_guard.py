@@ -3,8 +3,9 @@
 An output is refused when it is a folder, a device, a pipe or a socket (renamed over, /dev/null
 would become a plain file), a file the corpus reads, or another user's file in a sticky folder
 such as /tmp. An existing model file is replaced only with ``force`` or continued with
-``resume``. ``npzfile.write_atomic`` applies the first rule at every write too, so a library
-``save`` is covered as well.
+``resume``; a page (``inspect --html``) never replaces a file it is made from, and another
+existing file only with ``force``. ``atomic.replace_file`` applies the first rule at every
+write too, so a library ``save`` is covered as well.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from pathlib import Path
 
 from .errors import UsageError
 
-__all__ = ["check_output", "is_corpus_file", "may_replace", "not_a_file"]
+__all__ = ["check_output", "check_page_output", "check_writable", "is_corpus_file", "may_replace",
+           "not_a_file"]
 
 
 def not_a_file(mode: int) -> str | None:
@@ -54,8 +56,10 @@ def is_corpus_file(output: str | Path, sources: Sequence[str | Path]) -> bool:
     return False
 
 
-def check_output(path: Path, *, resume: bool, force: bool) -> None:
-    """Raise a UsageError unless training may write the model file ``path``."""
+def check_writable(path: Path) -> None:
+    """Raise a UsageError unless a file may be written at ``path``: its folder exists and is
+    writable, and the path is not a folder, a device, a pipe or a socket, nor another user's
+    file in a sticky folder."""
     target = Path(os.path.realpath(path))  # a symbolic link is written through to its target
     folder = target.parent
     if not folder.is_dir():
@@ -70,6 +74,11 @@ def check_output(path: Path, *, resume: bool, force: bool) -> None:
     if target.exists() and not may_replace(target):
         raise UsageError(f"cannot write {path}: it belongs to another user, in a folder "
                          "where only a file's owner may replace it (sticky, like /tmp)")
+
+
+def check_output(path: Path, *, resume: bool, force: bool) -> None:
+    """Raise a UsageError unless training may write the model file ``path``."""
+    check_writable(path)
     if path.exists() and not (resume or force):
         raise UsageError(f"{path} already exists; pass --resume to continue training it "
                          "or --force to overwrite it")
@@ -78,3 +87,14 @@ def check_output(path: Path, *, resume: bool, force: bool) -> None:
     if resume and force:
         raise UsageError("--resume continues a model and --force starts a new one; "
                          "pass one of them")
+
+
+def check_page_output(path: Path, *, force: bool, inputs: Sequence[str | Path]) -> None:
+    """Raise a UsageError unless a page made from ``inputs`` (the model file, a text, a
+    corpus; "-": standard input) may be written at ``path``: never over one of them, even
+    with ``force``, and over another existing file only with ``force``."""
+    check_writable(path)
+    if is_corpus_file(path, inputs):
+        raise UsageError(f"cannot write {path}: the page is made from that file")
+    if path.exists() and not force:
+        raise UsageError(f"{path} already exists; pass --force to overwrite it")

@@ -52,10 +52,13 @@ def _encode(model, text: str, unknown: str, what: str):
               help="Encoding of --text.")
 @click.option("--json", "as_json", is_flag=True,
               help="Everything as one JSON document on stdout (no colored text).")
+@click.option("--html", "html_path", default=None, metavar="FILE",
+              help="Write one self-contained HTML page of what the model learned.")
+@click.option("--force", is_flag=True, help="Overwrite an existing --html file.")
 @click.option("--no-color", is_flag=True, help="No colors (also: NO_COLOR=1).")
 @debug_option
 def inspect(model_path, text_file, prime, neuron, layer, top_neurons, max_chars, unknown,
-            encoding, as_json, no_color):
+            encoding, as_json, html_path, force, no_color):
     """Show what is inside a model file: architecture, parameters, training history,
     diagnostics, vocabulary, and (with --text or --prime) text colored by the model's
     surprise and by hidden units' activations.
@@ -66,11 +69,19 @@ def inspect(model_path, text_file, prime, neuron, layer, top_neurons, max_chars,
     import os
 
     from .. import diagnostics, display
+    from . import inspect_html
 
     if text_file is not None and prime is not None:
         raise click.UsageError("give --text or --prime, not both")
-    if (neuron or top_neurons or layer is not None) and text_file is None and prime is None:
+    if (neuron or top_neurons or layer is not None) and text_file is None and prime is None \
+            and html_path is None:
         raise click.UsageError("--neuron, --top-neurons and --layer need --text or --prime")
+    if force and html_path is None:
+        raise click.UsageError("--force overwrites an existing --html file; it needs --html")
+    if html_path is not None:
+        inspect_html.check_page_options(max_chars, as_json, neuron, top_neurons)
+        inspect_html.check_page_path(html_path, force=force, model_path=model_path,
+                                     text_file=text_file)
     ck = load_checkpoint(model_path, resume=True)
     cfg = ck.model.config
     if layer is not None and layer >= cfg.num_layers:
@@ -81,7 +92,7 @@ def inspect(model_path, text_file, prime, neuron, layer, top_neurons, max_chars,
         raise click.BadParameter(f"unit {bad[0]} does not exist; layers have units 0 to "
                                  f"{cfg.hidden_size - 1}", param_hint="--neuron")
     report = diagnostics.model_report(ck, os.path.getsize(model_path))
-    text_rep = None
+    chosen = None  # (text, ids, where it comes from) of --text or --prime
     if text_file is not None or prime is not None:
         what = "prime" if prime is not None else "text"
         # one character past the limit tells whether the text goes on
@@ -96,8 +107,16 @@ def inspect(model_path, text_file, prime, neuron, layer, top_neurons, max_chars,
         if not len(ids):
             raise DataError(f"the {what} is empty" if not given else
                             f"the {what} has no characters the model knows")
-        text_rep = diagnostics.text_report(ck.model, text, ids, layer=layer,
-                                           neurons=neuron, top_neurons=top_neurons)
+        chosen = text, ids, ("The text given with --prime" if prime is not None else
+                             "The text read from standard input" if text_file == "-" else
+                             f"The text of {click.format_filename(text_file)}")
+    if html_path is not None:
+        inspect_html.write_page(html_path, ck, report, chosen, model_path=model_path,
+                                force=force, layer=layer, neurons=neuron,
+                                top_neurons=top_neurons, max_chars=max_chars)
+        return
+    text_rep = None if chosen is None else diagnostics.text_report(
+        ck.model, *chosen[:2], layer=layer, neurons=neuron, top_neurons=top_neurons)
     if as_json:
         doc = dict(report, text=text_rep)
         click.echo(json.dumps(diagnostics.plain(doc), indent=2, allow_nan=False))

@@ -1,4 +1,5 @@
-"""Everything rich: the training view (live bar or plain log lines), tables and colored text.
+"""Everything the user sees: the training view (live bar or plain log lines), tables, colored
+text, and the HTML page.
 
 The only part of charrnn that imports rich. All of it goes to stderr except what a command
 produces as its result (``eval_lines``).
@@ -7,9 +8,12 @@ produces as its result (``eval_lines``).
     training_view  the live bar / log lines of ``train``, its start and end summaries
     inspect_view   ``inspect``: file, parameters, loss chart, diagnostics, vocabulary
     text_view      text colored by surprise or by a neuron; ``eval``'s progress and figures
+    html_view      ``inspect --html``: the self-contained page (svg: its charts; html_markup:
+                   its escaping, script data and Content-Security-Policy)
 """
 
 from .base import make_console
+from .html_view import render_page
 from .inspect_view import line_chart, render_inspect
 from .text_view import (
     ACTIVATION_BG,
@@ -25,4 +29,4 @@ from .training_view import TrainingView, training_summary
 
 __all__ = ["ACTIVATION_BG", "SURPRISE_BG", "TrainingView", "activation_level", "colored_text",
            "eval_lines", "eval_progress", "line_chart", "make_console", "render_inspect",
-           "surprise_level", "text_views", "training_summary"]
+           "render_page", "surprise_level", "text_views", "training_summary"]

@@ -19,14 +19,14 @@ def _cell(value: Any, style: str = "") -> Text:
     return Text(one_line(value), style=style)
 
 
-def _stat(x: float | None) -> str:
+def stat_text(x: float | None) -> str:
     """A weight statistic in a narrow column: 3 decimals, or 3 significant digits if large."""
     if x is None or not math.isfinite(x):
         return "-"
     return f"{x:.3f}" if abs(x) < 100 else f"{x:.3g}"
 
 
-def _size(n: int | None) -> str:
+def size_text(n: int | None) -> str:
     if n is None:
         return "-"
     for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
@@ -44,17 +44,23 @@ def _kv(title: str, rows) -> Table:
     return table
 
 
-def summary_tables(rep: dict) -> list:
-    """The file, the network and every parameter tensor (from diagnostics.model_report)."""
+def file_rows(rep: dict) -> list[tuple[str, str]]:
+    """(label, one-line text) of the file and the network (from diagnostics.model_report)."""
     f, m = rep["file"], rep["model"]
-    about = _kv("model file", [
-        ("file", f"{one_line(f['path'])}, {_size(f['size'])}"),
+    return [
+        ("file", f"{one_line(f['path'])}, {size_text(f['size'])}"),
         ("format", f"charrnn model format {f['format_version']}, written by charrnn "
                    f"{one_line(f['charrnn_version'])}, {f['dtype']} weights"),
         ("network", f"{m['cell'].upper()}: {m['num_layers']} layer(s) x {m['hidden_size']} units, "
                     f"vocabulary {m['vocab_size']}, dropout {m['dropout']:g}"),
         ("parameters", f"{m['parameters']:,}"),
-    ])
+    ]
+
+
+def summary_tables(rep: dict) -> list:
+    """The file, the network and every parameter tensor (from diagnostics.model_report)."""
+    m = rep["model"]
+    about = _kv("model file", file_rows(rep))
     params = Table(title="parameters", title_justify="left", box=box.SIMPLE_HEAD)
     for name, just in (("tensor", "left"), ("shape", "left"), ("count", "right"),
                        ("mean", "right"), ("std", "right"), ("min", "right"), ("max", "right"),
@@ -63,14 +69,15 @@ def summary_tables(rep: dict) -> list:
     for t in rep["tensors"]:
         bad = t["nan"] + t["inf"]
         params.add_row(t["name"], " x ".join(map(str, t["shape"])), f"{t['count']:,}",
-                       *(_stat(t[k]) for k in ("mean", "std", "min", "max")),
+                       *(stat_text(t[k]) for k in ("mean", "std", "min", "max")),
                        Text(f"{t['nan']} / {t['inf']}", style="bold red" if bad else "dim"))
     params.add_row("total", "", f"{m['parameters']:,}", "", "", "", "", "", style="bold")
     return [about, params]
 
 
-def training_table(rep: dict) -> Table:
-    """Steps, time, speed, losses, options and corpus; what the file does not hold says so."""
+def training_rows(rep: dict) -> list[tuple[str, str]]:
+    """(label, one-line text) of the steps, time, speed, losses, options and corpus; what the
+    file does not hold says so."""
     t, corpus = rep["training"], rep["corpus"]
     if t is None:
         rows = [("record", "none: the file was saved without a training run "
@@ -103,10 +110,15 @@ def training_table(rep: dict) -> Table:
                          f"{o['grad_clip']:g}, val-frac {o['val_frac']:g}, seed {o['seed']}"))
     if corpus is not None:
         chars = "" if corpus.get("chars") is None else f", {corpus['chars']:,} characters"
-        rows.append(("corpus", f"{one_line(corpus.get('name'))}: {_size(corpus.get('size'))}"
-                     f"{chars}"))
+        rows.append(("corpus", f"{one_line(corpus.get('name'))}: "
+                               f"{size_text(corpus.get('size'))}{chars}"))
         rows.append(("sha256", one_line(corpus.get("sha256"))))
-    return _kv("training", rows)
+    return rows
+
+
+def training_table(rep: dict) -> Table:
+    """The training record (``training_rows``) as a table."""
+    return _kv("training", training_rows(rep))
 
 
 SIGMA_NOTE = (
@@ -146,7 +158,8 @@ def diagnostics_tables(rep: dict) -> list:
         if gru:
             biases.add_column("b_hn mean", justify="right")
         for g in gates:
-            extra = [_stat(g["b_hn_mean"]) if g["b_hn_mean"] is not None else ""] if gru else []
+            extra = ([stat_text(g["b_hn_mean"]) if g["b_hn_mean"] is not None else ""]
+                     if gru else [])
             biases.add_row(str(g["layer"]), g["gate"], f"{g['mean']:+.3f}", f"{g['std']:.3f}",
                            "-" if g["resting"] is None else f"{g['resting']:.2f}", *extra)
         out += [biases, Text(BIAS_NOTE + GATE_NOTES[rep["model"]["cell"]], style="dim")]

@@ -30,7 +30,7 @@ def activation_level(a: float) -> int:
     return min(9, max(0, int((a + 1) / 2 * 10)))
 
 
-def _glyph(ch: str) -> str:
+def glyph(ch: str) -> str:
     """One character as shown in a text view: at least one cell wide, never a control."""
     from rich.cells import cell_len
 
@@ -48,12 +48,12 @@ def _layout(text: str, levels, width: int):
 
     rows, row, used = [], [], 0
     for ch, level in zip(text, levels, strict=True):
-        glyph = _glyph(ch)
-        n = cell_len(glyph)
+        shown = glyph(ch)
+        n = cell_len(shown)
         if row and used + n > width:
             rows.append(row)
             row, used = [], 0
-        row.append((glyph, level))
+        row.append((shown, level))
         used += n
         if ch == "\n":
             rows.append(row)
