@@ -41,8 +41,11 @@ loads every version up to its own and refuses a newer file, naming the charrnn t
 **Safety.** Before any array is allocated, the zip directory (size, duplicate names, compression
 ratio, sizes against the file's) and every member's npy header (at most 10,000 bytes; dtype,
 shape, byte count) are checked against what the metadata implies; weights must be finite. Any
-failure is a one-line `CheckpointError` naming the file. A save checks the same, writes a
-temporary file in the same folder, fsyncs it and renames it over the target.
+failure is a one-line `CheckpointError` naming the file. The metadata is bounded to what a real
+run writes, with room to spare: `MAX_META` bytes, `MAX_META_VALUES` JSON values (counted before
+it is parsed), `MAX_HISTORY_ROWS` history rows and `MAX_TEXT` characters of corpus name and
+digest. A save checks the same, writes a temporary file in the same folder, fsyncs it and
+renames it over the target.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ import math
 import os
 import stat
 import struct
+import sys
 import zipfile
 import zlib
 from contextlib import contextmanager
@@ -82,7 +86,13 @@ __all__ = ["FORMAT_VERSION", "Checkpoint", "ResumeState", "ModelNotFound", "save
 
 FORMAT_VERSION = 2  # 2 adds the validation record and the resume section's time split
 MAGIC = "charrnn-model"
-MAX_META = 64 << 20  # bytes of JSON metadata
+# The metadata's limits: what a real run writes, with room to spare (a row per evaluation, and
+# every save rewrites them all), and no more, so that no file's metadata makes a command use
+# more than ~150 MB whatever it holds
+MAX_META = 12 << 20  # bytes of JSON (50,000 history rows take 6.5 to 8.3 MB)
+MAX_META_VALUES = 1_000_000  # JSON values, keys included (11 per history row)
+MAX_HISTORY_ROWS = 50_000  # evaluations: 10 million steps at --eval-every 200
+MAX_TEXT = 65_536  # characters of the corpus name or digest, which inspect shows
 _FLOATS = {"float32": "<f4", "float64": "<f8"}
 
 
@@ -131,31 +141,50 @@ class Checkpoint:
 # ----------------------------------------------------------------------------- metadata
 
 
+def _check_meta_text(text: str) -> None:
+    """The metadata's text, bounded before json parses it (json builds every value before the
+    schema is checked: 12 MB of `[],` would be 270 MB of lists): at most MAX_META bytes of
+    memory and MAX_META_VALUES JSON values."""
+    # a str holds every character at the width of its widest: one beyond U+FFFF makes it 4 bytes
+    size = sys.getsizeof(text) - sys.getsizeof("")
+    check(size <= MAX_META, f"member 'meta' takes {size:,} bytes as text (limit {MAX_META:,})")
+    # each value but the first follows one of , : [ { (counted in strings too: an upper bound)
+    n = 1 + sum(map(text.count, ",:[{"))
+    check(n <= MAX_META_VALUES,
+          f"member 'meta' has up to {n:,} JSON values (limit {MAX_META_VALUES:,})")
+
+
 def _kind(test, noun: str):
     """A check(value, what) that the JSON value passes test."""
     def validate(v: Any, what: str) -> None:
-        check(test(v), f"{what} must be {noun}, not {shown(v)}")
+        check(test(v), lambda: f"{what} must be {noun}, not {shown(v)}")
     return validate
 
 
 _int = _kind(lambda v: is_int(v) and v >= 0, "a non-negative integer")
 _num = _kind(is_number, "a number")
 _num_or_null = _kind(lambda v: v is None or is_number(v), "a number or null")
-_str = _kind(lambda v: isinstance(v, str), "a string")
+
+
+def _str(v: Any, what: str) -> None:
+    check(isinstance(v, str), lambda: f"{what} must be a string, not {shown(v)}")
+    check(len(v) <= MAX_TEXT, f"{what} has {len(v):,} characters (limit {MAX_TEXT:,})")
+
+
+def _is_plain(x: Any) -> bool:
+    return x is None or isinstance(x, str | bool) or is_number(x)
 
 
 def _flat(d: Any, what: str, required: dict, lists: bool = False) -> None:
     """A flat JSON object: required keys pass their checks; the others hold plain values."""
-    check(isinstance(d, dict), f"{what} must be a JSON object, not {shown(d)}")
+    check(isinstance(d, dict), lambda: f"{what} must be a JSON object, not {shown(d)}")
     for k, validate in required.items():
         check(k in d, f"{what} has no {k!r}")
         validate(d[k], f"{what} {k}")
-    def plain(x):
-        return x is None or isinstance(x, str | bool) or is_number(x)
-
     for k, v in d.items():
-        check(k in required or plain(v) or lists and isinstance(v, list) and all(map(plain, v)),
-               f"{what} {shown(k)} must be a plain value, not {shown(v)}")
+        check(k in required or _is_plain(v)
+              or lists and isinstance(v, list) and all(map(_is_plain, v)),
+              lambda k=k, v=v: f"{what} {shown(k)} must be a plain value, not {shown(v)}")
 
 
 def _config(cls, d: Any, what: str):
@@ -203,21 +232,23 @@ def _parse_meta(meta: Any) -> dict:
            "not a charrnn model file (meta.npy has no charrnn format tag)")
     version, writer = meta.get("format_version"), meta.get("charrnn_version")
     check(isinstance(writer, str) and len(writer) <= 40,
-           f"charrnn_version must be a short string, not {shown(writer)}")
+           lambda: f"charrnn_version must be a short string, not {shown(writer)}")
     _int(version, "format_version")
     check(version <= FORMAT_VERSION, f"written by charrnn {shown(writer)[1:-1]} (format "
            f"{version}); this charrnn {_version()} reads format {FORMAT_VERSION} — upgrade charrnn")
     top, resume_keys = _keys(version)
-    check(set(meta) == top, f"metadata keys differ from format {version}: "
+    check(set(meta) == top, lambda: f"metadata keys differ from format {version}: "
            f"{shown(sorted(set(meta) ^ top))}")
     if meta.get("validation") is not None:
         _check_validation(meta["validation"])
-    check(meta["dtype"] in list(_FLOATS), f"dtype must be float32 or float64, not "
+    check(meta["dtype"] in list(_FLOATS), lambda: f"dtype must be float32 or float64, not "
            f"{shown(meta['dtype'])}")
     out = dict(meta, model_config=_config(ModelConfig, meta["model_config"], "model config"))
     if meta["best"] is not None:
         _flat(meta["best"], "best", {"step": _int, "val_loss": _num_or_null})
     check(isinstance(meta["history"], list), "history must be a JSON list")
+    check(len(meta["history"]) <= MAX_HISTORY_ROWS, f"history has {len(meta['history']):,} "
+           f"rows (limit {MAX_HISTORY_ROWS:,})")
     for i, row in enumerate(meta["history"]):
         _flat(row, f"history row {i}", _ROW)
     if meta["corpus"] is not None:
@@ -228,7 +259,7 @@ def _parse_meta(meta: Any) -> dict:
                f"resume must be a JSON object with the keys {sorted(resume_keys)}")
         if "spent" in r:
             _check_spent(r["spent"])
-        check(r["optimizer"] in OPTIMIZERS, f"resume optimizer must be one of "
+        check(r["optimizer"] in OPTIMIZERS, lambda: f"resume optimizer must be one of "
                f"{', '.join(OPTIMIZERS)}, not {shown(r['optimizer'])}")
         for k in ("step", "window", "epoch"):
             _int(r[k], f"resume {k}")
@@ -285,13 +316,7 @@ def _scan(zf, infos) -> tuple[dict, dict[str, tuple]]:
     """Check all but the arrays' values; return the metadata and {key: (dtype, shape, hlen)}."""
     info = infos.get("meta.npy")
     check(info is not None, "not a charrnn model file (no meta.npy member)")
-    dtype, shape, hlen = member_header(zf, info, "meta")
-    check(dtype.str == "|u1" and len(shape) == 1 and hlen + shape[0] == info.file_size,
-           f"member 'meta' must be 1-D uint8 text filling the member, not "
-           f"{dtype_name(dtype)} {tuple(shape)}")
-    check(shape[0] <= MAX_META, f"member 'meta' has {shape[0]:,} bytes (limit {MAX_META:,})")
-    text = read_member(zf, info, dtype, shape, hlen).tobytes().decode("utf-8")
-    meta = _parse_meta(json.loads(text, parse_constant=_no_constant))
+    meta = _parse_meta(_read_json(zf, info))
     want = _expected(meta)
     names = {k + ".npy" for k in want} | {"meta.npy"}
     missing, extra = sorted(names - set(infos)), sorted(set(infos) - names)
@@ -308,6 +333,21 @@ def _scan(zf, infos) -> tuple[dict, dict[str, tuple]]:
                f"member {key!r} declares {math.prod(shape):,} elements but holds "
                f"{info.file_size - hlen:,} bytes of data")
     return meta, heads
+
+
+def _read_json(zf, info) -> Any:
+    """The metadata member's JSON, its size checked before it is read; the text is decoded
+    straight from the member's buffer, which is freed before the parse."""
+    dtype, shape, hlen = member_header(zf, info, "meta")
+    check(dtype.str == "|u1" and len(shape) == 1 and hlen + shape[0] == info.file_size,
+           f"member 'meta' must be 1-D uint8 text filling the member, not "
+           f"{dtype_name(dtype)} {tuple(shape)}")
+    check(shape[0] <= MAX_META, f"member 'meta' has {shape[0]:,} bytes (limit {MAX_META:,})")
+    raw = read_member(zf, info, dtype, shape, hlen)
+    text = str(raw.data, "utf-8")
+    del raw
+    _check_meta_text(text)
+    return json.loads(text, parse_constant=_no_constant)
 
 
 def _no_constant(name: str):
@@ -416,6 +456,7 @@ def _pack(model: CharRNN, resume, history, corpus, best, validation) -> tuple[by
               for k, a in arrays.items()}
     # ASCII: any str survives; a NaN is kept, so that the check below names it
     text = json.dumps(plain(meta, keep_non_finite=True), separators=(",", ":"))
+    _check_meta_text(text)
     # check all as load will (NaN in the JSON included), so that a save never replaces a good
     # file with one that does not load
     want = _expected(_parse_meta(json.loads(text)))

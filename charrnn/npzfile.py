@@ -19,6 +19,7 @@ import struct
 import warnings
 import zipfile
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +40,11 @@ class Invalid(Exception):
     """A problem with the contents; load and save prefix it with the file name."""
 
 
-def check(ok: bool, message: str) -> None:
+def check(ok: bool, message: str | Callable[[], str]) -> None:
+    """Raise Invalid(message) unless ok; a message showing a value from the file is best a
+    function, formatted only on failure (showing a long list costs its length)."""
     if not ok:
-        raise Invalid(message)
+        raise Invalid(message() if callable(message) else message)
 
 
 def shown(v: Any) -> str:

@@ -641,6 +641,174 @@ def test_metadata_schema(tmp_path, good, path, value, fragments):
     rejected(tmp_path / "m.npz", *fragments)
 
 
+# ----------------------------------------------------------------------------- metadata limits
+
+def history_rows(n: int) -> list[dict]:
+    return [{"step": 200 * i, "time": 0.25 * i, "train_loss": 1.5, "val_loss": 1.25, "lr": 0.002}
+            for i in range(n)]
+
+
+def test_a_history_at_the_row_limit_loads_and_one_row_more_is_refused(tmp_path, good):
+    path = tmp_path / "m.npz"
+    write_members(path, with_meta(good, _set(["history"], history_rows(ckpt.MAX_HISTORY_ROWS))))
+    assert len(load(path).history) == ckpt.MAX_HISTORY_ROWS == 50_000
+    write_members(path, with_meta(good, _set(["history"], history_rows(50_001))))
+    rejected(path, "history has 50,001 rows (limit 50,000)")
+    with pytest.raises(CheckpointError, match=r"^cannot save .*: history has 50,001 rows "
+                                              r"\(limit 50,000\)$"):
+        save(tmp_path / "new.npz", make_model(), history=history_rows(50_001))
+    assert not (tmp_path / "new.npz").exists()
+
+
+def _padded(good, size: int, char: str = "a"):
+    """The good file's members, its metadata padded to `size` bytes of JSON (as json writes
+    it, ASCII unless char is not)."""
+    meta = meta_of(good)
+    meta["corpus"]["pad"] = ""
+    text = json.dumps(meta, ensure_ascii=False)
+    meta["corpus"]["pad"] = char + "a" * (size - len(text.encode()) - len(char.encode()))
+    data = json.dumps(meta, ensure_ascii=False).encode()
+    assert len(data) == size
+    return {**good, "meta.npy": npy(np.frombuffer(data, np.uint8))}
+
+
+def test_metadata_at_the_byte_limit_loads_and_one_byte_more_is_refused(tmp_path, good):
+    path = tmp_path / "m.npz"
+    write_members(path, _padded(good, ckpt.MAX_META))
+    assert len(load(path).corpus["pad"]) > 12_000_000
+    write_members(path, _padded(good, ckpt.MAX_META + 1))
+    rejected(path, "member 'meta' has 12,582,913 bytes (limit 12,582,912)")
+
+
+def test_text_beyond_u_ffff_counts_four_bytes_a_character(tmp_path, good):
+    """Python holds a str at the width of its widest character: one emoji makes 4 MB of ASCII
+    take 16 MB."""
+    path = tmp_path / "m.npz"
+    write_members(path, _padded(good, ckpt.MAX_META // 4 - 100, "\U0001F600"))
+    assert load(path).corpus["pad"][0] == "\U0001F600"
+    write_members(path, _padded(good, ckpt.MAX_META // 4 + 100, "\U0001F600"))
+    msg = rejected(path, "member 'meta' takes ", " bytes as text (limit 12,582,912)")
+    assert int(msg.split("takes ")[1].split(" ")[0].replace(",", "")) > ckpt.MAX_META
+    with pytest.raises(CheckpointError, match=r"^cannot save .*: member 'meta' takes 12,58"):
+        save(tmp_path / "new.npz", make_model(), corpus={**CORPUS, "pad": "a" * ckpt.MAX_META})
+
+
+def test_json_values_are_counted_before_the_parse(tmp_path, good, monkeypatch):
+    path = tmp_path / "m.npz"
+    write_members(path, with_meta(good, _set(["corpus", "files"], [0] * 2000)))
+    monkeypatch.setattr(ckpt, "MAX_META_VALUES", 10)
+    msg = rejected(path, "member 'meta' has up to ", " JSON values (limit 10)")
+    count = int(msg.split("up to ")[1].split(" ")[0].replace(",", ""))
+    assert 2000 < count < 2200  # the list's values and the rest of the metadata's
+    monkeypatch.setattr(ckpt, "MAX_META_VALUES", count)
+    assert len(load(path).corpus["files"]) == 2000
+    monkeypatch.setattr(ckpt, "MAX_META_VALUES", count - 1)
+    rejected(path, f"member 'meta' has up to {count:,} JSON values (limit {count - 1:,})")
+
+
+@pytest.mark.parametrize("text,counted", [
+    ('{"a": [1, 2], "b": "x"}', 7),  # exactly: the object, a, the list, 1, 2, b, x
+    ("[[], []]", 5),  # 3 values: an empty container counts one more
+    ('["a,b:c"]', 4),  # 2 values: separators in strings count too
+])
+def test_the_value_count_is_an_upper_bound_from_the_separators(monkeypatch, text, counted):
+    monkeypatch.setattr(ckpt, "MAX_META_VALUES", counted)
+    ckpt._check_meta_text(text)
+    monkeypatch.setattr(ckpt, "MAX_META_VALUES", counted - 1)
+    with pytest.raises(npzfile.Invalid, match=rf"^member 'meta' has up to {counted} JSON values"):
+        ckpt._check_meta_text(text)
+
+
+def test_the_real_limits_hold_a_long_real_run():
+    """50,000 rows of history (10 million steps at --eval-every 200), written as a run writes
+    them, with the largest steps and the longest floats, fit with room to spare."""
+    rows = [{"step": 10**12 + i, "time": 1234567.8901234567, "train_loss": 1.2345678901234567,
+             "val_loss": 1.2345678901234567e-05, "lr": 0.0012345678901234567}
+            for i in range(ckpt.MAX_HISTORY_ROWS)]
+    text = json.dumps({"history": rows, "corpus": {"char_counts": [10**9] * 100_000}},
+                      separators=(",", ":"))
+    assert len(text) < 0.8 * ckpt.MAX_META
+    ckpt._check_meta_text(text)  # values: 11 a row, one a character of the vocabulary
+
+
+@pytest.mark.parametrize("key", ["name", "sha256"])
+def test_the_corpus_name_and_digest_are_bounded(tmp_path, good, key):
+    path = tmp_path / "m.npz"
+    write_members(path, with_meta(good, _set(["corpus", key], "n" * ckpt.MAX_TEXT)))
+    assert len(load(path).corpus[key]) == ckpt.MAX_TEXT == 65_536
+    write_members(path, with_meta(good, _set(["corpus", key], "n" * 65_537)))
+    rejected(path, f"corpus {key} has 65,537 characters (limit 65,536)")
+
+
+def counted_values(text: str) -> int:
+    """The JSON values the limit counts in a text (from the message of a limit of 0)."""
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(ckpt, "MAX_META_VALUES", 0)
+        with pytest.raises(npzfile.Invalid, match="JSON values") as info:
+            ckpt._check_meta_text(text)
+    return int(str(info.value).split("up to ")[1].split(" ")[0].replace(",", ""))
+
+
+def at_every_limit(good) -> dict[str, bytes]:
+    """The good file with the costliest metadata the limits allow: every history row, with
+    the longest floats; short distinct strings up to the value limit; padding up to the byte
+    limit."""
+    meta = meta_of(good)
+    meta["history"] = [{"step": 10**12 + i, "time": 1234567.8901234567 + i,
+                        "train_loss": 1.2345678901234567, "val_loss": 1.2345678901234567e-05,
+                        "lr": 0.0012345678901234567} for i in range(ckpt.MAX_HISTORY_ROWS)]
+    meta["corpus"].update(files=["0"], pad="")
+    strings = ckpt.MAX_META_VALUES - counted_values(json.dumps(meta)) + 1
+    meta["corpus"]["files"] = [f"{i:x}" for i in range(strings)]
+    text = json.dumps(meta)
+    text = text.replace('"pad": ""', '"pad": "' + "p" * (ckpt.MAX_META - len(text)) + '"')
+    assert len(text) == ckpt.MAX_META and counted_values(text) == ckpt.MAX_META_VALUES
+    return {**good, "meta.npy": npy(np.frombuffer(text.encode(), np.uint8))}
+
+
+def peak_rss_mib(*args) -> float:
+    """Peak resident memory of a `charrnn` command, run in a process of its own, in MiB (the
+    process's own high-water mark: getrusage would count the forking parent's too)."""
+    script = textwrap.dedent("""
+        import re, sys
+        from charrnn.cli import main
+        try:
+            main(sys.argv[1:])
+        except SystemExit as e:
+            assert not e.code, e.code
+        with open("/proc/self/status") as f:
+            print(re.search(r"VmHWM:\\s*(\\d+) kB", f.read()).group(1))
+    """)
+    r = subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True,
+                       text=True, check=True)
+    return int(r.stdout.strip().splitlines()[-1]) / 1024
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads Linux's /proc")
+def test_no_metadata_makes_inspect_use_150_mb_more(tmp_path, good):
+    """inspect --json holds the file's metadata, the report and the JSON text at once: the
+    costliest of the commands."""
+    write_members(tmp_path / "plain.npz", good)
+    write_members(tmp_path / "full.npz", at_every_limit(good))  # which loads: inspect exits 0
+    base = peak_rss_mib("inspect", "--json", tmp_path / "plain.npz")
+    full = peak_rss_mib("inspect", "--json", tmp_path / "full.npz")
+    assert full - base < 150, (base, full)
+
+
+def test_inspect_of_a_file_over_a_limit_is_one_line_and_exit_1(tmp_path, good):
+    from click.testing import CliRunner
+
+    from charrnn.cli import main
+
+    path = tmp_path / "m.npz"
+    write_members(path, with_meta(good, _set(["history"], history_rows(50_001))))
+    for command in (["inspect"], ["inspect", "--json"], ["sample", "-m"], ["eval"]):
+        r = CliRunner().invoke(main, [*command, str(path), *(["-"] if command == ["eval"] else [])],
+                               input="some text")
+        assert r.exit_code == 1, (command, r.output)
+        assert r.stderr == f"Error: {path}: history has 50,001 rows (limit 50,000)\n", command
+
+
 def test_huge_configuration_is_refused_before_reading_arrays(tmp_path, good):
     change = _set(["model_config"], {"cell": "lstm", "vocab_size": 1_000_000,
                                      "hidden_size": 16384, "num_layers": 64, "dropout": 0.0})
