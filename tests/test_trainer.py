@@ -193,9 +193,9 @@ def test_the_default_validation_interval_keeps_validation_a_small_share_of_the_t
 
     assert validation_interval(9_564, 2048) == MIN_EVAL_EVERY == 200  # a small text: as before
     every = validation_interval(64 * 2048, 2048)  # the largest that is scored
-    assert every == math.ceil(EVAL_COST * 64 * 2048 / (VALIDATION_SHARE * 2048)) == 480
+    assert every == math.ceil(EVAL_COST * 64 * 2048 / (VALIDATION_SHARE * 2048)) == 640
     assert EVAL_COST * 64 * 2048 / (every * 2048) <= VALIDATION_SHARE
-    assert validation_interval(64 * 2048, 4096) == 240  # twice the characters per step
+    assert validation_interval(64 * 2048, 4096) == 320  # twice the characters per step
 
 
 def test_the_time_split_adds_up_to_the_wall_time(corpus, tmp_path):
