@@ -6,7 +6,7 @@ character changed, so it is not one string repeated), runs a few training steps 
 real command (`--max-steps`, evaluation on the validation tail at the end) and reports the
 child's peak resident memory against the corpus size. Example:
 
-    python benchmarks/bench_memory.py --source ../shared/corpora/tinyshakespeare.txt
+    python benchmarks/bench_memory.py --source tinyshakespeare.txt
 """
 
 from __future__ import annotations

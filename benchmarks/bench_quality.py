@@ -6,7 +6,7 @@ as validation, then prints one JSON line per evaluation (step, seconds, train an
 loss), one line with the best validation loss (nats, perplexity, bits per character), and the
 final sample from the best weights. Example:
 
-    python benchmarks/bench_quality.py --corpus ../shared/corpora/tinyshakespeare.txt \\
+    python benchmarks/bench_quality.py --corpus tinyshakespeare.txt \\
         --max-time 10m -- --dropout 0.2
 """
 

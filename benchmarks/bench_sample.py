@@ -15,7 +15,7 @@ warm-up run, then `--repeats` timed runs; the median is reported, one JSON line 
 The peak rate is NumPy's best float32 matmul rate on large square matrices, timed first
 ({"kind": "peak_matmul", "gflops"}).
 
-Reference: the PyTorch char-rnn sampler does ~2,500 chars/s (LSTM 2x256, batch 1, CPU).
+See docs/performance.md for measured figures and a PyTorch reference.
 OpenBLAS threading is left as numpy set it up; run with OPENBLAS_NUM_THREADS=1 to compare.
 """
 
