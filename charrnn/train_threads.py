@@ -1,5 +1,5 @@
-"""The BLAS threads of a training run: chosen, checked, explained and applied, and every step
-timed for the thread chooser.
+"""The BLAS threads of a training run (and of a command's loop of work): chosen, checked,
+explained and applied, and every unit of work timed for the thread chooser.
 
 By default the run's thread count follows the machine's load (``blas.ThreadChooser``), and
 the model does not depend on it: the first time the run does each kind of work (a training
@@ -15,7 +15,7 @@ import numbers
 import os
 import time
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import numpy as np
@@ -24,8 +24,8 @@ from . import blas
 from .config import MAX_THREADS
 from .errors import UsageError
 
-__all__ = ["StepClock", "ThreadPlan", "check_threads", "plan_threads", "same_bits",
-           "with_threads"]
+__all__ = ["StepClock", "ThreadPlan", "check_threads", "following_load", "plan_threads",
+           "same_bits", "with_threads"]
 
 BUSY_SHARE = 0.85  # the training thread got less of its core than this: say --threads may help
 
@@ -174,3 +174,22 @@ def with_threads(plan: ThreadPlan, reports: Iterator[Any]) -> Iterator[Any]:
         finally:
             if plan.chooser is not None:
                 plan.chooser.close()
+
+
+@contextmanager
+def following_load(probe: Callable[[], Any]) -> Iterator[Callable[[float], None]]:
+    """For a loop of like units of work (``eval``'s windows): yields ``record(seconds)``, to
+    call after each unit, so that BLAS's thread count follows the machine's load; only where
+    ``probe()`` (one unit) gives the same bits on one thread and on NumPy's count, so that the
+    result never depends on the load. The count is restored at the end."""
+    chooser = blas.ThreadChooser()
+    plan = ThreadPlan(chooser=chooser, check=True)
+    if plan.check:
+        plan.run("work", probe)
+    try:
+        if plan.agrees.get("work"):
+            yield chooser.record
+        else:
+            yield lambda seconds: None
+    finally:
+        chooser.close()

@@ -386,3 +386,19 @@ def test_more_threads_than_cores_is_a_note_and_numpy_integers_are_counts(tmp_pat
         assert any(f"--threads {threads} is more than this machine's 2 core(s)" in n
                    for n in notes) == noted
     assert fake.changes == [8, 2, 2, 2]
+
+
+def test_a_commands_loop_follows_the_load_only_where_its_work_agrees(monkeypatch):
+    from charrnn.train_threads import following_load
+
+    fake = FakeBLAS(2)
+    monkeypatch.setattr(blas, "_FOUND", [fake])
+    with following_load(lambda: np.ones(4)) as record:
+        notes = [record(1.0 if fake.n == 2 else 0.2) for _ in range(8)]  # 1 thread 5x faster
+        assert fake.n == 1 and any(n and "1 BLAS thread now" in n for n in notes)
+    assert fake.n == 2  # and the count is restored
+    fake.changes.clear()
+    with following_load(lambda: np.full(4, fake.n, np.float32)) as record:
+        for _ in range(10):
+            record(1.0 if fake.n == 2 else 0.2)
+    assert fake.changes == [1, 2, 2]  # the look at the probe, the restore; no choosing

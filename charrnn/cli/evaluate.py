@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ..errors import DataError
+from ..train_threads import following_load
 from ..vocab import UNKNOWN_POLICIES
 from .common import (
     CONTEXT,
@@ -54,8 +55,9 @@ def evaluate(model_path, texts, unknown, encoding, as_json, no_color):
                         + "; at least 2 are needed to predict one")
     console = display.make_console(no_color=no_color)
     big = len(ids) >= EVAL_PROGRESS_CHARS
-    with display.eval_progress(console if big else None, len(ids) - 1) as on_progress:
-        loss = evaluation.evaluate(model, ids, on_progress)  # exactly as training scores
+    with display.eval_progress(console if big else None, len(ids) - 1) as show, \
+            following_load(lambda: evaluation.edge_windows(model, ids)) as record:
+        loss = evaluation.evaluate(model, ids, _timed(show, record))  # as training scores
     result = {"model": model_path, "text": corpus.name, "files": list(corpus.files),
               "characters": int(len(ids)), "predictions": int(len(ids) - 1),
               **diagnostics.figures(loss),
@@ -65,3 +67,20 @@ def evaluate(model_path, texts, unknown, encoding, as_json, no_color):
         click.echo(json.dumps(diagnostics.plain(result), ensure_ascii=True))
     else:
         click.echo(display.eval_lines(result))
+
+
+def _timed(show, record):
+    """An on_progress(done, total) that times each window for the thread chooser, then shows
+    the progress (if there is a bar)."""
+    import time
+
+    last = [time.perf_counter()]
+
+    def on_progress(done: int, total: int) -> None:
+        now = time.perf_counter()
+        record(now - last[0])
+        if show is not None:
+            show(done, total)
+        last[0] = time.perf_counter()
+
+    return on_progress
