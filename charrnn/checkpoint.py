@@ -1,6 +1,6 @@
 """The model file: save, load and describe a versioned `.npz`, with no pickle anywhere.
 
-**Format 1.** A zip archive of `.npy` arrays (what `np.savez` writes; charrnn stores them
+**Format 2.** A zip archive of `.npy` arrays (what `np.savez` writes; charrnn stores them
 uncompressed, deflated members are read too). Every member below must be present with exactly
 this dtype and shape, and no other member may be. F is the float dtype named by `dtype` in
 the metadata (`<f4` float32 or `<f8` float64); V vocabulary size, H hidden size, G gate
@@ -32,11 +32,18 @@ exactly when `resume` in the metadata is not null. `meta.npy` holds strict JSON 
     ("..." are optional extra keys holding plain values: number, string, bool, null)
      "resume": null | {"train_config": {every TrainConfig field}, "optimizer": name,
                        "step": int, "elapsed": seconds, "window": int, "epoch": int,
-                       "rng_state": PCG64 bit_generator.state (128-bit ints)}}
+                       "rng_state": PCG64 bit_generator.state (128-bit ints)},
+     "origin": null | {"name": str | null, "sha256": hex | null, "steps": int | null,
+                       "val_loss": number | null, "added": str, ...}}
+
+`origin` (format 2 on) names the base of a fine-tuned model: its file's name and sha256, the
+steps it had trained and its best validation loss, and the characters added to its vocabulary.
 
 **Versions.** Any change an older reader could misread increases `format_version`. A reader
 loads every version up to its own and refuses a newer file, naming the charrnn that wrote it;
-`meta.npy` and its first three keys keep their meaning in every version.
+`meta.npy` and its first three keys keep their meaning in every version. A file is written in
+the oldest format that holds it (format 1 unless it records an origin), so that an older
+charrnn still reads every model that is not fine-tuned.
 
 **Safety.** Before any array is allocated, the zip directory (size, duplicate names, compression
 ratio, sizes against the file's) and every member's npy header (at most 10,000 bytes; dtype,
@@ -80,7 +87,8 @@ from .npzfile import (
 __all__ = ["FORMAT_VERSION", "Checkpoint", "ResumeState", "ModelNotFound", "save", "load",
            "describe"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+ORIGIN_VERSION = 2  # the first format with the "origin" key
 MAGIC = "charrnn-model"
 MAX_META = 64 << 20  # bytes of JSON metadata
 _FLOATS = {"float32": "<f4", "float64": "<f8"}
@@ -121,6 +129,7 @@ class Checkpoint:
     history: list[dict[str, Any]] = field(default_factory=list)  # step, time, losses, lr
     corpus: dict[str, Any] | None = None  # name, size (bytes), sha256, chars, files
     best: dict[str, Any] | None = None  # {"step", "val_loss"} of the model's weights
+    origin: dict[str, Any] | None = None  # a fine-tuned model's base: name, sha256, steps, ...
     format_version: int = FORMAT_VERSION
     charrnn_version: str = field(default_factory=_version)  # the version that wrote it
     path: Path | None = None
@@ -141,9 +150,12 @@ def _kind(test, noun: str):
 
 
 _int = _kind(lambda v: type(v) is int and v >= 0, "a non-negative integer")
+_int_or_null = _kind(lambda v: v is None or type(v) is int and v >= 0,
+                     "a non-negative integer or null")
 _num = _kind(_is_num, "a number")
 _num_or_null = _kind(lambda v: v is None or _is_num(v), "a number or null")
 _str = _kind(lambda v: isinstance(v, str), "a string")
+_str_or_null = _kind(lambda v: v is None or isinstance(v, str), "a string or null")
 
 
 def _flat(d: Any, what: str, required: dict, lists: bool = False) -> None:
@@ -171,6 +183,8 @@ _KEYS = {"format", "format_version", "charrnn_version", "dtype", "model_config",
          "history", "corpus", "resume"}
 _RESUME = {"train_config", "optimizer", "step", "elapsed", "window", "epoch", "rng_state"}
 _ROW = {"step": _int, "time": _num, "train_loss": _num, "val_loss": _num_or_null, "lr": _num}
+_ORIGIN = {"name": _str_or_null, "sha256": _str_or_null, "steps": _int_or_null,
+           "val_loss": _num_or_null, "added": _str}
 
 
 def _parse_meta(meta: Any) -> dict:
@@ -183,8 +197,9 @@ def _parse_meta(meta: Any) -> dict:
     _int(version, "format_version")
     check(version <= FORMAT_VERSION, f"written by charrnn {shown(writer)[1:-1]} (format "
            f"{version}); this charrnn {_version()} reads format {FORMAT_VERSION} — upgrade charrnn")
-    check(set(meta) == _KEYS, f"metadata keys differ from format {version}: "
-           f"{shown(sorted(set(meta) ^ _KEYS))}")
+    keys = _KEYS | ({"origin"} if version >= ORIGIN_VERSION else set())
+    check(set(meta) == keys, f"metadata keys differ from format {version}: "
+           f"{shown(sorted(set(meta) ^ keys))}")
     check(meta["dtype"] in list(_FLOATS), f"dtype must be float32 or float64, not "
            f"{shown(meta['dtype'])}")
     out = dict(meta, model_config=_config(ModelConfig, meta["model_config"], "model config"))
@@ -195,6 +210,8 @@ def _parse_meta(meta: Any) -> dict:
         _flat(row, f"history row {i}", _ROW)
     if meta["corpus"] is not None:
         _flat(meta["corpus"], "corpus", {"name": _str, "size": _int, "sha256": _str}, True)
+    if meta.get("origin") is not None:
+        _flat(meta["origin"], "origin", _ORIGIN)
     r = meta["resume"]
     if r is not None:
         check(isinstance(r, dict) and set(r) == _RESUME,
@@ -335,7 +352,8 @@ def load(path, *, resume: bool = True) -> Checkpoint:
                 window=r["window"], epoch=r["epoch"])
     return Checkpoint(model=model, resume=state, history=meta["history"], corpus=meta["corpus"],
                       best=meta["best"], format_version=meta["format_version"],
-                      charrnn_version=meta["charrnn_version"], path=Path(path))
+                      charrnn_version=meta["charrnn_version"], path=Path(path),
+                      origin=meta.get("origin"))
 
 
 def describe(path) -> dict[str, Any]:
@@ -368,15 +386,17 @@ def _plain(v: Any) -> Any:
     return v.item() if isinstance(v, np.generic) else v
 
 
-def _pack(model: CharRNN, resume, history, corpus, best) -> tuple[bytes, dict]:
+def _pack(model: CharRNN, resume, history, corpus, best, origin) -> tuple[bytes, dict]:
     check(isinstance(model, CharRNN), f"expected a CharRNN, not {type(model).__name__}")
     check(model.vocab is not None, "the model has no vocabulary (set model.vocab)")
     if corpus is not None and not isinstance(corpus, dict):  # a charrnn.data.Corpus
         corpus = {"name": corpus.name, "size": corpus.size_bytes, "sha256": corpus.sha256,
                   "chars": len(corpus), "files": list(corpus.files)}
-    meta = {"format": MAGIC, "format_version": FORMAT_VERSION, "charrnn_version": _version(),
+    meta = {"format": MAGIC, "format_version": 1, "charrnn_version": _version(),
             "dtype": model.dtype.name, "model_config": model.config.to_dict(),
             "best": best, "history": list(history), "corpus": corpus, "resume": None}
+    if origin is not None:  # the oldest format that holds the file (see Versions)
+        meta.update(format_version=ORIGIN_VERSION, origin=origin)
     arrays = {"vocab": model.vocab.codepoints(),
               **{f"params/{k}": v for k, v in model.params.items()}}
     if resume is not None:
@@ -404,17 +424,18 @@ def _pack(model: CharRNN, resume, history, corpus, best) -> tuple[bytes, dict]:
 
 
 def save(path, model, *, resume: ResumeState | None = None, history=(), corpus=None,
-         best=None) -> Path:
+         best=None, origin=None) -> Path:
     """Write a model file atomically; ``save(model, path)`` works too.
 
-    ``corpus`` is a dict of facts or a ``charrnn.data.Corpus``. Everything is first checked
+    ``corpus`` is a dict of facts or a ``charrnn.data.Corpus``; ``origin`` the record of a
+    fine-tuned model's base (see the module). Everything is first checked
     as ``load`` checks it, so a save never replaces a good file with one that does not load.
     """
     if isinstance(path, CharRNN) and not isinstance(model, CharRNN):
         path, model = model, path
     path = Path(path)
     try:
-        meta, arrays = _pack(model, resume, history, corpus, best)
+        meta, arrays = _pack(model, resume, history, corpus, best, origin)
     except (Invalid, ConfigError, DataError, TypeError, ValueError, AttributeError) as e:
         raise CheckpointError(f"cannot save {os.fspath(path)}: {short_message(e)}") from None
     write_atomic(path, meta, arrays)

@@ -168,3 +168,8 @@ class TrainConfig(_Config):
                f"sample length must be a positive integer, not {self.sample_length!r}")
         _check(_is_int(self.seed) and 0 <= self.seed < 2**63,
                f"seed must be a non-negative integer, not {self.seed!r}")
+
+
+#: Training options a fine-tuning run (``--init-from``) takes unless given: a trained model
+#: needs a gentler rate than a new one, and reaches its best on a small text within few steps.
+FINETUNE_DEFAULTS = {"lr": 2e-3, "eval_every": 50}

@@ -28,7 +28,16 @@ from .evaluation import edge_windows, evaluate
 from .model import CharRNN
 from .optim import clip_grad_norm
 from .output_guard import check_output
-from .runs import MIN_VAL_CHARS, RunState, check_option_names, corpus_facts, new_run, resumed_run
+from .runs import (
+    MIN_VAL_CHARS,
+    RunState,
+    check_option_names,
+    corpus_facts,
+    finetune_base,
+    finetuned_run,
+    new_run,
+    resumed_run,
+)
 from .train_threads import (
     StepClock,
     ThreadPlan,
@@ -37,7 +46,7 @@ from .train_threads import (
     with_threads,
 )
 
-__all__ = ["Report", "Trainer", "train"]
+__all__ = ["Report", "Trainer", "finetune_base", "train"]
 
 MAX_LOSS = 1e4  # nats/char: no model that learns comes near (a uniform guess costs ln V ~ 4-9)
 COSINE_FLOOR = 0.05  # the cosine schedule ends at this fraction of --lr
@@ -113,11 +122,12 @@ class Trainer:
         self.should_stop, self.notes = should_stop, list(notes)
         self.threads = threads or ThreadPlan()
         self.clock = StepClock(self.threads)
-        self.train_ids, self.val_ids = split_train_val(corpus.ids, cfg.val_frac)
+        self.train_ids, self.val_ids = split_train_val(corpus.encode(state.model.vocab),
+                                                       cfg.val_frac)
         self.batches = StreamBatches(self.train_ids, cfg.batch_size, cfg.seq_len)
         limits = [s for s in (cfg.max_steps, math.ceil(cfg.epochs * len(self.batches))) if s > 0]
         self.total_steps = min(limits) if limits else None
-        self.facts = corpus_facts(corpus)
+        self.facts = corpus_facts(corpus, state.model.vocab)
         self.chars_per_step = cfg.batch_size * cfg.seq_len
         self.first_step = state.step
         self.started = time.perf_counter()  # reset when the run starts
@@ -242,7 +252,7 @@ class Trainer:
             hidden=s.hidden, train_config=self.cfg, step=s.step,
             elapsed=s.elapsed_before + self.elapsed(), window=s.window, epoch=s.epoch)
         checkpoint.save(self.path, best_model, resume=resume, history=s.history,
-                        corpus=self.facts, best=s.best)
+                        corpus=self.facts, best=s.best, origin=s.origin)
         self.saved = s.step
         return self.report("saved")
 
@@ -315,7 +325,7 @@ class Trainer:
             "model": s.model.config, "train": self.cfg, "parameters": s.model.num_parameters,
             "corpus": self.facts, "train_chars": len(self.train_ids),
             "val_chars": len(self.val_ids), "steps_per_epoch": len(self.batches),
-            "resumed_at": s.step})
+            "resumed_at": s.step, "origin": s.origin})
         notes = list(self.notes)
         if self.total_steps is not None and s.step >= self.total_steps:
             notes.append(f"the run is already at step {s.step}, at or past its limit of "
@@ -358,7 +368,8 @@ class Trainer:
 def train(corpus: Corpus, output: str | Path, *, model_options: dict[str, Any] | None = None,
           train_options: dict[str, Any] | None = None, resume: bool = False,
           force: bool = False, should_stop: Callable[[], bool] = lambda: False,
-          threads: int | str | None = None, dtype=np.float32) -> Iterator[Report]:
+          threads: int | str | None = None, dtype=np.float32, init_from: Any = None
+          ) -> Iterator[Report]:
     """Train a model on a corpus, checkpointing to ``output``; returns an iterator of
     ``Report`` events, which runs the training as it is consumed.
 
@@ -368,6 +379,10 @@ def train(corpus: Corpus, output: str | Path, *, model_options: dict[str, Any] |
     every step (Ctrl-C): the run then saves its latest state without another validation (so a
     resumed run goes on exactly as if never stopped) and ends with a ``done`` report whose
     ``info["stopped"]`` is "interrupted".
+
+    ``init_from``: a model file's path, a ``Checkpoint`` or a ``CharRNN`` to fine-tune on the
+    corpus (``charrnn.runs.finetuned_run``): the shape is the base's, so ``model_options`` may
+    only set dropout, and the training options not given are ``config.FINETUNE_DEFAULTS``.
 
     ``threads``: BLAS threads for the run (process-wide while it runs, restored after). None
     follows the machine's load where that cannot change the model (``charrnn.train_threads``),
@@ -379,10 +394,14 @@ def train(corpus: Corpus, output: str | Path, *, model_options: dict[str, Any] |
     check_option_names("train_options", train_options, TrainConfig)
     path = Path(output)
     check_threads(threads)
+    base = None if init_from is None else finetune_base(init_from, model_options,
+                                                        resume=resume, output=path)
     check_output(path, resume=resume, force=force)
     if resume:
         state, cfg, notes = resumed_run(checkpoint.load(path), corpus, model_options,
                                         train_options, path)
+    elif base is not None:
+        state, cfg, notes = finetuned_run(base, corpus, model_options, train_options)
     else:
         state, cfg, notes = new_run(corpus, model_options, train_options, dtype)
     plan = plan_threads(threads)
