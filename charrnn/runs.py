@@ -198,6 +198,8 @@ def finetune_base(init_from: Any, model_options: dict[str, Any], *, resume: bool
         raise UsageError(", ".join("--" + k.replace("_", "-") for k in shape) + " cannot be "
                          "given with --init-from: the network's shape is the base model's")
     base = init_from if isinstance(init_from, Base) else _read_base(init_from)
+    if base.model.vocab is None:
+        raise ConfigError("the base model has no vocabulary (set model.vocab)")
     if output is not None and base.path is not None and Path(output).exists() \
             and os.path.samefile(base.path, output):
         raise UsageError(f"{output} is the base model (--init-from); write the fine-tuned "

@@ -381,8 +381,9 @@ def train(corpus: Corpus, output: str | Path, *, model_options: dict[str, Any] |
     ``info["stopped"]`` is "interrupted".
 
     ``init_from``: a model file's path, a ``Checkpoint`` or a ``CharRNN`` to fine-tune on the
-    corpus (``charrnn.runs.finetuned_run``): the shape is the base's, so ``model_options`` may
-    only set dropout, and the training options not given are ``config.FINETUNE_DEFAULTS``.
+    corpus (``charrnn.runs.finetuned_run``): the shape and the dtype are the base's, so
+    ``model_options`` may only set dropout, and the training options not given are
+    ``config.FINETUNE_DEFAULTS``.
 
     ``threads``: BLAS threads for the run (process-wide while it runs, restored after). None
     follows the machine's load where that cannot change the model (``charrnn.train_threads``),

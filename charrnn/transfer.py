@@ -51,11 +51,10 @@ def new_char_bias(head_b: np.ndarray, added: int) -> float:
 
 
 def grown(base: CharRNN, vocab: Vocab, rng: np.random.Generator) -> CharRNN:
-    """``base`` on ``vocab``, which holds every character of the base's vocabulary and maybe
-    more: the base's weights at their characters' new ids, the new characters as the module
-    says. ``rng`` draws the new input rows (it is left alone when nothing is new)."""
-    if base.vocab is None:
-        raise ConfigError("a model needs its vocabulary to be carried onto another")
+    """``base`` (with its vocabulary) on ``vocab``, which holds every character of the base's
+    vocabulary and maybe more: the base's weights at their characters' new ids, the new
+    characters as the module says. ``rng`` draws the new input rows (it is left alone when
+    nothing is new)."""
     old = vocab.ids_of(base.vocab.chars)  # where each of the base's characters goes
     if len(vocab) == len(base.vocab):
         return CharRNN(base.config, {k: v.copy() for k, v in base.params.items()}, vocab=vocab,

@@ -306,6 +306,9 @@ def test_a_model_in_memory_can_be_a_base(base, new_text, tmp_path):
                                                 "max_steps": 2}))
     assert reports[-1].kind == "done"
     assert checkpoint.load(tmp_path / "m.npz").origin["name"] is None
+    model.vocab = None
+    with pytest.raises(charrnn.ConfigError, match="the base model has no vocabulary"):
+        charrnn.train(read_corpus(new_text), tmp_path / "n.npz", init_from=model)
     r = run(["inspect", tmp_path / "m.npz"])
     assert "fine-tuned from │ a model in memory" in r.output, r.output
 
