@@ -1,6 +1,6 @@
 """The model file: save, load and describe a versioned `.npz`, with no pickle anywhere.
 
-**Format 1.** A zip archive of `.npy` arrays (what `np.savez` writes; charrnn stores them
+**Format 2.** A zip archive of `.npy` arrays (what `np.savez` writes; charrnn stores them
 uncompressed, deflated members are read too). Every member below must be present with exactly
 this dtype and shape, and no other member may be. F is the float dtype named by `dtype` in
 the metadata (`<f4` float32 or `<f8` float64); V vocabulary size, H hidden size, G gate
@@ -30,9 +30,17 @@ exactly when `resume` in the metadata is not null. `meta.npy` holds strict JSON 
      "corpus": null | {"name": str, "size": bytes, "sha256": hex, "chars": int,
                        "files": [str], ...},
     ("..." are optional extra keys holding plain values: number, string, bool, null)
+     "validation": null | {"chars": int, "of": int[, "pieces": int, "piece_chars": int]},
      "resume": null | {"train_config": {every TrainConfig field}, "optimizer": name,
                        "step": int, "elapsed": seconds, "window": int, "epoch": int,
-                       "rng_state": PCG64 bit_generator.state (128-bit ints)}}
+                       "rng_state": PCG64 bit_generator.state (128-bit ints),
+                       "spent": {phase: seconds}},
+     "origin": null | {"name": str | null, "sha256": hex | null, "steps": int | null,
+                       "val_loss": number | null, "added": str, ...}}
+
+Format 2 added `validation` (what every val_loss scored), `resume.spent` (the run's seconds per
+phase) and `origin`, which names the base of a fine-tuned model: its file's name and sha256, the
+steps it had trained and its best validation loss, and the characters added to its vocabulary.
 
 **Versions.** Any change an older reader could misread increases `format_version`. A reader
 loads every version up to its own and refuses a newer file, naming the charrnn that wrote it;
@@ -84,7 +92,7 @@ from .npzfile import (
 __all__ = ["FORMAT_VERSION", "Checkpoint", "ResumeState", "ModelNotFound", "save", "load",
            "describe"]
 
-FORMAT_VERSION = 2  # 2 adds the validation record and the resume section's time split
+FORMAT_VERSION = 2  # 2 adds the validation record, the origin and the resume time split
 MAGIC = "charrnn-model"
 # The metadata's limits: what a real run writes, with room to spare (a row per evaluation, and
 # every save rewrites them all), and no more, so that no file's metadata makes a command use
@@ -133,6 +141,7 @@ class Checkpoint:
     corpus: dict[str, Any] | None = None  # name, size (bytes), sha256, chars, files
     best: dict[str, Any] | None = None  # {"step", "val_loss"} of the model's weights
     validation: dict[str, int] | None = None  # what each val_loss scored: chars, of[, pieces]
+    origin: dict[str, Any] | None = None  # a fine-tuned model's base: name, sha256, steps, ...
     format_version: int = FORMAT_VERSION
     charrnn_version: str = field(default_factory=_version)  # the version that wrote it
     path: Path | None = None
@@ -171,6 +180,12 @@ def _str(v: Any, what: str) -> None:
     check(len(v) <= MAX_TEXT, f"{what} has {len(v):,} characters (limit {MAX_TEXT:,})")
 
 
+_int_or_null = _kind(lambda v: v is None or is_int(v) and v >= 0,
+                     "a non-negative integer or null")
+_str_or_null = _kind(lambda v: v is None or isinstance(v, str) and len(v) <= MAX_TEXT,
+                     "a string (at most 65,536 characters) or null")
+
+
 def _is_plain(x: Any) -> bool:
     return x is None or isinstance(x, str | bool) or is_number(x)
 
@@ -197,7 +212,7 @@ def _config(cls, d: Any, what: str):
 _KEYS = {"format", "format_version", "charrnn_version", "dtype", "model_config", "best",
          "history", "corpus", "resume"}
 _RESUME = {"train_config", "optimizer", "step", "elapsed", "window", "epoch", "rng_state"}
-_ADDED = {2: ({"validation"}, {"spent"})}  # keys each format version adds: (top, resume)
+_ADDED = {2: ({"validation", "origin"}, {"spent"})}  # keys a version adds: (top, resume)
 _VALIDATION = {"chars": _int, "of": _int}  # and, for a sample of pieces, pieces, piece_chars
 _PHASES = ("steps", "validation", "saving", "samples", "other")
 
@@ -224,6 +239,8 @@ def _check_spent(v: Any) -> None:
           and all(is_number(x) and x >= 0 for x in v.values()),
           f"resume spent must be a JSON object of seconds per phase, not {shown(v)}")
 _ROW = {"step": _int, "time": _num, "train_loss": _num, "val_loss": _num_or_null, "lr": _num}
+_ORIGIN = {"name": _str_or_null, "sha256": _str_or_null, "steps": _int_or_null,
+           "val_loss": _num_or_null, "added": _str}
 
 
 def _parse_meta(meta: Any) -> dict:
@@ -253,6 +270,8 @@ def _parse_meta(meta: Any) -> dict:
         _flat(row, f"history row {i}", _ROW)
     if meta["corpus"] is not None:
         _flat(meta["corpus"], "corpus", {"name": _str, "size": _int, "sha256": _str}, True)
+    if meta.get("origin") is not None:
+        _flat(meta["origin"], "origin", _ORIGIN)
     r = meta["resume"]
     if r is not None:
         check(isinstance(r, dict) and set(r) == resume_keys,
@@ -405,7 +424,7 @@ def load(path, *, resume: bool = True) -> Checkpoint:
                 spent={k: float(v) for k, v in r.get("spent", {}).items()})
     return Checkpoint(model=model, resume=state, history=meta["history"], corpus=meta["corpus"],
                       best=meta["best"], validation=meta.get("validation"),
-                      format_version=meta["format_version"],
+                      origin=meta.get("origin"), format_version=meta["format_version"],
                       charrnn_version=meta["charrnn_version"], path=Path(path))
 
 
@@ -430,7 +449,8 @@ def describe(path) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- writing
 
-def _pack(model: CharRNN, resume, history, corpus, best, validation) -> tuple[bytes, dict]:
+def _pack(model: CharRNN, resume, history, corpus, best, validation, origin
+          ) -> tuple[bytes, dict]:
     check(isinstance(model, CharRNN), f"expected a CharRNN, not {type(model).__name__}")
     check(model.vocab is not None, "the model has no vocabulary (set model.vocab)")
     if corpus is not None and not isinstance(corpus, dict):  # a charrnn.data.Corpus
@@ -439,7 +459,7 @@ def _pack(model: CharRNN, resume, history, corpus, best, validation) -> tuple[by
     meta = {"format": MAGIC, "format_version": FORMAT_VERSION, "charrnn_version": _version(),
             "dtype": model.dtype.name, "model_config": model.config.to_dict(),
             "best": best, "history": list(history), "corpus": corpus, "resume": None,
-            "validation": validation}
+            "validation": validation, "origin": origin}
     arrays = {"vocab": model.vocab.codepoints(),
               **{f"params/{k}": v for k, v in model.params.items()}}
     if resume is not None:
@@ -469,16 +489,17 @@ def _pack(model: CharRNN, resume, history, corpus, best, validation) -> tuple[by
 
 
 def save(path, model, *, resume: ResumeState | None = None, history=(), corpus=None,
-         best=None, validation=None) -> Path:
+         best=None, validation=None, origin=None) -> Path:
     """Write a model file atomically.
 
     ``corpus`` is a dict of facts or a ``charrnn.data.Corpus``; ``validation`` says what the
-    validation losses scored (``evaluation.validation_sample``). Everything is first checked
+    validation losses scored (``evaluation.validation_sample``); ``origin`` the record of a
+    fine-tuned model's base (``runs.finetuned_run``). Everything is first checked
     as ``load`` checks it, so a save never replaces a good file with one that does not load.
     """
     path = Path(path)
     try:
-        meta, arrays = _pack(model, resume, history, corpus, best, validation)
+        meta, arrays = _pack(model, resume, history, corpus, best, validation, origin)
     except (Invalid, ConfigError, DataError, TypeError, ValueError, AttributeError) as e:
         raise CheckpointError(f"cannot save {os.fspath(path)}: {short_message(e)}") from None
     write_atomic(path, meta, arrays)

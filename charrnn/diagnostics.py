@@ -192,6 +192,7 @@ def model_report(ck, file_size: int | None = None) -> dict[str, Any]:
         "tensors": tensor_stats(model.params),
         "training": _training(ck),
         "corpus": corpus,
+        "origin": ck.origin,  # a fine-tuned model's base, or None
         "history": [{k: row.get(k) for k in ("step", "time", "train_loss", "val_loss", "lr")}
                     for row in ck.history],
         "diagnostics": {"recurrent": recurrent_spectra(model), "gate_biases": gate_biases(model)},

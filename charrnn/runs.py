@@ -1,4 +1,5 @@
-"""How a training run is built: a new model for a corpus, or a saved run continued.
+"""How a training run is built: a new model for a corpus, a trained model fine-tuned on it,
+or a saved run continued.
 
 A ``RunState`` is everything a model file's resume section holds; the ``Trainer`` steps it.
 Building one checks every option against the corpus first, so that a run that cannot go on is
@@ -7,6 +8,8 @@ refused before any work, with notes on what was adjusted to fit.
 
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,17 +17,19 @@ from typing import Any
 import numpy as np
 
 from . import checkpoint
-from .config import ModelConfig, TrainConfig
-from .data import Corpus, min_chars, validation_chars
+from .config import FINETUNE_DEFAULTS, ModelConfig, TrainConfig
+from .data import Corpus, Vocab, min_chars, validation_chars
 from .errors import ConfigError, DataError, UsageError
 from .model import CharRNN
 from .optim import make_optimizer
+from .transfer import grown
 
-__all__ = ["RunState", "check_option_names", "corpus_facts", "fit_to_corpus", "new_run",
-           "resumed_run"]
+__all__ = ["Base", "RunState", "check_option_names", "corpus_facts", "finetune_base",
+           "finetuned_run", "fit_to_corpus", "new_run", "resumed_run"]
 
 MIN_VAL_CHARS = 2  # fewer validation characters than this: no validation at all
 COUNT_CHUNK = 1 << 22  # characters counted at a time (bounds memory on large corpora)
+SHAPE_OPTIONS = ("cell", "hidden_size", "num_layers")  # a fine-tuned model has its base's
 
 
 @dataclass
@@ -43,6 +48,7 @@ class RunState:
     history: list[dict[str, Any]] = field(default_factory=list)  # one row per evaluation
     best_params: dict[str, np.ndarray] | None = None  # None: the latest weights are the best
     best: dict[str, Any] | None = None  # {"step", "val_loss"} of the best evaluation
+    origin: dict[str, Any] | None = None  # the base of a fine-tuned model (Base.origin + added)
 
 
 def check_option_names(what: str, options: dict[str, Any], config: type,
@@ -55,11 +61,16 @@ def check_option_names(what: str, options: dict[str, Any], config: type,
                           + ", ".join(sorted(known)))
 
 
-def corpus_facts(corpus: Corpus) -> dict[str, Any]:
-    """What the model file records of its corpus: name, size, sha256, characters, counts."""
+def corpus_facts(corpus: Corpus, vocab: Vocab | None = None) -> dict[str, Any]:
+    """What the model file records of its corpus: name, size, sha256, characters, and the count
+    of each character of ``vocab`` (the model's, which may hold characters the corpus lacks:
+    counted 0; by default the corpus's own)."""
     counts = np.zeros(len(corpus.vocab), np.int64)
     for start in range(0, len(corpus.ids), COUNT_CHUNK):  # bincount widens ids to int64
         counts += np.bincount(corpus.ids[start:start + COUNT_CHUNK], minlength=len(counts))
+    if vocab is not None and vocab != corpus.vocab:
+        counts, ours = np.zeros(len(vocab), np.int64), counts
+        counts[vocab.ids_of(corpus.vocab.chars)] = ours
     return {"name": corpus.name, "size": corpus.size_bytes, "sha256": corpus.sha256,
             "chars": len(corpus), "char_counts": [int(k) for k in counts]}  # in vocab order
 
@@ -108,7 +119,8 @@ def _resume_refusal(ck: checkpoint.Checkpoint, corpus: Corpus, path: Path) -> st
     if ck.resume is None:
         return (f"cannot resume: {path} holds no training state (it was saved for sampling "
                 "only); use --force to start a new model")
-    if ck.model.vocab != corpus.vocab:
+    # a fine-tuned model's vocabulary may hold characters of its base that the corpus lacks
+    if ck.model.vocab.unknown("".join(corpus.vocab.chars)):
         return (f"cannot resume: the corpus's characters differ from the model's vocabulary "
                 f"({len(corpus.vocab)} vs {len(ck.model.vocab)} characters); train on the same "
                 "text or start a new model with --force")
@@ -158,5 +170,86 @@ def resumed_run(ck: checkpoint.Checkpoint, corpus: Corpus, model_options: dict[s
                      epoch=rs.epoch, elapsed_before=rs.elapsed, spent_before=rs.spent,
                      history=list(ck.history),
                      best_params={k: v.copy() for k, v in ck.model.params.items()},
-                     best=ck.best)
+                     best=ck.best, origin=ck.origin)
     return state, tcfg, notes
+
+
+# ----------------------------------------------------------------------------- fine-tuning
+
+@dataclass(frozen=True)
+class Base:
+    """A trained model that a fine-tuning run starts from, and the record of where it came
+    from."""
+
+    model: CharRNN  # its best weights, with its vocabulary
+    origin: dict[str, Any]  # for the new file: name, sha256 of the file, steps, val_loss (best)
+    path: Path | None = None  # the model file it was read from
+
+
+def finetune_base(init_from: Any, model_options: dict[str, Any], *, resume: bool = False,
+                  output: str | Path | None = None) -> Base:
+    """The base of a fine-tuning run, once what such a run cannot take is refused: --resume,
+    the options that fix the network's shape (it is the base's), the base's file as output.
+
+    ``init_from`` is a model file's path (read by ``checkpoint.load``, as every model file is,
+    then hashed), a loaded ``Checkpoint`` (its file at ``path`` is hashed), a ``CharRNN`` (no
+    file: the record names none) or a ``Base`` (checked again)."""
+    if resume:
+        raise UsageError("--init-from starts a new model from a base and --resume continues "
+                         "the one in --output; give one of them")
+    if shape := [k for k in SHAPE_OPTIONS if k in model_options]:
+        raise UsageError(", ".join("--" + k.replace("_", "-") for k in shape) + " cannot be "
+                         "given with --init-from: the network's shape is the base model's")
+    base = init_from if isinstance(init_from, Base) else _read_base(init_from)
+    if base.model.vocab is None:
+        raise ConfigError("the base model has no vocabulary (set model.vocab)")
+    if output is not None and base.path is not None and Path(output).exists() \
+            and os.path.samefile(base.path, output):
+        raise UsageError(f"{output} is the base model (--init-from); write the fine-tuned "
+                         "model to another file with -o/--output")
+    return base
+
+
+def _read_base(init_from: Any) -> Base:
+    if isinstance(init_from, CharRNN):
+        return Base(init_from, {"name": None, "sha256": None, "steps": None, "val_loss": None})
+    if isinstance(init_from, str | os.PathLike):
+        init_from = checkpoint.load(init_from)
+    if not isinstance(init_from, checkpoint.Checkpoint):
+        raise ConfigError("init_from is a model file's path, a Checkpoint or a CharRNN, not "
+                          f"{type(init_from).__name__}")
+    ck, path = init_from, init_from.path
+    steps = ck.resume.step if ck.resume else ck.history[-1]["step"] if ck.history else None
+    origin = {"name": None if path is None else path.name,
+              "sha256": _sha256(path) if path is not None and path.is_file() else None,
+              "steps": steps, "val_loss": (ck.best or {}).get("val_loss")}
+    return Base(ck.model, origin, path)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def finetuned_run(base: Base, corpus: Corpus, model_options: dict[str, Any],
+                  train_options: dict[str, Any]) -> tuple[RunState, TrainConfig, list[str]]:
+    """A new run whose model starts from the base's best weights, its vocabulary grown by the
+    corpus's new characters (``charrnn.transfer``), its dropout the base's unless given.
+
+    The training options not given are FINETUNE_DEFAULTS, then TrainConfig's; the optimizer's
+    state, the schedule, the step count and the history start afresh."""
+    cfg, notes = fit_to_corpus(TrainConfig(**{**FINETUNE_DEFAULTS, **train_options}),
+                               len(corpus))
+    rng = np.random.default_rng(cfg.seed)
+    model = grown(base.model, base.model.vocab.merged(corpus.vocab), rng)
+    if "dropout" in model_options:
+        model = CharRNN(model.config.replace(dropout=model_options["dropout"]), model.params,
+                        vocab=model.vocab, dtype=model.dtype)
+    known = set(base.model.vocab.chars)
+    added = "".join(c for c in model.vocab.chars if c not in known)
+    state = RunState(model, make_optimizer(cfg.optimizer, model.params), rng,
+                     model.initial_state(cfg.batch_size), origin={**base.origin, "added": added})
+    return state, cfg, notes

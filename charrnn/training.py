@@ -27,7 +27,16 @@ from .evaluation import edge_windows, evaluate, predictions, validation_sample
 from .model import CharRNN
 from .optim import clip_grad_norm
 from .output_guard import check_output
-from .runs import MIN_VAL_CHARS, RunState, check_option_names, corpus_facts, new_run, resumed_run
+from .runs import (
+    MIN_VAL_CHARS,
+    RunState,
+    check_option_names,
+    corpus_facts,
+    finetune_base,
+    finetuned_run,
+    new_run,
+    resumed_run,
+)
 from .schedule import lr_at
 from .timing import RunTime
 from .train_threads import (
@@ -38,7 +47,7 @@ from .train_threads import (
     with_threads,
 )
 
-__all__ = ["Report", "Trainer", "train"]
+__all__ = ["Report", "Trainer", "finetune_base", "train"]
 
 MAX_LOSS = 1e4  # nats/char: no model that learns comes near (a uniform guess costs ln V ~ 4-9)
 SAMPLE_TEMPERATURE = 0.8  # progress samples: a little sharper than the raw distribution
@@ -113,13 +122,14 @@ class Trainer:
         self.should_stop, self.notes = should_stop, list(notes)
         self.threads = threads or ThreadPlan()
         self.clock = StepClock(self.threads)
-        self.train_ids, self.val_ids = split_train_val(corpus.ids, cfg.val_frac)
+        self.train_ids, self.val_ids = split_train_val(corpus.encode(state.model.vocab),
+                                                       cfg.val_frac)
         self.batches = StreamBatches(self.train_ids, cfg.batch_size, cfg.seq_len)
         limits = [s for s in (cfg.max_steps, math.ceil(cfg.epochs * len(self.batches))) if s > 0]
         self.total_steps = min(limits) if limits else None
         # what each validation scores: the held-out text, or evenly spaced pieces of a long one
         self.val_scored, self.val_record = validation_sample(self.val_ids)
-        self.facts = corpus_facts(corpus)
+        self.facts = corpus_facts(corpus, state.model.vocab)
         self.chars_per_step = cfg.batch_size * cfg.seq_len
         self.eval_every = cfg.eval_every or validation_interval(predictions(self.val_scored),
                                                                 self.chars_per_step)
@@ -246,7 +256,8 @@ class Trainer:
         with self.time.phase("saving"):
             checkpoint.save(self.path, best_model, resume=resume, history=s.history,
                             corpus=self.facts, best=s.best,
-                            validation=self.val_record if len(self.val_ids) else None)
+                            validation=self.val_record if len(self.val_ids) else None,
+                            origin=s.origin)
         self.saved = s.step
         return self.report("saved")
 
@@ -317,7 +328,7 @@ class Trainer:
             "corpus": self.facts, "train_chars": len(self.train_ids),
             "val_chars": len(self.val_ids), "validation": self.val_record,
             "eval_every": self.eval_every, "steps_per_epoch": len(self.batches),
-            "resumed_at": s.step})
+            "resumed_at": s.step, "origin": s.origin})
         notes = list(self.notes)
         if self.total_steps is not None and s.step >= self.total_steps:
             notes.append(f"the run is already at step {s.step}, at or past its limit of "
@@ -360,7 +371,8 @@ class Trainer:
 def train(corpus: Corpus, output: str | Path, *, model_options: dict[str, Any] | None = None,
           train_options: dict[str, Any] | None = None, resume: bool = False,
           force: bool = False, should_stop: Callable[[], bool] = lambda: False,
-          threads: int | str | None = None, dtype=np.float32) -> Iterator[Report]:
+          threads: int | str | None = None, dtype=np.float32, init_from: Any = None
+          ) -> Iterator[Report]:
     """Train a model on a corpus, checkpointing to ``output``; returns an iterator of
     ``Report`` events, which runs the training as it is consumed.
 
@@ -370,6 +382,11 @@ def train(corpus: Corpus, output: str | Path, *, model_options: dict[str, Any] |
     every step (Ctrl-C): the run then saves its latest state without another validation (so a
     resumed run goes on exactly as if never stopped) and ends with a ``done`` report whose
     ``info["stopped"]`` is "interrupted".
+
+    ``init_from``: a model file's path, a ``Checkpoint`` or a ``CharRNN`` to fine-tune on the
+    corpus (``charrnn.runs.finetuned_run``): the shape and the dtype are the base's, so
+    ``model_options`` may only set dropout, and the training options not given are
+    ``config.FINETUNE_DEFAULTS``.
 
     ``threads``: BLAS threads for the run (process-wide while it runs, restored after). None
     follows the machine's load where that cannot change the model (``charrnn.train_threads``),
@@ -381,10 +398,14 @@ def train(corpus: Corpus, output: str | Path, *, model_options: dict[str, Any] |
     check_option_names("train_options", train_options, TrainConfig)
     path = Path(output)
     check_threads(threads)
+    base = None if init_from is None else finetune_base(init_from, model_options,
+                                                        resume=resume, output=path)
     check_output(path, resume=resume, force=force)
     if resume:
         state, cfg, notes = resumed_run(checkpoint.load(path), corpus, model_options,
                                         train_options, path)
+    elif base is not None:
+        state, cfg, notes = finetuned_run(base, corpus, model_options, train_options)
     else:
         state, cfg, notes = new_run(corpus, model_options, train_options, dtype)
     plan = plan_threads(threads)

@@ -189,6 +189,17 @@ class Vocab:
         """(V,) int32 code points, for storage in a model file."""
         return self._cps.astype(np.int32)
 
+    def merged(self, other: Vocab) -> Vocab:
+        """The characters of both vocabularies, sorted (so each keeps its own order within)."""
+        return Vocab.from_codepoints(np.union1d(self._cps, other._cps))
+
+    def ids_of(self, chars: Sequence[str]) -> np.ndarray:
+        """The id of each character (all of them in the vocabulary), as an index array."""
+        ids, known = self._lookup(np.array([ord(c) for c in chars], dtype=np.int64))
+        if not known.all():
+            raise unknown_error(sorted({c for c, k in zip(chars, known, strict=True) if not k}))
+        return ids
+
     @property
     def chars(self) -> tuple[str, ...]:
         return self._chars

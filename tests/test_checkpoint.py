@@ -172,7 +172,7 @@ def test_round_trip_is_exact(tmp_path, cell, optimizer, dtype):
     ck = load(path)
 
     assert isinstance(ck, Checkpoint) and ck.path == path
-    assert ck.format_version == ckpt.FORMAT_VERSION and ck.charrnn_version == "0.1.0"
+    assert ck.format_version == ckpt.FORMAT_VERSION == 2 and ck.charrnn_version == "0.1.0"
     assert ck.model.config == model.config and ck.model.dtype == dtype
     assert ck.model.vocab == model.vocab and "".join(ck.model.vocab.chars) == "".join(
         sorted(set(SPECIAL)))
@@ -832,16 +832,18 @@ def test_a_format_1_file_loads_without_the_keys_format_2_added(tmp_path, good):
         meta["format_version"] = 1
         del meta["validation"]
         del meta["resume"]["spent"]
+        del meta["origin"]
 
     write_members(tmp_path / "m.npz", with_meta(good, older))
     ck = load(tmp_path / "m.npz")
     assert ck.format_version == 1 and ck.validation is None and ck.resume.spent == {}
+    assert ck.origin is None
 
     def mixed(meta):
         meta["format_version"] = 1  # but with a key of format 2
 
     write_members(tmp_path / "m.npz", with_meta(good, mixed))
-    rejected(tmp_path / "m.npz", "metadata keys differ from format 1: ['validation']")
+    rejected(tmp_path / "m.npz", "metadata keys differ from format 1: ['origin', 'validation']")
 
 
 def test_vocabulary_must_be_valid(tmp_path, good):

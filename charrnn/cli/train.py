@@ -13,6 +13,7 @@ import click
 
 from ..config import (
     CELLS,
+    FINETUNE_DEFAULTS,
     LR_SCHEDULES,
     MAX_BATCH_SIZE,
     MAX_HIDDEN_SIZE,
@@ -112,6 +113,11 @@ class _Threads(click.ParamType):
 @click.option("--seed", type=option_range(click.IntRange, 0, MAX_SEED), default=_TD.seed,
               show_default=True, help="Seed for initialisation, dropout and samples.")
 @click.option("--resume", is_flag=True, help="Continue training the model in --output.")
+@click.option("--init-from", default=None, metavar="MODEL",
+              help="Fine-tune: start from this trained model's best weights, its shape and its "
+                   "vocabulary, grown by the corpus's new characters. Unless given, "
+                   + ", ".join(f"--{k.replace('_', '-')} is {v:g}"
+                               for k, v in FINETUNE_DEFAULTS.items()) + ".")
 @click.option("--force", is_flag=True, help="Overwrite an existing --output.")
 @click.option("--encoding", type=ENCODING, default="utf-8", show_default=True,
               help="Text encoding of the corpus files (e.g. latin-1, cp1252).")
@@ -123,7 +129,8 @@ class _Threads(click.ParamType):
 @click.option("--no-color", is_flag=True, help="No colors (also: NO_COLOR=1).")
 @debug_option
 @click.pass_context
-def train(ctx, corpus, output, resume, force, encoding, threads, no_color, **options):
+def train(ctx, corpus, output, resume, force, init_from, encoding, threads, no_color,
+          **options):
     """Train a model on CORPUS (files, a directory of text files, or - for stdin).
 
     Shows live progress on stderr and writes the model to --output at every evaluation, at
@@ -136,22 +143,25 @@ def train(ctx, corpus, output, resume, force, encoding, threads, no_color, **opt
     from ..data import corpus_files, read_corpus
     from ..output_guard import is_corpus_file
 
-    # a new model takes every option; a resumed one only those set explicitly (the rest come
-    # from the model file)
-    pick = (lambda names: given_options(ctx, names)) if resume else \
+    # a new model takes every option; a resumed or fine-tuned one only those set explicitly
+    # (the rest come from the model file, or are the fine-tuning defaults)
+    pick = (lambda names: given_options(ctx, names)) if resume or init_from is not None else \
         (lambda names: {n: ctx.params[n] for n in names})
     model_options = pick(("cell", "hidden_size", "num_layers", "dropout"))
     train_options = pick([f for f in TrainConfig.__dataclass_fields__ if f in ctx.params])
     console = display.make_console(no_color=no_color)
     stop = _StopFlag(console)
     with interrupt_message("interrupted; files are as they were at the last save"):
+        # a base that cannot serve is refused before the corpus is read
+        base = None if init_from is None else training.finetune_base(
+            init_from, model_options, resume=resume, output=output)
         if is_corpus_file(output, corpus_files(corpus)):
             raise click.BadParameter(f"{click.format_filename(output)} is a file of the corpus",
                                      param_hint="-o/--output")
         text = read_corpus(corpus, encoding=encoding, stdin=sys.stdin.buffer)
         run = training.train(text, output, model_options=model_options,
                              train_options=train_options, resume=resume, force=force,
-                             should_stop=stop, threads=threads)
+                             should_stop=stop, threads=threads, init_from=base)
         with stop.installed(), _reader_may_leave(), display.TrainingView(console) as view:
             last = None
             for report in run:
@@ -161,15 +171,28 @@ def train(ctx, corpus, output, resume, force, encoding, threads, no_color, **opt
         hint = f"next: charrnn sample -m {shlex.quote(output)}" if output != "model.npz" else \
             "next: charrnn sample"
         if last.info.get("stopped") == "interrupted":
-            again = " ".join(shlex.quote(a) for a in sys.argv[1:]
-                             if a not in ("--resume", "--force"))
-            hint = f"resume with: charrnn {again} --resume"
+            hint = f"resume with: charrnn {_resume_command(sys.argv[1:])}"
         with _reader_may_leave():
             console.print(display.training_summary(last))
             # one line however long, so that it can be copied (the terminal wraps it)
             console.print(hint, soft_wrap=True, markup=False, highlight=False)
         if last.info.get("stopped") == "interrupted":
             sys.exit(stop.exit_code)
+
+
+def _resume_command(args: list[str]) -> str:
+    """The arguments of the command that resumes this one: without --force and --init-from
+    (the file now holds the run), with --resume."""
+    kept, skip = [], False
+    for a in args:
+        if skip or a in ("--resume", "--force") or a.startswith("--init-from="):
+            skip = False
+            continue
+        if a == "--init-from":
+            skip = True  # and its value
+            continue
+        kept.append(a)
+    return " ".join(shlex.quote(a) for a in [*kept, "--resume"])
 
 
 @contextmanager

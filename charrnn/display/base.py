@@ -111,3 +111,26 @@ def validation_text(record: dict) -> str:
         return f"all {record['of']:,} held-out characters"
     return (f"{record['pieces']} evenly spaced pieces ({record['chars']:,} characters) of the "
             f"{record['of']:,} held out")
+NAMED_CHARS = 20  # new characters a summary names one by one; the rest are counted
+
+
+def origin_text(origin: dict) -> str:
+    """A fine-tuned model's base in one line: 'base.npz (sha256 1a2b3c4d5e6f..., 5,000 steps,
+    best validation 1.4912 nats/char)'; what the record lacks is left out."""
+    about = []
+    if origin.get("sha256"):
+        about.append(f"sha256 {one_line(origin['sha256'])[:12]}...")
+    if isinstance(origin.get("steps"), int):
+        about.append(f"{origin['steps']:,} steps")
+    if isinstance(origin.get("val_loss"), int | float):
+        about.append(f"best validation {loss_text(origin['val_loss'])} nats/char")
+    name = one_line(origin["name"]) if origin.get("name") else "a model in memory"
+    return name + (f" ({', '.join(about)})" if about else "")
+
+
+def added_text(added: str) -> str:
+    """New characters, each escaped for the terminal: "'é' 'ç' '—'" (the first NAMED_CHARS,
+    then how many more)."""
+    shown = " ".join(escape_char(c) for c in added[:NAMED_CHARS])
+    more = len(added) - NAMED_CHARS
+    return shown + (f" and {more:,} more" if more > 0 else "")

@@ -11,7 +11,16 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .base import clock, figures_text, one_line, rate_text, time_split_text, validation_text
+from .base import (
+    added_text,
+    clock,
+    figures_text,
+    one_line,
+    origin_text,
+    rate_text,
+    time_split_text,
+    validation_text,
+)
 
 
 def _cell(value: Any, style: str = "") -> Text:
@@ -108,6 +117,11 @@ def training_rows(rep: dict) -> list[tuple[str, str]]:
                             if o.get("lr_decay_every") else "")
                          + f", batch {o['batch_size']} x seq-len {o['seq_len']}, clip "
                          f"{o['grad_clip']:g}, val-frac {o['val_frac']:g}, seed {o['seed']}"))
+    if rep.get("origin") is not None:
+        added = rep["origin"].get("added") or ""
+        rows.append(("fine-tuned from", origin_text(rep["origin"])))
+        rows.append(("new characters", f"{len(added)}: {added_text(added)}" if added else
+                     "none: the corpus's characters were all the base's"))
     if corpus is not None:
         chars = "" if corpus.get("chars") is None else f", {corpus['chars']:,} characters"
         rows.append(("corpus", f"{one_line(corpus.get('name'))}: "

@@ -12,7 +12,18 @@ from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 from rich.text import Text
 
-from .base import bpc, clock, loss_text, ppl, rate_text, safe, time_split_text, validation_text
+from .base import (
+    added_text,
+    bpc,
+    clock,
+    loss_text,
+    origin_text,
+    ppl,
+    rate_text,
+    safe,
+    time_split_text,
+    validation_text,
+)
 
 PLAIN_EVERY = 10.0  # seconds between log lines when stderr is not a terminal
 
@@ -121,13 +132,15 @@ class TrainingView:
 
 def start_summary(r) -> Text:
     m, t, info = r.info["model"], r.info["train"], r.info
-    corpus = info["corpus"]
+    corpus, origin = info["corpus"], info.get("origin")
+    distinct = sum(1 for k in corpus["char_counts"] if k)  # the model's may hold more
     lines = [
         f"corpus {safe(corpus['name'])}: {corpus['chars']:,} characters, "
-        f"{m.vocab_size} distinct; {info['train_chars']:,} train / {info['val_chars']:,} "
+        f"{distinct} distinct; {info['train_chars']:,} train / {info['val_chars']:,} "
         f"validation",
         f"model {m.cell.upper()} {m.num_layers}x{m.hidden_size}, dropout {m.dropout:g}, "
-        f"{info['parameters']:,} parameters",
+        f"{info['parameters']:,} parameters"
+        + (f", fine-tuned from {origin_text(origin)}" if origin else ""),
         f"training {t.optimizer} lr {t.lr:g}, batch {t.batch_size} x seq {t.seq_len}, "
         f"clip {t.grad_clip:g}, {info['steps_per_epoch']:,} step"
         f"{'' if info['steps_per_epoch'] == 1 else 's'}/epoch, seed {t.seed}"
@@ -137,7 +150,19 @@ def start_summary(r) -> Text:
     if info["val_chars"]:
         lines.append(f"validation every {info['eval_every']:,} steps, on "
                      f"{validation_text(info['validation'])}")
+    if origin and not info["resumed_at"]:
+        lines.insert(2, vocabulary_line(origin["added"], m.vocab_size,
+                                        m.vocab_size - distinct))
     return Text("\n".join(lines))
+
+
+def vocabulary_line(added: str, size: int, unused: int) -> str:
+    """How a fine-tuned model's vocabulary was made: "vocabulary: 65 from the base (12 not in
+    this corpus) + 3 new: 'é' 'ç' '—'"."""
+    kept = f"vocabulary: {size - len(added)} from the base" + (
+        f" ({unused} not in this corpus)" if unused else "")
+    return kept + (f" + {len(added)} new: {safe(added_text(added))}" if added else
+                   ", none new")
 
 
 def training_summary(r) -> Table:
