@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from .evaluation import edge_windows, evaluate, predictions, validation_sample
 from .model import CharRNN
 from .optim import clip_grad_norm
 from .output_guard import check_output
+from .reports import Report
 from .runs import (
     MIN_VAL_CHARS,
     RunState,
@@ -55,29 +56,6 @@ SMOOTHING = 0.02  # the shown training loss: an exponential average, each step w
 MIN_EVAL_EVERY = 200  # steps between validations at least, by default
 VALIDATION_SHARE = 0.04  # of a run's time, what its validations may cost by default
 EVAL_COST = 0.4  # seconds to score a character / seconds to train on one (0.23-0.37 measured)
-
-
-@dataclass
-class Report:
-    """One event of a training run, with a snapshot of everything the live view shows."""
-
-    kind: str  # start | step | eval | sample | saved | notice | done
-    step: int = 0  # optimizer steps taken in the whole run
-    total_steps: int | None = None  # steps the run will stop at, if a step/epoch limit is set
-    epoch: float = 0.0  # passes over the training text so far (fractional)
-    train_loss: float = math.nan  # smoothed training loss (nats/char)
-    val_loss: float | None = None  # latest validation loss
-    best_val: float | None = None  # best validation loss so far
-    best_step: int | None = None
-    lr: float = 0.0  # the rate of the latest step (before any: of the first)
-    chars_per_s: float = 0.0  # stepping speed: characters per second of the recent steps
-    overall_chars_per_s: float = 0.0  # characters per wall second in this invocation
-    elapsed: float = 0.0  # seconds of training in this invocation
-    eta: float | None = None  # seconds left, validations and saves included (None: unknown)
-    time_limit: float = 0.0  # --max-time in seconds (0: none)
-    text: str = ""  # the sample, or the notice
-    path: str = ""  # the model file
-    info: dict[str, Any] = field(default_factory=dict)  # start/done details
 
 
 # A diverging run overflows on its way to inf/nan; the finite checks of the loss, the gradient
