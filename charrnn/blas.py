@@ -141,9 +141,21 @@ class ThreadChooser:
             self.blas.set(self.current)
             self.wait = min(2 * max(self.wait, self.every // 2), self.longest)
             return None
+        return self._switched(base, probe)
+
+    def offer(self, here: float, there: float) -> str | None:
+        """The same step timed on the current count (``here``) and on the other (``there``):
+        switch at once when the other is at least 10% faster, as a probe would."""
+        if self.blas is None or self.probe is not None or there >= 0.9 * here:
+            return None
+        self.blas.set(self.other)
+        return self._switched(here, [max(there, 1e-9)])
+
+    def _switched(self, base: float, probe: list[float]) -> str:
+        """Keep the other count, whose steps took ``probe`` against ``base``; the note."""
         self.current, self.other = self.other, self.current
         self.times = deque(probe, maxlen=5)
-        self.wait = self.every
+        self.steps, self.seconds, self.wait = 0, 0.0, self.every
         return (f"{self.current} BLAS thread{'s' if self.current > 1 else ''} "
                 f"{'now' if self.current != self.start else 'again'}: "
                 f"{base / min(probe):.1f}x faster steps"

@@ -67,14 +67,20 @@ class ThreadPlan:
             with self._count_for(kind):
                 return work()
         start, here = self.chooser.start, self.chooser.current
+        began = time.perf_counter()
         with blas.threads(1 if here != 1 else start, self.library):
             there = (probe or work)()
+        middle = time.perf_counter()
         if probe is None:
             result = work()
             agrees = same_bits(result, there)
         else:
             agrees = same_bits(probe(), there)
         self.agrees[kind] = agrees
+        # the same work timed on both counts: the chooser may switch at once
+        if agrees and probe is None and (
+                note := self.chooser.offer(time.perf_counter() - middle, middle - began)):
+            self.news.append(note)
         if not agrees:
             self.news.append(f"the {kind} gives different float32 results on 1 and {start} "
                              f"BLAS threads here: it keeps {start} threads, so that the run "
