@@ -6,7 +6,7 @@ each thread setting (the default, ``--threads 1``, ``--threads auto``), this tra
 model for ``--seconds`` in a fresh process and prints one JSON line:
 
     chars_per_s        characters trained per second of the run (start-up included)
-    of_idle            chars_per_s / the same setting's median with no load
+    of_idle            chars_per_s / the default's median with no load
 
 Settings are interleaved within each round, so that drift spreads over all of them; the
 summary lines give the median over ``--rounds``. The busy loops end by themselves after the
@@ -94,7 +94,7 @@ def main() -> None:
     finally:
         Path(out).unlink(missing_ok=True)
     for (load, name), speeds in sorted(results.items()):
-        idle = statistics.median(results.get((0, name), [float("nan")]))
+        idle = statistics.median(results.get((0, "default"), [float("nan")]))
         speed = statistics.median(speeds)
         print(json.dumps({"kind": "median", "busy_loops": load, "setting": name,
                           "chars_per_s": round(speed), "of_idle": round(speed / idle, 3),
