@@ -22,7 +22,7 @@ class Report:
     best_val: float | None = None  # best validation loss so far
     best_step: int | None = None
     lr: float = 0.0  # the rate of the latest step (before any: of the first)
-    chars_per_s: float = 0.0  # stepping speed: characters per second of the recent steps
+    chars_per_s: float = 0.0  # stepping speed: characters per second of the steps' own time
     overall_chars_per_s: float = 0.0  # characters per wall second in this invocation
     elapsed: float = 0.0  # seconds of training in this invocation
     eta: float | None = None  # seconds left, validations and saves included (None: unknown)

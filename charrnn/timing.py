@@ -2,7 +2,7 @@
 the stepping speed, the overall speed, and the time left.
 
     overall speed = characters trained / wall time
-    stepping speed = characters trained / time in steps, over the latest second (or 50 steps)
+    stepping speed = characters trained / time in steps (never below the overall speed)
     time left = steps left x mean step time + validations left x (one validation + one save)
 """
 
@@ -15,7 +15,6 @@ from contextlib import contextmanager
 __all__ = ["PHASES", "RunTime"]
 
 PHASES = ("steps", "validation", "saving", "samples")
-SPEED_WINDOW = 1.0, 50  # the stepping speed: over this many seconds of steps, or steps
 
 
 class RunTime:
@@ -35,8 +34,7 @@ class RunTime:
         self.spent = dict.fromkeys(PHASES, 0.0)
         self.latest: dict[str, float] = {}  # the latest duration of each phase
         self.steps = 0  # steps in this invocation
-        self.window = [0.0, 0]  # the stepping speed's window: seconds in steps, steps
-        self.stepping = 0.0  # characters per second of steps, over the latest window
+        self.stepping = 0.0  # characters per second of the steps' own time
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -53,13 +51,7 @@ class RunTime:
 
     def _stepped(self, seconds: float) -> None:
         self.steps += 1
-        self.window[0] += seconds
-        self.window[1] += 1
-        if self.window[0] >= SPEED_WINDOW[0] or self.window[1] >= SPEED_WINDOW[1] \
-                or not self.stepping:  # until the first full window: the speed so far
-            self.stepping = self.window[1] * self.chars_per_step / max(self.window[0], 1e-9)
-            if self.window[0] >= SPEED_WINDOW[0] or self.window[1] >= SPEED_WINDOW[1]:
-                self.window = [0.0, 0]
+        self.stepping = self.steps * self.chars_per_step / max(self.spent["steps"], 1e-9)
 
     def elapsed(self) -> float:
         """Wall seconds of this invocation."""
