@@ -145,8 +145,9 @@ class ThreadChooser:
 
     def offer(self, here: float, there: float) -> str | None:
         """The same step timed on the current count (``here``) and on the other (``there``):
-        switch at once when the other is at least 10% faster, as a probe would."""
-        if self.blas is None or self.probe is not None or there >= 0.9 * here:
+        switch at once when the other is at least twice as fast (a first step carries costs of
+        its own, so a smaller gain waits for the probes)."""
+        if self.blas is None or self.probe is not None or there >= 0.5 * here:
             return None
         self.blas.set(self.other)
         return self._switched(here, [max(there, 1e-9)])
