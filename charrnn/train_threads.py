@@ -93,6 +93,10 @@ class ThreadPlan:
                 result = work()
         return result
 
+    def will_compare(self, kind: str) -> bool:
+        """Whether ``run`` will do ``kind``'s work twice (its first time under the check)."""
+        return self.check and kind not in self.agrees
+
     def _count_for(self, kind: str):
         """Where ``kind`` differs between counts and the chooser goes on: NumPy's count."""
         if self.agrees.get(kind, True) or not self.chooser.active:

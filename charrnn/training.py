@@ -168,10 +168,12 @@ class Trainer:
         the window's mean loss (nats/char)."""
         s, cfg = self.state, self.cfg
         x, y = self.batches.window(s.window)
-        draws = s.rng.bit_generator.state
+        # a second look at the same step (the thread check) draws the same dropout masks
+        draws = s.rng.bit_generator.state if self.threads.will_compare("training step") else None
 
         def window() -> tuple[float, dict[str, np.ndarray], np.ndarray]:
-            s.rng.bit_generator.state = draws  # a second look draws the same dropout masks
+            if draws is not None:
+                s.rng.bit_generator.state = draws
             return s.model.loss_and_grad(x, y, s.hidden, s.rng)
 
         self.clock.start()
