@@ -3,11 +3,15 @@
 
 Trains with the defaults (plus any extra options given after `--`), the last 10% of the text
 as validation, then prints one JSON line per evaluation (step, seconds, train and validation
-loss), one line with the best validation loss (nats, perplexity, bits per character), and the
-final sample from the best weights. Example:
+loss), one line with the best validation loss (nats, perplexity, bits per character) and what
+was chosen, and the final sample from the best weights. Examples:
 
     python benchmarks/bench_quality.py --corpus tinyshakespeare.txt \\
         --max-time 10m -- --dropout 0.2
+    python benchmarks/bench_quality.py --table --tinyshakespeare tinyshakespeare.txt
+
+`--table` runs the README's quality table: each corpus and budget `--runs` times (default 2),
+rounds interleaved, one "best" line per run and one "median" line per corpus.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -22,38 +27,75 @@ from pathlib import Path
 
 from charrnn import checkpoint
 
+CORPORA = Path(__file__).resolve().parents[1] / "corpora"
+#: the README's table: (corpus, --max-time); tinyshakespeare is not shipped (--tinyshakespeare)
+TABLE = (("tinyshakespeare", "10m"), (CORPORA / "sonnets.txt", "2m"),
+         (CORPORA / "poems.txt", "1m"), (CORPORA / "shakespeare_plays.txt", "5m"))
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--corpus", required=True)
-    ap.add_argument("--max-time", default="10m")
-    ap.add_argument("--sample-length", type=int, default=600)
-    ap.add_argument("--tag", default="")
-    ap.add_argument("extra", nargs="*", help="more `charrnn train` options (after --)")
-    args = ap.parse_args()
+
+def one_run(corpus, max_time: str, extra: list[str], tag: str, sample_length: int) -> dict:
+    """Train once; print the curve and the sample; return the "best" line."""
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(tmp) / "model.npz"
-        cmd = [sys.executable, "-m", "charrnn", "train", args.corpus, "-o", str(model),
-               "--max-time", args.max_time, "--val-frac", "0.1", *args.extra]
+        cmd = [sys.executable, "-m", "charrnn", "train", str(corpus), "-o", str(model),
+               "--max-time", max_time, "--val-frac", "0.1", *extra]
         done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                               text=True)
         if done.returncode != 0:
             sys.exit(f"training failed:\n{done.stderr[-2000:]}")
         ck = checkpoint.load(model)
-        for row in ck.history:
-            print(json.dumps({"kind": "curve", "tag": args.tag, **row}))
-        best = ck.best["val_loss"]
-        cfg, tcfg = ck.model.config, ck.resume.train_config
-        print(json.dumps({
-            "kind": "best", "tag": args.tag, "corpus": Path(args.corpus).name,
-            "max_time": args.max_time, "options": args.extra, "cell": cfg.cell,
-            "layers": cfg.num_layers, "hidden": cfg.hidden_size, "dropout": cfg.dropout,
-            "batch": tcfg.batch_size, "seq": tcfg.seq_len, "lr": tcfg.lr,
-            "steps": ck.resume.step, "best_step": ck.best["step"], "best_val_loss": best,
-            "perplexity": math.exp(best), "bits_per_char": best / math.log(2)}))
-        text = ck.model.sample(args.sample_length, prime="\n", temperature=0.8, seed=1)
-        print(json.dumps({"kind": "sample", "tag": args.tag, "temperature": 0.8,
-                          "text": text}))
+    for row in ck.history:
+        print(json.dumps({"kind": "curve", "tag": tag, **row}))
+    best = ck.best["val_loss"]
+    cfg, tcfg = ck.model.config, ck.resume.train_config
+    line = {"kind": "best", "tag": tag, "corpus": Path(corpus).name, "max_time": max_time,
+            "options": extra, "cell": cfg.cell, "layers": cfg.num_layers,
+            "hidden": cfg.hidden_size, "dropout": cfg.dropout, "batch": tcfg.batch_size,
+            "seq": tcfg.seq_len, "lr": tcfg.lr, "epochs": tcfg.epochs,
+            "chosen": ck.chosen, "steps": ck.resume.step, "best_step": ck.best["step"],
+            "best_val_loss": best, "perplexity": math.exp(best),
+            "bits_per_char": best / math.log(2)}
+    print(json.dumps(line), flush=True)
+    text = ck.model.sample(sample_length, prime="\n", temperature=0.8, seed=1)
+    print(json.dumps({"kind": "sample", "tag": tag, "temperature": 0.8, "text": text}))
+    return line
+
+
+def table(args) -> None:
+    rows = [(args.tinyshakespeare if c == "tinyshakespeare" else c, t) for c, t in TABLE]
+    rows = [(c, t) for c, t in rows if c is not None]
+    results: dict[str, list[float]] = {}
+    for round_ in range(args.runs):
+        for corpus, max_time in rows:
+            line = one_run(corpus, max_time, args.extra, f"{args.tag}round{round_ + 1}",
+                           args.sample_length)
+            results.setdefault(f"{Path(corpus).name} {max_time}", []).append(
+                line["best_val_loss"])
+    for name, losses in results.items():
+        corpus, max_time = name.rsplit(" ", 1)
+        print(json.dumps({"kind": "median", "tag": args.tag, "corpus": corpus,
+                          "max_time": max_time, "runs": losses,
+                          "best_val_loss_median": statistics.median(losses)}))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--corpus")
+    ap.add_argument("--max-time", default="10m")
+    ap.add_argument("--table", action="store_true", help="run the README's quality table")
+    ap.add_argument("--tinyshakespeare", help="--table: the tinyshakespeare corpus's path "
+                    "(left out of the table without it)")
+    ap.add_argument("--runs", type=int, default=2, help="--table: runs of each row")
+    ap.add_argument("--sample-length", type=int, default=600)
+    ap.add_argument("--tag", default="")
+    ap.add_argument("extra", nargs="*", help="more `charrnn train` options (after --)")
+    args = ap.parse_args()
+    if args.table:
+        table(args)
+    elif args.corpus:
+        one_run(args.corpus, args.max_time, args.extra, args.tag, args.sample_length)
+    else:
+        ap.error("give --corpus, or --table")
 
 
 if __name__ == "__main__":

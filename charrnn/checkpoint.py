@@ -36,11 +36,14 @@ exactly when `resume` in the metadata is not null. `meta.npy` holds strict JSON 
                        "rng_state": PCG64 bit_generator.state (128-bit ints),
                        "spent": {phase: seconds}},
      "origin": null | {"name": str | null, "sha256": hex | null, "steps": int | null,
-                       "val_loss": number | null, "added": str, ...}}
+                       "val_loss": number | null, "added": str, ...},
+     "chosen": null | {"options": {option: number | str}, "reason": str}}
 
 Format 2 added `validation` (what every val_loss scored), `resume.spent` (the run's seconds per
 phase) and `origin`, which names the base of a fine-tuned model: its file's name and sha256, the
 steps it had trained and its best validation loss, and the characters added to its vocabulary.
+Format 3 added `chosen`: the options that charrnn chose for the run because the user did not
+(``charrnn.choice``), and why, in words.
 
 **Versions.** Any change an older reader could misread increases `format_version`. A reader
 loads every version up to its own and refuses a newer file, naming the charrnn that wrote it;
@@ -92,7 +95,7 @@ from .npzfile import (
 __all__ = ["FORMAT_VERSION", "Checkpoint", "ResumeState", "ModelNotFound", "save", "load",
            "describe"]
 
-FORMAT_VERSION = 2  # 2 adds the validation record, the origin and the resume time split
+FORMAT_VERSION = 3  # 2 adds the validation record, the origin and the resume time split; 3 chosen
 MAGIC = "charrnn-model"
 # The metadata's limits: what a real run writes, with room to spare (a row per evaluation, and
 # every save rewrites them all), and no more, so that no file's metadata makes a command use
@@ -142,6 +145,7 @@ class Checkpoint:
     best: dict[str, Any] | None = None  # {"step", "val_loss"} of the model's weights
     validation: dict[str, int] | None = None  # what each val_loss scored: chars, of[, pieces]
     origin: dict[str, Any] | None = None  # a fine-tuned model's base: name, sha256, steps, ...
+    chosen: dict[str, Any] | None = None  # the options charrnn chose for the run, and why
     format_version: int = FORMAT_VERSION
     charrnn_version: str = field(default_factory=_version)  # the version that wrote it
     path: Path | None = None
@@ -212,7 +216,8 @@ def _config(cls, d: Any, what: str):
 _KEYS = {"format", "format_version", "charrnn_version", "dtype", "model_config", "best",
          "history", "corpus", "resume"}
 _RESUME = {"train_config", "optimizer", "step", "elapsed", "window", "epoch", "rng_state"}
-_ADDED = {2: ({"validation", "origin"}, {"spent"})}  # keys a version adds: (top, resume)
+_ADDED = {2: ({"validation", "origin"}, {"spent"}),  # keys a version adds: (top, resume)
+          3: ({"chosen"}, set())}
 _VALIDATION = {"chars": _int, "of": _int}  # and, for a sample of pieces, pieces, piece_chars
 _PHASES = ("steps", "validation", "saving", "samples", "other")
 
@@ -232,6 +237,16 @@ def _check_validation(v: Any) -> None:
           and all(is_int(x) and x >= 0 for x in v.values()),
           f"validation must be a JSON object of counts (chars, of[, pieces, piece_chars]), "
           f"not {shown(v)}")
+
+
+def _check_chosen(v: Any) -> None:
+    options = v.get("options") if isinstance(v, dict) else None
+    check(isinstance(v, dict) and set(v) == {"options", "reason"} and isinstance(v["reason"], str)
+          and len(v["reason"]) <= MAX_TEXT and isinstance(options, dict)
+          and len(options) <= 64 and all(
+              isinstance(k, str) and len(k) <= 64 and (is_number(x) or isinstance(x, str))
+              and not isinstance(x, bool) for k, x in options.items()),
+          lambda: f"chosen must be a JSON object of options and a reason, not {shown(v)}")
 
 
 def _check_spent(v: Any) -> None:
@@ -272,6 +287,8 @@ def _parse_meta(meta: Any) -> dict:
         _flat(meta["corpus"], "corpus", {"name": _str, "size": _int, "sha256": _str}, True)
     if meta.get("origin") is not None:
         _flat(meta["origin"], "origin", _ORIGIN)
+    if meta.get("chosen") is not None:
+        _check_chosen(meta["chosen"])
     r = meta["resume"]
     if r is not None:
         check(isinstance(r, dict) and set(r) == resume_keys,
@@ -424,7 +441,8 @@ def load(path, *, resume: bool = True) -> Checkpoint:
                 spent={k: float(v) for k, v in r.get("spent", {}).items()})
     return Checkpoint(model=model, resume=state, history=meta["history"], corpus=meta["corpus"],
                       best=meta["best"], validation=meta.get("validation"),
-                      origin=meta.get("origin"), format_version=meta["format_version"],
+                      origin=meta.get("origin"), chosen=meta.get("chosen"),
+                      format_version=meta["format_version"],
                       charrnn_version=meta["charrnn_version"], path=Path(path))
 
 
@@ -449,7 +467,7 @@ def describe(path) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- writing
 
-def _pack(model: CharRNN, resume, history, corpus, best, validation, origin
+def _pack(model: CharRNN, resume, history, corpus, best, validation, origin, chosen
           ) -> tuple[bytes, dict]:
     check(isinstance(model, CharRNN), f"expected a CharRNN, not {type(model).__name__}")
     check(model.vocab is not None, "the model has no vocabulary (set model.vocab)")
@@ -459,7 +477,7 @@ def _pack(model: CharRNN, resume, history, corpus, best, validation, origin
     meta = {"format": MAGIC, "format_version": FORMAT_VERSION, "charrnn_version": _version(),
             "dtype": model.dtype.name, "model_config": model.config.to_dict(),
             "best": best, "history": list(history), "corpus": corpus, "resume": None,
-            "validation": validation, "origin": origin}
+            "validation": validation, "origin": origin, "chosen": chosen}
     arrays = {"vocab": model.vocab.codepoints(),
               **{f"params/{k}": v for k, v in model.params.items()}}
     if resume is not None:
@@ -489,17 +507,18 @@ def _pack(model: CharRNN, resume, history, corpus, best, validation, origin
 
 
 def save(path, model, *, resume: ResumeState | None = None, history=(), corpus=None,
-         best=None, validation=None, origin=None) -> Path:
+         best=None, validation=None, origin=None, chosen=None) -> Path:
     """Write a model file atomically.
 
     ``corpus`` is a dict of facts or a ``charrnn.data.Corpus``; ``validation`` says what the
     validation losses scored (``evaluation.validation_sample``); ``origin`` the record of a
-    fine-tuned model's base (``runs.finetuned_run``). Everything is first checked
+    fine-tuned model's base (``runs.finetuned_run``); ``chosen`` the options charrnn chose
+    (``charrnn.choice``). Everything is first checked
     as ``load`` checks it, so a save never replaces a good file with one that does not load.
     """
     path = Path(path)
     try:
-        meta, arrays = _pack(model, resume, history, corpus, best, validation, origin)
+        meta, arrays = _pack(model, resume, history, corpus, best, validation, origin, chosen)
     except (Invalid, ConfigError, DataError, TypeError, ValueError, AttributeError) as e:
         raise CheckpointError(f"cannot save {os.fspath(path)}: {short_message(e)}") from None
     write_atomic(path, meta, arrays)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from . import checkpoint
+from .choice import choose
 from .config import FINETUNE_DEFAULTS, ModelConfig, TrainConfig
 from .data import Corpus, Vocab, min_chars, validation_chars
 from .errors import ConfigError, DataError, UsageError
@@ -49,6 +50,7 @@ class RunState:
     best_params: dict[str, np.ndarray] | None = None  # None: the latest weights are the best
     best: dict[str, Any] | None = None  # {"step", "val_loss"} of the best evaluation
     origin: dict[str, Any] | None = None  # the base of a fine-tuned model (Base.origin + added)
+    chosen: dict[str, Any] | None = None  # the options charrnn chose, and why (choice.Choice)
 
 
 def check_option_names(what: str, options: dict[str, Any], config: type,
@@ -104,13 +106,20 @@ def fit_to_corpus(cfg: TrainConfig, n_chars: int) -> tuple[TrainConfig, list[str
 
 def new_run(corpus: Corpus, model_options: dict[str, Any], train_options: dict[str, Any],
             dtype=np.float32) -> tuple[RunState, TrainConfig, list[str]]:
-    """A fresh model for the corpus, seeded from the run's seed, with notes on what was fitted."""
+    """A fresh model for the corpus, seeded from the run's seed, with notes on what was fitted.
+
+    The options not given are chosen for the corpus and the run's limits (``choice.choose``),
+    then are ModelConfig's and TrainConfig's defaults."""
+    chosen = choose(corpus_chars=len(corpus), model_options=model_options,
+                    train_options=train_options)
+    model_options = {**chosen.model_options, **model_options}
+    train_options = {**chosen.train_options, **train_options}
     cfg, notes = fit_to_corpus(TrainConfig(**train_options), len(corpus))
     mcfg = ModelConfig(**{**model_options, "vocab_size": len(corpus.vocab)})
     rng = np.random.default_rng(cfg.seed)
     model = CharRNN(mcfg, vocab=corpus.vocab, dtype=dtype, seed=rng)
     state = RunState(model, make_optimizer(cfg.optimizer, model.params), rng,
-                     model.initial_state(cfg.batch_size))
+                     model.initial_state(cfg.batch_size), chosen=chosen.record())
     return state, cfg, notes
 
 
@@ -170,7 +179,7 @@ def resumed_run(ck: checkpoint.Checkpoint, corpus: Corpus, model_options: dict[s
                      epoch=rs.epoch, elapsed_before=rs.elapsed, spent_before=rs.spent,
                      history=list(ck.history),
                      best_params={k: v.copy() for k, v in ck.model.params.items()},
-                     best=ck.best, origin=ck.origin)
+                     best=ck.best, origin=ck.origin, chosen=ck.chosen)
     return state, tcfg, notes
 
 

@@ -53,7 +53,7 @@ __all__ = ["Report", "Trainer", "finetune_base", "train"]
 MAX_LOSS = 1e4  # nats/char: no model that learns comes near (a uniform guess costs ln V ~ 4-9)
 SAMPLE_TEMPERATURE = 0.8  # progress samples: a little sharper than the raw distribution
 SMOOTHING = 0.02  # the shown training loss: an exponential average, each step weighs this
-MIN_EVAL_EVERY = 200  # steps between validations at least, by default
+MIN_EVAL_EVERY = 50  # steps between validations at least, by default
 VALIDATION_SHARE = 0.04  # of a run's time, what its validations may cost by default
 EVAL_COST = 0.4  # seconds to score a character / seconds to train on one (0.23-0.37 measured)
 
@@ -89,7 +89,8 @@ class Trainer:
 
     Each pass of the loop: ``stop_reason()`` (the step/epoch limit, --max-time, a stop request,
     --patience), ``step()`` (the rate from ``rate()``, one update), then every ``eval_every``
-    steps ``validate()`` and ``save()``. ``saved`` is the step the file at ``path`` holds for
+    steps ``validate()`` and ``save()`` (but not in the last half interval of a --max-time run,
+    whose closing validation comes soon after). ``saved`` is the step the file at ``path`` holds for
     this run (None: nothing saved yet); ``should_stop`` is polled before every step.
     """
 
@@ -129,7 +130,7 @@ class Trainer:
         while (reason := self.stop_reason()) is None:
             self.step()
             yield from self._after_step()
-            if self.state.step % self.eval_every == 0:
+            if self.state.step % self.eval_every == 0 and not self._end_is_near():
                 yield self.validate()
                 yield from self._thread_news()
                 yield self.save()
@@ -237,7 +238,7 @@ class Trainer:
             checkpoint.save(self.path, best_model, resume=resume, history=s.history,
                             corpus=self.facts, best=s.best,
                             validation=self.val_record if len(self.val_ids) else None,
-                            origin=s.origin)
+                            origin=s.origin, chosen=s.chosen)
         self.saved = s.step
         return self.report("saved")
 
@@ -263,6 +264,14 @@ class Trainer:
         per_char = self.time.spent["steps"] / max(self.time.steps * self.chars_per_step, 1)
         guess = EVAL_COST * predictions(self.val_scored) * per_char  # until one is timed
         return self.time.time_left(steps_left, self.eval_every, limit, guess)
+
+    def _end_is_near(self) -> bool:
+        """Whether a --max-time run ends within half an interval: its closing validation is
+        then due so soon that an interval's own would cost its time twice."""
+        if not self.cfg.max_time or not self.time.steps:
+            return False
+        per_step = self.time.spent["steps"] / self.time.steps
+        return self.cfg.max_time - self.elapsed() < per_step * self.eval_every / 2
 
     def latest_rate(self) -> float:
         """The rate the latest step took (before any step: the first one's)."""
@@ -308,7 +317,7 @@ class Trainer:
             "corpus": self.facts, "train_chars": len(self.train_ids),
             "val_chars": len(self.val_ids), "validation": self.val_record,
             "eval_every": self.eval_every, "steps_per_epoch": len(self.batches),
-            "resumed_at": s.step, "origin": s.origin})
+            "resumed_at": s.step, "origin": s.origin, "chosen": s.chosen})
         notes = list(self.notes)
         if self.total_steps is not None and s.step >= self.total_steps:
             notes.append(f"the run is already at step {s.step}, at or past its limit of "
@@ -356,12 +365,13 @@ def train(corpus: Corpus, output: str | Path, *, model_options: dict[str, Any] |
     """Train a model on a corpus, checkpointing to ``output``; returns an iterator of
     ``Report`` events, which runs the training as it is consumed.
 
-    ``model_options``/``train_options`` are ModelConfig/TrainConfig fields the user set; on
-    resume, the others come from the model file. The options, the output path and the model
-    file to resume are checked here, before the first event. ``should_stop`` is polled before
-    every step (Ctrl-C): the run then saves its latest state without another validation (so a
-    resumed run goes on exactly as if never stopped) and ends with a ``done`` report whose
-    ``info["stopped"]`` is "interrupted".
+    ``model_options``/``train_options`` are ModelConfig/TrainConfig fields the user set; for a
+    new model the cell, width, dropout and epochs left out are chosen for the corpus and the
+    limits (``charrnn.choice``), and on resume the others come from the model file. The options,
+    the output path and the model file to resume are checked here, before the first event.
+    ``should_stop`` is polled before every step (Ctrl-C): the run then saves its latest state
+    without another validation (so a resumed run goes on exactly as if never stopped) and ends
+    with a ``done`` report whose ``info["stopped"]`` is "interrupted".
 
     ``init_from``: a model file's path, a ``Checkpoint`` or a ``CharRNN`` to fine-tune on the
     corpus (``charrnn.runs.finetuned_run``): the shape and the dtype are the base's, so

@@ -172,7 +172,7 @@ def test_round_trip_is_exact(tmp_path, cell, optimizer, dtype):
     ck = load(path)
 
     assert isinstance(ck, Checkpoint) and ck.path == path
-    assert ck.format_version == ckpt.FORMAT_VERSION == 2 and ck.charrnn_version == "0.1.0"
+    assert ck.format_version == ckpt.FORMAT_VERSION == 3 and ck.charrnn_version == "0.1.0"
     assert ck.model.config == model.config and ck.model.dtype == dtype
     assert ck.model.vocab == model.vocab and "".join(ck.model.vocab.chars) == "".join(
         sorted(set(SPECIAL)))
@@ -281,7 +281,7 @@ def test_describe_reads_only_json_headers_and_vocab(tmp_path, monkeypatch):
     assert d["model_config"] == model.config.to_dict() and d["dtype"] == "float32"
     assert d["vocab"] == "".join(model.vocab.chars) and d["num_parameters"] == model.num_parameters
     assert d["history"] == HISTORY and d["corpus"] == CORPUS and d["best"] == BEST
-    assert d["format_version"] == 2 and d["charrnn_version"] == "0.1.0"
+    assert d["format_version"] == 3 and d["charrnn_version"] == "0.1.0"
     assert d["file_size"] == path.stat().st_size and d["path"] == str(path)
     assert d["arrays"]["params/head.W"] == {"shape": (8, model.config.vocab_size),
                                             "dtype": "float32"}
@@ -608,7 +608,7 @@ def _set(path, value):
     (["format"], "something-else", ["not a charrnn model file"]),
     (["format_version"], "1", ["format_version must be a non-negative integer"]),
     (["charrnn_version"], 7, ["charrnn_version must be a short string"]),
-    (["surprise"], 1, ["metadata keys differ from format 2: ['surprise']"]),
+    (["surprise"], 1, ["metadata keys differ from format 3: ['surprise']"]),
     (["validation"], {"chars": 5}, ["validation must be a JSON object of counts"]),
     (["validation"], {"chars": 5, "of": -1}, ["validation must be a JSON object of counts"]),
     (["validation"], {"chars": 5, "of": 9, "why": 1}, ["validation must be a JSON object"]),
@@ -818,13 +818,13 @@ def test_huge_configuration_is_refused_before_reading_arrays(tmp_path, good):
 
 def test_newer_format_says_which_version_wrote_it(tmp_path, good):
     def future(meta):
-        meta.update(format_version=3, charrnn_version="0.9", new_field={"x": 1})
+        meta.update(format_version=4, charrnn_version="0.9", new_field={"x": 1})
 
     items = with_meta(good, future)
     items["tensors/blob.bin"] = b"formats to come may hold anything"
     write_members(tmp_path / "model.npz", items)
-    rejected(tmp_path / "model.npz", "written by charrnn 0.9 (format 3); this charrnn 0.1.0 "
-             "reads format 2 — upgrade charrnn")
+    rejected(tmp_path / "model.npz", "written by charrnn 0.9 (format 4); this charrnn 0.1.0 "
+             "reads format 3 — upgrade charrnn")
 
 
 def test_a_format_1_file_loads_without_the_keys_format_2_added(tmp_path, good):
@@ -833,6 +833,7 @@ def test_a_format_1_file_loads_without_the_keys_format_2_added(tmp_path, good):
         del meta["validation"]
         del meta["resume"]["spent"]
         del meta["origin"]
+        del meta["chosen"]
 
     write_members(tmp_path / "m.npz", with_meta(good, older))
     ck = load(tmp_path / "m.npz")
@@ -843,7 +844,31 @@ def test_a_format_1_file_loads_without_the_keys_format_2_added(tmp_path, good):
         meta["format_version"] = 1  # but with a key of format 2
 
     write_members(tmp_path / "m.npz", with_meta(good, mixed))
-    rejected(tmp_path / "m.npz", "metadata keys differ from format 1: ['origin', 'validation']")
+    rejected(tmp_path / "m.npz",
+             "metadata keys differ from format 1: ['chosen', 'origin', 'validation']")
+
+
+def test_a_format_2_file_loads_without_the_record_of_chosen_options(tmp_path, good):
+    def older(meta):
+        meta["format_version"] = 2
+        del meta["chosen"]
+
+    write_members(tmp_path / "m.npz", with_meta(good, older))
+    ck = load(tmp_path / "m.npz")
+    assert ck.format_version == 2 and ck.chosen is None
+
+
+@pytest.mark.parametrize("chosen, message", [
+    ({"options": {"dropout": 0.3}}, "chosen must be a JSON object of options and a reason"),
+    ({"options": {"dropout": [0.3]}, "reason": "x"}, "chosen must be a JSON object"),
+    ({"options": {"dropout": True}, "reason": "x"}, "chosen must be a JSON object"),
+    ({"options": [], "reason": "x"}, "chosen must be a JSON object"),
+    ({"options": {}, "reason": 3}, "chosen must be a JSON object"),
+])
+def test_the_record_of_chosen_options_must_be_options_and_a_reason(tmp_path, good, chosen,
+                                                                   message):
+    write_members(tmp_path / "m.npz", with_meta(good, _set(["chosen"], chosen)))
+    rejected(tmp_path / "m.npz", message)
 
 
 def test_vocabulary_must_be_valid(tmp_path, good):

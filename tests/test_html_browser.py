@@ -19,7 +19,8 @@ from charrnn.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 SONNETS = (ROOT / "corpora" / "sonnets.txt").read_text()
-TINY = ["--hidden-size", "8", "--num-layers", "2", "--batch-size", "4", "--seq-len", "16"]
+TINY = ["--cell", "lstm", "--dropout", "0", "--hidden-size", "8", "--num-layers", "2",
+        "--batch-size", "4", "--seq-len", "16"]
 UNITS = 4
 
 

@@ -27,7 +27,8 @@ from charrnn.model import CharRNN
 
 ROOT = Path(__file__).resolve().parents[1]
 SONNETS = (ROOT / "corpora" / "sonnets.txt").read_text()
-TINY = ["--hidden-size", "8", "--num-layers", "2", "--batch-size", "4", "--seq-len", "16"]
+TINY = ["--cell", "lstm", "--dropout", "0", "--hidden-size", "8", "--num-layers", "2",
+        "--batch-size", "4", "--seq-len", "16"]
 PRIME = "Shall I compare thee\nto a summer's day?"
 HOSTILE = ['<script>alert(1)</script>', '"><img src=x onerror=alert(1)>', "</style>",
            "\u202e\u2066evil\u2069", "\u2028\u2029", "&amp;", "</script><!--"]

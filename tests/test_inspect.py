@@ -22,7 +22,8 @@ from charrnn.model import CharRNN
 
 ROOT = Path(__file__).resolve().parents[1]
 SONNETS = ROOT / "corpora" / "sonnets.txt"
-TINY = ["--hidden-size", "8", "--num-layers", "2", "--batch-size", "4", "--seq-len", "16"]
+TINY = ["--cell", "lstm", "--dropout", "0", "--hidden-size", "8", "--num-layers", "2",
+        "--batch-size", "4", "--seq-len", "16"]
 SGR = re.compile(r"\x1b\[[0-9;]*m")  # rich's own color/style sequences
 
 
@@ -57,7 +58,7 @@ def test_summary_names_the_file_network_and_every_tensor(trained):
     ck = checkpoint.load(trained)
     out = r.stdout
     assert str(trained) in out and f"{trained.stat().st_size:,} bytes" in out
-    assert "charrnn model format 2" in out and "charrnn 0.1.0" in out and "float32" in out
+    assert "charrnn model format 3" in out and "charrnn 0.1.0" in out and "float32" in out
     assert "LSTM: 2 layer(s) x 8 units" in out and f"vocabulary {len(ck.model.vocab)}" in out
     assert f"{ck.model.num_parameters:,}" in out
     for name, p in ck.model.params.items():
@@ -73,7 +74,7 @@ def test_json_parameters_match_numpy_on_the_loaded_arrays(trained):
                             "vocab_size": len(ck.model.vocab), "dropout": 0.0,
                             "parameters": ck.model.num_parameters}
     assert doc["file"]["size"] == trained.stat().st_size
-    assert doc["file"]["format_version"] == 2 and doc["file"]["dtype"] == "float32"
+    assert doc["file"]["format_version"] == 3 and doc["file"]["dtype"] == "float32"
     assert [t["name"] for t in doc["tensors"]] == list(ck.model.params)
     assert sum(t["count"] for t in doc["tensors"]) == doc["model"]["parameters"]
     for t in doc["tensors"]:

@@ -282,7 +282,8 @@ def test_ids_must_be_batch_by_time():
 PACKAGE = Path(__file__).resolve().parents[1] / "charrnn"
 # who may import whom: cli on top, numpy at the bottom
 ALLOWED = {
-    "cli": {"display", "training", "train_threads", "evaluation", "output_guard", "atomic",
+    "cli": {"display", "training", "choice", "train_threads", "evaluation", "output_guard",
+            "atomic",
             "corpus_text", "checkpoint", "diagnostics", "model", "data", "vocab", "sampling",
             "config", "errors"},
     "display": {"data", "config", "errors"},
@@ -294,7 +295,8 @@ ALLOWED = {
     "timing": set(),
     "reports": set(),
     "schedule": {"config"},
-    "runs": {"checkpoint", "transfer", "model", "data", "optim", "config", "errors"},
+    "runs": {"checkpoint", "choice", "transfer", "model", "data", "optim", "config", "errors"},
+    "choice": {"data", "config"},
     "transfer": {"model", "vocab", "errors"},
     "train_threads": {"blas", "config", "errors"},
     "evaluation": {"model"},

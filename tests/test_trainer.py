@@ -191,7 +191,7 @@ def test_pieces_score_as_streams_of_their_own():
 def test_the_default_validation_interval_keeps_validation_a_small_share_of_the_time():
     from charrnn.training import EVAL_COST, MIN_EVAL_EVERY, VALIDATION_SHARE, validation_interval
 
-    assert validation_interval(9_564, 2048) == MIN_EVAL_EVERY == 200  # a small text: as before
+    assert validation_interval(9_564, 2048) == MIN_EVAL_EVERY == 50  # a small text: often
     every = validation_interval(64 * 2048, 2048)  # the largest that is scored
     assert every == math.ceil(EVAL_COST * 64 * 2048 / (VALIDATION_SHARE * 2048)) == 640
     assert EVAL_COST * 64 * 2048 / (every * 2048) <= VALIDATION_SHARE
@@ -240,3 +240,25 @@ def test_a_long_validation_text_resumes_exactly_with_the_default_interval(tmp_pa
     val_ids = corpus.ids[len(corpus) - len(corpus) // 10:]
     scored, _ = validation_sample(val_ids)
     assert whole.best["val_loss"] == evaluate(whole.model, scored)  # what the file says it scored
+
+
+
+def test_no_interval_validation_in_the_last_half_interval_of_a_time_limited_run(
+        corpus, tmp_path, monkeypatch):
+    """The closing validation comes soon after: the interval's own is left out."""
+    def validated(t):
+        return [step for kind, step in kinds(t.reports()) if kind == "eval"]
+
+    far = trainer(corpus, tmp_path, max_steps=12, eval_every=4, max_time=1000.0)
+    monkeypatch.setattr(far, "elapsed", lambda: 0.0)  # the limit is never near
+    assert validated(far) == [4, 8, 12]
+    near = trainer(corpus, tmp_path, max_steps=12, eval_every=4, max_time=1000.0)
+    # the time left after step k is (9.5 - k) of its mean steps: 5.5 after step 4 (more than
+    # half an interval, 2), 1.5 after step 8 (less), and the limit reached at step 10
+
+    def elapsed():
+        steps = near.time.steps
+        return 1000.0 - (9.5 - steps) * near.time.spent["steps"] / steps if steps else 0.0
+
+    monkeypatch.setattr(near, "elapsed", elapsed)
+    assert validated(near) == [4, 10]

@@ -239,3 +239,14 @@ def apply_unknown_option(vocab, counts, policy: str, what: str) -> dict[str, int
     if missing:
         click.echo(f"note: {left_out_note(missing)}", err=True)
     return missing
+
+
+def text_report(model, text: str, ids, **options) -> dict:
+    """``diagnostics.text_report``, BLAS's threads following the machine's load chunk by chunk
+    where that cannot change a bit of it (``train_threads.following_load``)."""
+    from ..diagnostics import first_chunk
+    from ..diagnostics import text_report as report
+    from ..train_threads import following_load
+
+    with following_load(lambda: first_chunk(model, ids)) as record:
+        return report(model, text, ids, record=record, **options)

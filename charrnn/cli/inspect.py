@@ -16,6 +16,7 @@ from .common import (
     normalised,
     option_range,
     read_text,
+    text_report,
 )
 
 TEXT_VIEW_CHARS = 2000  # default --max-chars: characters of --text/--prime shown
@@ -115,7 +116,7 @@ def inspect(model_path, text_file, prime, neuron, layer, top_neurons, max_chars,
                                 force=force, layer=layer, neurons=neuron,
                                 top_neurons=top_neurons, max_chars=max_chars)
         return
-    text_rep = None if chosen is None else diagnostics.text_report(
+    text_rep = None if chosen is None else text_report(
         ck.model, *chosen[:2], layer=layer, neurons=neuron, top_neurons=top_neurons)
     if as_json:
         doc = dict(report, text=text_rep)

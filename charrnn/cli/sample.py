@@ -9,6 +9,7 @@ from contextlib import suppress
 
 import click
 
+from ..train_threads import following_load
 from ..vocab import UNKNOWN_POLICIES, leave_out
 from .common import (
     CONTEXT,
@@ -107,7 +108,6 @@ class _Out:
 def sample(model_path, length, temperature, top_k, top_p, greedy, prime, prime_file,
            encoding, no_echo_prime, unknown, seed, num_samples, as_json):
     """Generate text from a trained model, streamed to stdout as it is produced."""
-    import json
     from collections import Counter
 
     if greedy:
@@ -138,18 +138,30 @@ def sample(model_path, length, temperature, top_k, top_p, greedy, prime, prime_f
     kept = leave_out(prime, missing)
     head = "" if no_echo_prime else kept
     out = _Out(model.vocab.chars, json=as_json)
+    with following_load(stream.probe) as record:
+        _write(stream, out, record, head=head, kept=kept, seed=seed, as_json=as_json)
+
+
+def _write(stream, out: _Out, record, *, head: str, kept: str, seed: int, as_json: bool) -> None:
+    """The samples on ``out`` as they come: a text, JSON lines, or headed texts; each
+    TIMED_STEPS steps timed for ``record`` (BLAS threads that follow the machine's load)."""
+    import json
+
+    from ..sampling import timed
+
+    num_samples = stream.num_samples
     try:
         if as_json:
-            for i, text in enumerate(stream.texts()):
+            for i, text in enumerate(stream.texts(record)):
                 out.write(json.dumps({"sample": i + 1, "prime": kept, "text": text,
                                       "seed": seed}, ensure_ascii=False) + "\n")
         elif num_samples == 1:
             out.write(head)
-            for ch in stream:
+            for ch in timed(stream, record):
                 out.write(ch)
             out.write("\n", flush=True)
         else:
-            for i, text in enumerate(stream.texts()):
+            for i, text in enumerate(stream.texts(record)):
                 out.write(f"{'' if i == 0 else chr(10)}=== sample {i + 1} of {num_samples} "
                           f"===\n{head}{text}\n")
         out.write("", flush=True)

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 
 import click
 
+from ..choice import BIG_BUDGET, CELL, DROPOUT_PER_PASS, MAX_CHARS, MAX_DROPOUT, MAX_PASSES, WIDTHS
 from ..config import (
     CELLS,
     FINETUNE_DEFAULTS,
@@ -60,14 +61,19 @@ class _Threads(click.ParamType):
 @click.argument("corpus", nargs=-1, required=True, metavar="CORPUS...")
 @click.option("-o", "--output", default="model.npz", show_default=True,
               help="Model file to write (atomically, at every evaluation).")
-@click.option("--cell", type=click.Choice(CELLS), default=_MD.cell, show_default=True,
+@click.option("--cell", type=click.Choice(CELLS), default=CELL, show_default=f"chosen: {CELL}",
               help="Recurrent cell.")
 @click.option("--hidden-size", type=option_range(click.IntRange, 1, MAX_HIDDEN_SIZE),
-              default=_MD.hidden_size, show_default=True, help="Units per layer.")
+              default=_MD.hidden_size,
+              show_default=f"chosen: {WIDTHS[0]}, or {WIDTHS[1]} where the run can train on "
+                           f"{BIG_BUDGET // 1_000_000}M characters or more",
+              help="Units per layer.")
 @click.option("--num-layers", type=option_range(click.IntRange, 1, MAX_LAYERS),
               default=_MD.num_layers, show_default=True, help="Stacked recurrent layers.")
 @click.option("--dropout", type=option_range(click.FloatRange, 0, 1, hi_open=True),
-              default=_MD.dropout, show_default=True,
+              default=_MD.dropout,
+              show_default=f"chosen: {DROPOUT_PER_PASS} per pass the run allows, at most "
+                           f"{MAX_DROPOUT}",
               help="Dropout rate between layers and before the output (training only).")
 @click.option("--seq-len", type=option_range(click.IntRange, 1, MAX_SEQ_LEN),
               default=_TD.seq_len, show_default=True,
@@ -89,8 +95,11 @@ class _Threads(click.ParamType):
               show_default=True, help="Steps between learning-rate decays (0: never).")
 @click.option("--grad-clip", type=option_range(click.FloatRange, 0), default=_TD.grad_clip,
               show_default=True, help="Clip the global gradient norm to this (0: off).")
-@click.option("--epochs", type=option_range(click.FloatRange, 0), default=_TD.epochs,
-              show_default=True, help="Passes over the training text (0: no limit).")
+@click.option("--epochs", type=option_range(click.FloatRange, 0), default=MAX_PASSES,
+              show_default=f"chosen: {MAX_PASSES:g}, and at most {MAX_CHARS // 1_000_000}M "
+                           "characters without --max-time or "
+                           "--max-steps",
+              help="Passes over the training text (0: no limit).")
 @click.option("--max-steps", type=option_range(click.IntRange, 0), default=_TD.max_steps,
               show_default=True, help="Total steps of the run, resumes included (0: no limit).")
 @click.option("--max-time", type=Duration(), default=_TD.max_time,
@@ -104,7 +113,7 @@ class _Threads(click.ParamType):
               help="Fraction of the text (its end) held out for validation.")
 @click.option("--eval-every", type=option_range(click.IntRange, 0), default=_TD.eval_every,
               show_default=True,
-              help="Steps between validation + checkpoint (0: at least 200, more where the "
+              help="Steps between validation + checkpoint (0: at least 50, more where the "
                    "validation text is long, so that validation costs at most ~4% of the time).")
 @click.option("--sample-every", type=option_range(click.IntRange, 0), default=_TD.sample_every,
               show_default=True, help="Steps between progress samples (0: none).")
@@ -137,18 +146,18 @@ def train(ctx, corpus, output, resume, force, init_from, encoding, threads, no_c
     the end, and on Ctrl-C or SIGTERM (then resume with --resume). Training stops after
     --epochs passes, or when the validation loss has not improved for --patience evaluations;
     --max-steps and --max-time stop it earlier. The saved weights are those with the best
-    validation loss.
+    validation loss. A new model's cell, width, dropout and --epochs, unless given, are chosen
+    for the text and the time (--max-time); the start line says what was chosen.
     """
     from .. import display, training
     from ..data import corpus_files, read_corpus
     from ..output_guard import is_corpus_file
 
-    # a new model takes every option; a resumed or fine-tuned one only those set explicitly
-    # (the rest come from the model file, or are the fine-tuning defaults)
-    pick = (lambda names: given_options(ctx, names)) if resume or init_from is not None else \
-        (lambda names: {n: ctx.params[n] for n in names})
-    model_options = pick(("cell", "hidden_size", "num_layers", "dropout"))
-    train_options = pick([f for f in TrainConfig.__dataclass_fields__ if f in ctx.params])
+    # only the options set explicitly: the rest are chosen for a new model (charrnn.choice),
+    # come from the model file of a resumed one, or are the fine-tuning defaults
+    model_options = given_options(ctx, ("cell", "hidden_size", "num_layers", "dropout"))
+    train_options = given_options(ctx, [f for f in TrainConfig.__dataclass_fields__
+                                        if f in ctx.params])
     console = display.make_console(no_color=no_color)
     stop = _StopFlag(console)
     with interrupt_message("interrupted; files are as they were at the last save"):

@@ -117,6 +117,11 @@ def training_rows(rep: dict) -> list[tuple[str, str]]:
                             if o.get("lr_decay_every") else "")
                          + f", batch {o['batch_size']} x seq-len {o['seq_len']}, clip "
                          f"{o['grad_clip']:g}, val-frac {o['val_frac']:g}, seed {o['seed']}"))
+    if rep.get("chosen") is not None:
+        options = ", ".join(f"{k.replace('_', ' ')} {v:g}" if isinstance(v, int | float) else
+                            f"{k.replace('_', ' ')} {one_line(v)}"
+                            for k, v in rep["chosen"]["options"].items())
+        rows.append(("chosen by charrnn", f"{options}, for {one_line(rep['chosen']['reason'])}"))
     if rep.get("origin") is not None:
         added = rep["origin"].get("added") or ""
         rows.append(("fine-tuned from", origin_text(rep["origin"])))

@@ -140,7 +140,8 @@ def start_summary(r) -> Text:
         f"validation",
         f"model {m.cell.upper()} {m.num_layers}x{m.hidden_size}, dropout {m.dropout:g}, "
         f"{info['parameters']:,} parameters"
-        + (f", fine-tuned from {origin_text(origin)}" if origin else ""),
+        + (f", fine-tuned from {origin_text(origin)}" if origin else "")
+        + (f" {chosen_text(info['chosen'])}" if info.get("chosen") else ""),
         f"training {t.optimizer} lr {t.lr:g}, batch {t.batch_size} x seq {t.seq_len}, "
         f"clip {t.grad_clip:g}, {info['steps_per_epoch']:,} step"
         f"{'' if info['steps_per_epoch'] == 1 else 's'}/epoch, seed {t.seed}"
@@ -154,6 +155,13 @@ def start_summary(r) -> Text:
         lines.insert(2, vocabulary_line(origin["added"], m.vocab_size,
                                         m.vocab_size - distinct))
     return Text("\n".join(lines))
+
+
+def chosen_text(chosen: dict) -> str:
+    """"(chosen for 96k characters of text and 2 minutes; --dropout, --epochs to choose
+    yourself)": what charrnn chose for the run, and the options that override it."""
+    names = ", ".join("--" + k.replace("_", "-") for k in chosen["options"])
+    return f"(chosen for {safe(chosen['reason'])}; {names} to choose yourself)"
 
 
 def vocabulary_line(added: str, size: int, unused: int) -> str:

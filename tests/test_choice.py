@@ -1,0 +1,141 @@
+"""The options charrnn chooses for a new model: the rule, an explicit option over the choice,
+the record in the model file, the start line and inspect, and a resumed run's stored options."""
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import charrnn
+from charrnn import checkpoint, choice, runs
+from charrnn.choice import CHOSEN, choose
+from charrnn.cli import main
+from charrnn.data import read_corpus
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--hidden-size", "8", "--num-layers", "1", "--batch-size", "4", "--seq-len", "16"]
+
+
+def run(args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+@pytest.fixture
+def text(tmp_path) -> Path:
+    path = tmp_path / "text.txt"
+    path.write_text((ROOT / "corpora" / "sonnets.txt").read_text()[:4000])
+    return path
+
+
+def chosen_options(corpus_chars, model_options=(), **train_options):
+    c = choose(corpus_chars, dict(model_options), train_options)
+    return {**c.model_options, **c.train_options}
+
+
+# the table of docs/loss.md, "How the defaults are chosen"
+@pytest.mark.parametrize("corpus_chars, limits, width, dropout, epochs", [
+    (1_115_394, {"max_time": 600.0}, 384, 0.14, 15),  # tinyshakespeare, 10 minutes
+    (1_036_335, {"max_time": 300.0}, 256, 0.13, 15),  # the plays, 5 minutes
+    (95_650, {"max_time": 120.0}, 256, 0.3, 15),  # the Sonnets, 2 minutes
+    (24_995, {"max_time": 60.0}, 256, 0.3, 15),  # the poems, 1 minute
+    (95_650, {}, 256, 0.3, 15),  # the Sonnets, no limit
+    (1_115_394, {}, 384, 0.3, 15),  # tinyshakespeare, no limit
+    (100_000_000, {}, 384, 0.01, 0.56),  # 100 MB, no limit: 50 million characters
+])
+def test_the_rule_gives_the_documented_configurations(corpus_chars, limits, width, dropout,
+                                                      epochs):
+    assert chosen_options(corpus_chars, **limits) == {
+        "cell": "gru", "hidden_size": width, "dropout": dropout, "epochs": epochs}
+
+
+@pytest.mark.parametrize("name", CHOSEN)
+def test_an_explicit_option_always_wins_over_the_choice(name):
+    from charrnn.config import ModelConfig, TrainConfig
+
+    for corpus_chars, limits in [(25_000, {"max_time": 60.0}), (96_000, {"max_time": 120.0}),
+                                 (1_115_394, {"max_time": 600.0}), (100_000_000, {})]:
+        model_field = name in ModelConfig.__dataclass_fields__
+        given = {name: getattr(ModelConfig() if model_field else TrainConfig(), name)}
+        c = choose(corpus_chars, given if model_field else {},
+                   {**limits, **({} if model_field else given)})
+        assert name not in {**c.model_options, **c.train_options}
+
+
+def test_the_choice_depends_only_on_its_inputs():
+    assert choose(96_000, {}, {"max_time": 120.0}) == choose(96_000, {}, {"max_time": 120.0})
+
+
+def test_the_budget_is_the_tightest_limit_with_the_time_at_the_widths_speed():
+    train, speed = 90_000, choice.SPEED
+    assert choice.budget_chars(train, {"max_time": 6.0}, 256) == 6 * speed
+    assert choice.budget_chars(train, {"max_time": 6.0}, 384) == pytest.approx(6 * speed * 0.6,
+                                                                             rel=0.01)
+    assert choice.budget_chars(train, {"max_steps": 9}, 256) == 9 * 32 * 64
+    assert choice.budget_chars(train, {}, 256) == choice.MAX_PASSES * train == 15 * train
+    assert choice.budget_chars(train, {"max_time": 3600.0}, 256) == 15 * train  # the passes
+    assert choice.budget_chars(train, {"max_time": 3600.0, "epochs": 3.0}, 256) == 3 * train
+    assert choice.budget_chars(train, {"epochs": 0}, 256) == float("inf")  # no limit at all
+
+
+def test_a_run_without_a_time_or_step_limit_reads_at_most_50_million_characters():
+    assert choice.pass_limit(90_000_000, {}) == 0.56  # 100 MB, 10% held out
+    assert choice.pass_limit(9_000_000, {}) == 5.56
+    assert choice.pass_limit(900_000, {}) == choice.pass_limit(90_000_000, {"max_time": 1}) == 15
+
+
+def test_a_new_run_records_what_was_chosen_and_the_start_line_says_why(text, tmp_path):
+    out = tmp_path / "m.npz"
+    r = run(["train", text, "-o", out, "--max-steps", "3", *TINY])
+    assert r.exit_code == 0, r.output
+    ck = checkpoint.load(out)
+    expected = chosen_options(4000, {"hidden_size": 8, "num_layers": 1}, max_steps=3,
+                              batch_size=4, seq_len=16)
+    assert ck.chosen["options"] == expected and ck.chosen["reason"]
+    assert ck.model.config.dropout == expected["dropout"]
+    names = ", ".join("--" + k.replace("_", "-") for k in expected)
+    assert f"(chosen for {ck.chosen['reason']}; {names} to choose yourself)" in r.output
+    shown = run(["inspect", out])
+    assert "chosen by charrnn" in shown.output and ck.chosen["reason"] in shown.output
+    import json
+    doc = json.loads(run(["inspect", out, "--json"]).output)
+    assert doc["chosen"] == ck.chosen
+
+
+def test_nothing_is_chosen_when_every_option_is_given(text, tmp_path):
+    out = tmp_path / "m.npz"
+    r = run(["train", text, "-o", out, "--max-steps", "3", "--cell", "lstm", "--dropout", "0",
+             "--epochs", "20", *TINY])
+    assert r.exit_code == 0, r.output
+    assert checkpoint.load(out).chosen is None and "chosen for" not in r.output
+    assert "chosen by charrnn" not in run(["inspect", out]).output
+
+
+def test_a_resumed_run_keeps_its_stored_options_and_makes_no_new_choice(text, tmp_path,
+                                                                      monkeypatch):
+    out = tmp_path / "m.npz"
+    assert run(["train", text, "-o", out, "--max-steps", "3", *TINY]).exit_code == 0
+    first = checkpoint.load(out)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a resumed run must not choose again")
+
+    monkeypatch.setattr(runs, "choose", refuse)
+    r = run(["train", text, "-o", out, "--resume", "--max-steps", "6", "--max-time", "1h"])
+    assert r.exit_code == 0, r.output
+    again = checkpoint.load(out)
+    assert again.resume.step == 6 and again.model.config == first.model.config
+    assert again.chosen == first.chosen
+    assert again.resume.train_config.epochs == first.resume.train_config.epochs
+
+
+def test_the_library_chooses_too_and_takes_the_options_it_is_given(text, tmp_path):
+    corpus = read_corpus([text])
+    small = {"hidden_size": 8, "num_layers": 1}
+    limits = {"max_steps": 2, "batch_size": 4, "seq_len": 16}
+    list(charrnn.train(corpus, tmp_path / "a.npz", model_options=small, train_options=limits))
+    a = checkpoint.load(tmp_path / "a.npz")
+    assert a.chosen["options"] == chosen_options(len(corpus), small, **limits)
+    list(charrnn.train(corpus, tmp_path / "b.npz", model_options={**small, "dropout": 0.25},
+                       train_options=limits))
+    b = checkpoint.load(tmp_path / "b.npz")
+    assert b.model.config.dropout == 0.25 and "dropout" not in (b.chosen or {}).get("options", {})
