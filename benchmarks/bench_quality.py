@@ -52,7 +52,8 @@ def one_run(corpus, max_time: str, extra: list[str], tag: str, sample_length: in
             "options": extra, "cell": cfg.cell, "layers": cfg.num_layers,
             "hidden": cfg.hidden_size, "dropout": cfg.dropout, "batch": tcfg.batch_size,
             "seq": tcfg.seq_len, "lr": tcfg.lr, "epochs": tcfg.epochs,
-            "chosen": ck.chosen, "steps": ck.resume.step, "best_step": ck.best["step"],
+            "chosen": getattr(ck, "chosen", None),  # None in files before format 3
+            "steps": ck.resume.step, "best_step": ck.best["step"],
             "best_val_loss": best, "perplexity": math.exp(best),
             "bits_per_char": best / math.log(2)}
     print(json.dumps(line), flush=True)
