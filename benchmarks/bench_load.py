@@ -1,18 +1,23 @@
 #!/usr/bin/env python3
-"""Training speed on a busy machine: the default model, idle and beside CPU-bound busy loops.
+"""Speed on a busy machine: the default model, idle and beside CPU-bound busy loops.
 
 For each load (0, 1 and 2 busy loops, each a separate process spinning in pure Python) and
-each thread setting (the default, ``--threads 1``, ``--threads auto``), this trains the default
-model for ``--seconds`` in a fresh process and prints one JSON line:
+each thread setting (the default, ``--threads 1``, ``--threads 2``, ``--threads auto``), this
+trains the default model for ``--seconds`` in a fresh process and prints one JSON line:
 
     chars_per_s        characters trained per second of the run (start-up included)
     of_idle            chars_per_s / the default's median with no load
+
+``--command sample`` or ``--command inspect`` times the real command instead, on ``--model``:
+``charrnn sample -n --chars``, or ``charrnn inspect --text --text`` (the whole command, start-up
+included); there "threads 1" sets OPENBLAS_NUM_THREADS=1, the only other setting.
 
 Settings are interleaved within each round, so that drift spreads over all of them; the
 summary lines give the median over ``--rounds``. The busy loops end by themselves after the
 time they were given, and are killed on any exit of the script (an error, Ctrl-C, SIGTERM).
 
     python benchmarks/bench_load.py --corpus tinyshakespeare.txt --seconds 25 --rounds 2
+    python benchmarks/bench_load.py --command sample --model model.npz --rounds 3
 """
 
 from __future__ import annotations
@@ -25,11 +30,12 @@ import signal
 import statistics
 import subprocess
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SETTINGS = {"default": None, "threads 1": 1, "threads auto": "auto"}
+SETTINGS = {"default": None, "threads 1": 1, "threads 2": 2, "threads auto": "auto"}
 
 # one training run in a fresh process: prints the done report's figures as JSON
 DRIVER = """
@@ -69,16 +75,51 @@ def train_once(corpus: str, out: str, threads, seconds: float) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def command_once(args, setting: str) -> dict:
+    """One `charrnn sample` or `charrnn inspect --text` run, timed from outside."""
+    env = {**os.environ, **({"OPENBLAS_NUM_THREADS": "1"} if setting == "threads 1" else {})}
+    if args.command == "sample":
+        chars, cli = args.chars, ["sample", "-m", args.model, "-n", str(args.chars), "--seed", "1"]
+    else:
+        chars = len(Path(args.text).read_text(encoding="utf-8"))
+        cli = ["inspect", args.model, "--text", args.text, "--unknown", "skip"]
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "charrnn", *cli], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True, env=env, check=False)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{args.command} failed:\n{done.stderr[-2000:]}")
+    return {"chars": chars, "seconds": round(seconds, 3), "chars_per_s": chars / seconds}
+
+
+def run_once(args, out: str, setting: str) -> dict:
+    if args.command == "train":
+        return train_once(args.corpus, out, SETTINGS[setting], args.seconds)
+    return command_once(args, setting)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--corpus", default=str(ROOT / "corpora" / "shakespeare_plays.txt"))
     ap.add_argument("--seconds", type=float, default=25.0, help="training time of each run")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--loads", default="0,1,2", help="numbers of busy loops, comma-separated")
-    ap.add_argument("--settings", default=",".join(SETTINGS))
+    ap.add_argument("--settings", help="comma-separated, of: " + ", ".join(SETTINGS)
+                    + " (default: all but threads 2; sample and inspect: default, threads 1)")
+    ap.add_argument("--command", choices=("train", "sample", "inspect"), default="train")
+    ap.add_argument("--model", help="sample, inspect: the model file")
+    ap.add_argument("--chars", type=int, default=5000, help="sample: characters to generate")
+    ap.add_argument("--text", default=str(ROOT / "corpora" / "poems.txt"),
+                    help="inspect: the text to show")
     args = ap.parse_args()
+    if args.command != "train" and not args.model:
+        ap.error(f"--command {args.command} needs --model")
+    settings = (args.settings or ("default,threads 1,threads auto" if args.command == "train"
+                                  else "default,threads 1")).split(",")
+    allowed = SETTINGS if args.command == "train" else ("default", "threads 1")
+    if unknown := [name for name in settings if name not in allowed]:
+        ap.error(f"--settings: no setting {unknown[0]!r} for {args.command}")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-ups, then exit
-    settings = args.settings.split(",")
     loads = [int(n) for n in args.loads.split(",")]
     results: dict[tuple[int, str], list[float]] = {}
     out = str(Path(os.environ.get("TMPDIR", "/tmp")) / f"bench_load_{os.getpid()}.npz")
@@ -87,7 +128,7 @@ def main() -> None:
             for load in loads:
                 with busy_loops(load, args.seconds * len(settings) * 2 + 60):
                     for name in settings:
-                        got = train_once(args.corpus, out, SETTINGS[name], args.seconds)
+                        got = run_once(args, out, name)
                         results.setdefault((load, name), []).append(got["chars_per_s"])
                         print(json.dumps({"kind": "run", "round": round_, "busy_loops": load,
                                           "setting": name, **got}), flush=True)
@@ -96,7 +137,8 @@ def main() -> None:
     for (load, name), speeds in sorted(results.items()):
         idle = statistics.median(results.get((0, "default"), [float("nan")]))
         speed = statistics.median(speeds)
-        print(json.dumps({"kind": "median", "busy_loops": load, "setting": name,
+        print(json.dumps({"kind": "median", "command": args.command, "busy_loops": load,
+                          "setting": name,
                           "chars_per_s": round(speed), "of_idle": round(speed / idle, 3),
                           "runs": len(speeds), "cpu": platform.processor() or platform.machine(),
                           "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE")}))
