@@ -17,7 +17,6 @@ Figures, all in nats (natural log) unless named otherwise:
 from __future__ import annotations
 
 import math
-import time
 from typing import Any
 
 import numpy as np
@@ -204,26 +203,16 @@ def model_report(ck, file_size: int | None = None) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- text
 
-def first_chunk(model, ids: np.ndarray):
-    """The model's reading of the text's first TEXT_CHUNK characters: one chunk's arithmetic,
-    to compare between BLAS thread counts."""
-    return model.read(np.asarray(ids[:TEXT_CHUNK])[None, :], model.initial_state(1))
-
-
-def _read(model, ids: np.ndarray, layer: int | None, top: int = 0, record=None):
+def _read(model, ids: np.ndarray, layer: int | None, top: int = 0):
     """One forward pass over ids (T,), chunk by chunk with the state carried: the surprise
     -log p(ids[i+1] | ids[..i]) of each next character (T - 1,); if layer is given, that
     layer's output at every position (T, H); if top > 0, after each character the ``top``
-    likeliest next characters as [[id, p], ...], likeliest first (ties: lower id first).
-    ``record(seconds)``, if given, is told each chunk's time (a thread chooser's)."""
+    likeliest next characters as [[id, p], ...], likeliest first (ties: lower id first)."""
     state = model.initial_state(1)
     surprise, hidden, likeliest = [], [], []
     for start in range(0, len(ids), TEXT_CHUNK):
         chunk = np.asarray(ids[start:start + TEXT_CHUNK])[None, :]
-        began = time.perf_counter()
         lp, outputs, state = model.read(chunk, state)  # one pass gives all three
-        if record is not None:
-            record(time.perf_counter() - began)
         if layer is not None:
             hidden.append(outputs[layer][0])
         targets = np.asarray(ids[start + 1:start + 1 + chunk.shape[1]])  # the last has none
@@ -238,7 +227,7 @@ def _read(model, ids: np.ndarray, layer: int | None, top: int = 0, record=None):
 
 
 def text_report(model, text: str, ids: np.ndarray, *, layer: int | None = None,
-                neurons=(), top_neurons: int = 0, top: int = 0, record=None) -> dict[str, Any]:
+                neurons=(), top_neurons: int = 0, top: int = 0) -> dict[str, Any]:
     """A text seen through the model, per character (T = len(ids), text the matching chars).
 
     surprise[i] = -log p(x_i | x_0..x_{i-1}) in nats (None for i = 0, which has no context);
@@ -246,12 +235,12 @@ def text_report(model, text: str, ids: np.ndarray, *, layer: int | None = None,
     ``top_neurons`` units whose activation varies most over the text; each with its activation
     at every character (tanh-bounded, -1 .. 1: the unit's value after reading that character).
     With top > 0, ``next[i]`` holds the ``top`` likeliest characters after x_0..x_i as
-    [[id, p], ...], likeliest first. ``record(seconds)`` is told each chunk's reading time.
+    [[id, p], ...], likeliest first.
     """
     L = model.config.num_layers
     layer = L - 1 if layer is None else layer
     want = bool(neurons) or top_neurons > 0
-    surprise, hs, likeliest = _read(model, ids, layer if want else None, top, record)
+    surprise, hs, likeliest = _read(model, ids, layer if want else None, top)
     T = len(ids)
     loss = float(surprise.mean()) if len(surprise) else None
     out: dict[str, Any] = {"text": text, "characters": T, "predictions": len(surprise),

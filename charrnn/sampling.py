@@ -24,8 +24,7 @@ CPUs, which may rarely flip a draw).
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import numpy as np
@@ -34,10 +33,9 @@ from .config import check as _check
 from .config import is_int, is_number
 from .errors import CharRNNError
 
-__all__ = ["Stepper", "Stream", "probabilities", "sample", "stream", "timed"]
+__all__ = ["Stepper", "Stream", "probabilities", "sample", "stream"]
 
 PRIME_CHUNK = 2048  # prime characters per forward call: bounds the forward cache's memory
-TIMED_STEPS = 64  # steps timed together for a thread chooser (one alone is too short to time)
 
 
 def _is_int(x) -> bool:
@@ -300,15 +298,6 @@ class Stepper:
             self.logits[:] = logits[-len(ids):]  # time-major: the last step's B rows
         return self.logits
 
-    def peek(self, ids: np.ndarray) -> np.ndarray:
-        """The logits (N, V) (a copy) that ``step(ids)`` would give, the state left as it was:
-        one step's arithmetic, to compare between BLAS thread counts."""
-        state, logits = self.state, self.logits.copy()
-        try:
-            return self.step(ids).copy()
-        finally:
-            self.state, self.logits[:] = state, logits
-
     def step(self, ids: np.ndarray) -> np.ndarray:
         """Feed one id per stream, (N,) ints; returns the next logits (N, V) (the buffer)."""
         self._step(ids)
@@ -436,30 +425,12 @@ class Stream:
             return self._chars[ids[0]]
         return tuple(self._chars[i] for i in ids.tolist())
 
-    def texts(self, record: Callable[[float], None] | None = None) -> list[str]:
-        """The rest of every sample as one str each (N strs); ``record(seconds)``, if given, is
-        told the time of every TIMED_STEPS steps (a thread chooser's)."""
+    def texts(self) -> list[str]:
+        """The rest of every sample as one str each (N strs)."""
         out = np.empty((self.remaining, self.num_samples), np.intp)
-        steps = iter(range(len(out)))
-        for t in steps if record is None else timed(steps, record):
+        for t in range(len(out)):
             out[t] = self.next_ids()
         return [self.vocab.decode(out[:, i]) for i in range(self.num_samples)]
-
-    def probe(self) -> np.ndarray:
-        """One step's logits from the current state, nothing changed (``Stepper.peek``)."""
-        return self.stepper.peek(np.zeros(self.num_samples, np.intp))
-
-
-def timed(items, record: Callable[[float], None], every: int = TIMED_STEPS) -> Iterator:
-    """``items`` as they come, with ``record(seconds)`` told the time of every ``every``
-    of them (the work done between yields: that of producing and of using them)."""
-    began = time.perf_counter()
-    for n, item in enumerate(items, 1):
-        yield item
-        if n % every == 0:
-            now = time.perf_counter()
-            record(now - began)
-            began = now
 
 
 def stream(model, length: int, **options) -> Stream:

@@ -6,7 +6,8 @@ the model does not depend on it: the first time the run does each kind of work (
 step, a validation), ``ThreadPlan.run`` does it on one thread too and compares the two bit for
 bit. Where they differ (a BLAS whose float32 products change with the count), that work keeps
 NumPy's count for the rest of the run, and a note says so. ``threads=N`` pins the count;
-``"auto"`` follows the load without the check.
+``"auto"`` follows the load without the check. Work done one character at a time
+(``sample``, ``inspect --text``) runs on one thread (``one_thread``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numbers
 import os
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 import numpy as np
@@ -24,8 +25,8 @@ from . import blas
 from .config import MAX_THREADS
 from .errors import UsageError
 
-__all__ = ["StepClock", "ThreadPlan", "check_threads", "following_load", "plan_threads",
-           "same_bits", "with_threads"]
+__all__ = ["StepClock", "ThreadPlan", "check_threads", "following_load", "one_thread",
+           "plan_threads", "same_bits", "with_threads"]
 
 BUSY_SHARE = 0.85  # the training thread got less of its core than this: say --threads may help
 
@@ -203,3 +204,11 @@ def following_load(probe: Callable[[], Any]) -> Iterator[Callable[[float], None]
             yield lambda seconds: None
     finally:
         chooser.close()
+
+
+def one_thread() -> AbstractContextManager[None]:
+    """A block on one BLAS thread, for work done one character at a time (``sample``,
+    ``inspect --text``). Its products are single rows, which a second thread barely speeds up
+    on an idle machine and slows down many times on a busy one (docs/performance.md), and a
+    fixed count keeps the result independent of the load."""
+    return blas.threads(1)

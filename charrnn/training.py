@@ -53,7 +53,7 @@ __all__ = ["Report", "Trainer", "finetune_base", "train"]
 MAX_LOSS = 1e4  # nats/char: no model that learns comes near (a uniform guess costs ln V ~ 4-9)
 SAMPLE_TEMPERATURE = 0.8  # progress samples: a little sharper than the raw distribution
 SMOOTHING = 0.02  # the shown training loss: an exponential average, each step weighs this
-MIN_EVAL_EVERY = 50  # steps between validations at least, by default
+MIN_EVAL_EVERY = 60  # steps between validations at least, by default
 VALIDATION_SHARE = 0.04  # of a run's time, what its validations may cost by default
 EVAL_COST = 0.4  # seconds to score a character / seconds to train on one (0.23-0.37 measured)
 

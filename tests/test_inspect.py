@@ -556,3 +556,22 @@ def test_a_one_character_text_has_nothing_to_predict(trained):
     assert r.exit_code == 0, r.output
     assert "1 character, nothing to predict: the first character has no context" in r.stdout
     assert "mean -" not in r.stdout
+
+
+@pytest.mark.parametrize("view", [["--json"], [], ["--html", "page.html"]])
+def test_the_text_is_read_on_one_blas_thread_and_the_count_restored(trained, tmp_path,
+                                                                    monkeypatch, view):
+    from charrnn import blas
+
+    counts, box = [], {"n": 2}
+    monkeypatch.setattr(blas, "_FOUND", [blas.OpenBLAS(lambda: box["n"],
+                                                       lambda n: box.update(n=n))])
+    read = CharRNN.read
+    monkeypatch.setattr(CharRNN, "read",
+                        lambda self, *a, **k: (counts.append(box["n"]), read(self, *a, **k))[1])
+    text = tmp_path / "t.txt"
+    text.write_text(SONNETS.read_text()[:3000])
+    view = [str(tmp_path / v) if v.endswith(".html") else v for v in view]
+    r = run(["inspect", trained, "--text", text, *view])
+    assert r.exit_code == 0, r.output
+    assert counts and set(counts) == {1} and box["n"] == 2

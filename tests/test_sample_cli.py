@@ -437,42 +437,28 @@ def test_a_model_whose_outputs_overflow_is_one_line_not_garbage(model_path, monk
         "diverged training run): it cannot be sampled")
 
 
-@pytest.mark.parametrize("args", [[], ["--num-samples", "3"], ["--num-samples", "2", "--json"]])
-def test_sampling_follows_the_load_and_the_text_stays_the_same(model_path, monkeypatch, args):
-    """Steps timed slow on two threads and fast on one move sampling to one thread, between
-    steps, with the text unchanged (the first step is compared on both counts first)."""
+class TwoThreads:
+    """A BLAS stand-in at two threads that remembers its count at every call."""
+
+    def __init__(self):
+        from charrnn import blas
+
+        self.n = 2
+        self.library = blas.OpenBLAS(lambda: self.n, lambda n: setattr(self, "n", n))
+
+
+@pytest.mark.parametrize("args", [[], ["--num-samples", "3"], ["--json", "-p", "Shall I"]])
+def test_sampling_runs_on_one_blas_thread_and_restores_the_count(model_path, monkeypatch,
+                                                                  args):
     from charrnn import blas, sampling
 
-    pinned = sample(model_path, "-n", "700", "--seed", "5", *args).stdout
-
-    class Fake(blas.OpenBLAS):
-        def __init__(self):
-            self.n, self.changes = 2, []
-            super().__init__(lambda: self.n, lambda n: (self.changes.append(n),
-                                                         setattr(self, "n", n)))
-
-    fake, now = Fake(), [0.0]
-
-    def clock():  # 64 steps take 1 s on two threads and 0.1 s on one
-        now[0] += 1.0 if fake.n == 2 else 0.1
-        return now[0]
-
-    monkeypatch.setattr(blas, "_FOUND", [fake])
-    monkeypatch.setattr(sampling.time, "perf_counter", clock)
-    assert sample(model_path, "-n", "700", "--seed", "5", *args).stdout == pinned
-    assert fake.changes[:2] == [1, 2]  # the first step looked at on one thread, then back
-    assert 1 in fake.changes[2:] and fake.changes[-1] == 2  # chosen, then restored
-
-
-def test_a_peek_at_the_next_step_leaves_the_stepper_as_it_was(model_path):
-    from charrnn.sampling import Stepper
-
-    model = charrnn.load(model_path)
-    stepper = Stepper(model, 3)
-    stepper.prime(model.vocab.encode("Shall I"))
-    state, logits = stepper.state, stepper.logits.copy()
-    ids = np.array([1, 2, 3])
-    peeked = stepper.peek(ids)
-    np.testing.assert_array_equal(stepper.state, state)
-    np.testing.assert_array_equal(stepper.logits, logits)
-    np.testing.assert_array_equal(peeked, stepper.step(ids))
+    fake, counts = TwoThreads(), []
+    monkeypatch.setattr(blas, "_FOUND", [fake.library])
+    step, prime = sampling.Stepper.step, sampling.Stepper.prime
+    monkeypatch.setattr(sampling.Stepper, "step",
+                        lambda self, ids: (counts.append(fake.n), step(self, ids))[1])
+    monkeypatch.setattr(sampling.Stepper, "prime",
+                        lambda self, ids: (counts.append(fake.n), prime(self, ids))[1])
+    r = sample(model_path, "-n", "40", "--seed", "5", *args)
+    assert r.stdout and len(counts) >= 40 and set(counts) == {1}
+    assert fake.n == 2  # restored

@@ -191,7 +191,8 @@ def test_pieces_score_as_streams_of_their_own():
 def test_the_default_validation_interval_keeps_validation_a_small_share_of_the_time():
     from charrnn.training import EVAL_COST, MIN_EVAL_EVERY, VALIDATION_SHARE, validation_interval
 
-    assert validation_interval(9_564, 2048) == MIN_EVAL_EVERY == 50  # a small text: often
+    assert validation_interval(9_564, 2048) == MIN_EVAL_EVERY == 60  # a small text: often
+    assert validation_interval(12_000, 2048) == 60 < validation_interval(12_500, 2048)
     every = validation_interval(64 * 2048, 2048)  # the largest that is scored
     assert every == math.ceil(EVAL_COST * 64 * 2048 / (VALIDATION_SHARE * 2048)) == 640
     assert EVAL_COST * 64 * 2048 / (every * 2048) <= VALIDATION_SHARE

@@ -242,11 +242,9 @@ def apply_unknown_option(vocab, counts, policy: str, what: str) -> dict[str, int
 
 
 def text_report(model, text: str, ids, **options) -> dict:
-    """``diagnostics.text_report``, BLAS's threads following the machine's load chunk by chunk
-    where that cannot change a bit of it (``train_threads.following_load``)."""
-    from ..diagnostics import first_chunk
+    """``diagnostics.text_report`` on one BLAS thread (``train_threads.one_thread``)."""
     from ..diagnostics import text_report as report
-    from ..train_threads import following_load
+    from ..train_threads import one_thread
 
-    with following_load(lambda: first_chunk(model, ids)) as record:
-        return report(model, text, ids, record=record, **options)
+    with one_thread():
+        return report(model, text, ids, **options)

@@ -9,7 +9,7 @@ from contextlib import suppress
 
 import click
 
-from ..train_threads import following_load
+from ..train_threads import one_thread
 from ..vocab import UNKNOWN_POLICIES, leave_out
 from .common import (
     CONTEXT,
@@ -108,6 +108,7 @@ class _Out:
 def sample(model_path, length, temperature, top_k, top_p, greedy, prime, prime_file,
            encoding, no_echo_prime, unknown, seed, num_samples, as_json):
     """Generate text from a trained model, streamed to stdout as it is produced."""
+    import json
     from collections import Counter
 
     if greedy:
@@ -132,39 +133,28 @@ def sample(model_path, length, temperature, top_k, top_p, greedy, prime, prime_f
         if sys.stderr.isatty():
             click.echo(f"seed {seed} (--seed {seed} gives this text again)", err=True)
     missing = apply_unknown_option(model.vocab, Counter(prime), unknown, "prime")
-    stream = model.stream(length, prime=prime, temperature=temperature, top_k=top_k,
-                          top_p=top_p, greedy=greedy, seed=seed, num_samples=num_samples,
-                          skip_unknown=True)
-    kept = leave_out(prime, missing)
-    head = "" if no_echo_prime else kept
-    out = _Out(model.vocab.chars, json=as_json)
-    with following_load(stream.probe) as record:
-        _write(stream, out, record, head=head, kept=kept, seed=seed, as_json=as_json)
-
-
-def _write(stream, out: _Out, record, *, head: str, kept: str, seed: int, as_json: bool) -> None:
-    """The samples on ``out`` as they come: a text, JSON lines, or headed texts; each
-    TIMED_STEPS steps timed for ``record`` (BLAS threads that follow the machine's load)."""
-    import json
-
-    from ..sampling import timed
-
-    num_samples = stream.num_samples
-    try:
-        if as_json:
-            for i, text in enumerate(stream.texts(record)):
-                out.write(json.dumps({"sample": i + 1, "prime": kept, "text": text,
-                                      "seed": seed}, ensure_ascii=False) + "\n")
-        elif num_samples == 1:
-            out.write(head)
-            for ch in timed(stream, record):
-                out.write(ch)
-            out.write("\n", flush=True)
-        else:
-            for i, text in enumerate(stream.texts(record)):
-                out.write(f"{'' if i == 0 else chr(10)}=== sample {i + 1} of {num_samples} "
-                          f"===\n{head}{text}\n")
-        out.write("", flush=True)
-    except BaseException:
-        out.end_line()  # so that a message (Ctrl-C, an error) starts on its own line
-        raise
+    with one_thread():  # one character at a time
+        stream = model.stream(length, prime=prime, temperature=temperature, top_k=top_k,
+                              top_p=top_p, greedy=greedy, seed=seed, num_samples=num_samples,
+                              skip_unknown=True)
+        kept = leave_out(prime, missing)
+        head = "" if no_echo_prime else kept
+        out = _Out(model.vocab.chars, json=as_json)
+        try:
+            if as_json:
+                for i, text in enumerate(stream.texts()):
+                    out.write(json.dumps({"sample": i + 1, "prime": kept, "text": text,
+                                          "seed": seed}, ensure_ascii=False) + "\n")
+            elif num_samples == 1:
+                out.write(head)
+                for ch in stream:
+                    out.write(ch)
+                out.write("\n", flush=True)
+            else:
+                for i, text in enumerate(stream.texts()):
+                    out.write(f"{'' if i == 0 else chr(10)}=== sample {i + 1} of {num_samples} "
+                              f"===\n{head}{text}\n")
+            out.write("", flush=True)
+        except BaseException:
+            out.end_line()  # so that a message (Ctrl-C, an error) starts on its own line
+            raise

@@ -97,8 +97,8 @@ class _Threads(click.ParamType):
               show_default=True, help="Clip the global gradient norm to this (0: off).")
 @click.option("--epochs", type=option_range(click.FloatRange, 0), default=MAX_PASSES,
               show_default=f"chosen: {MAX_PASSES:g}, and at most {MAX_CHARS // 1_000_000}M "
-                           "characters without --max-time or "
-                           "--max-steps",
+                           "characters without --max-time or --max-steps; "
+                           f"{_TD.epochs:g} with --init-from",
               help="Passes over the training text (0: no limit).")
 @click.option("--max-steps", type=option_range(click.IntRange, 0), default=_TD.max_steps,
               show_default=True, help="Total steps of the run, resumes included (0: no limit).")
@@ -113,7 +113,7 @@ class _Threads(click.ParamType):
               help="Fraction of the text (its end) held out for validation.")
 @click.option("--eval-every", type=option_range(click.IntRange, 0), default=_TD.eval_every,
               show_default=True,
-              help="Steps between validation + checkpoint (0: at least 50, more where the "
+              help="Steps between validation + checkpoint (0: at least 60, more where the "
                    "validation text is long, so that validation costs at most ~4% of the time).")
 @click.option("--sample-every", type=option_range(click.IntRange, 0), default=_TD.sample_every,
               show_default=True, help="Steps between progress samples (0: none).")
