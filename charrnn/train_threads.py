@@ -207,8 +207,8 @@ def following_load(probe: Callable[[], Any]) -> Iterator[Callable[[float], None]
 
 
 def one_thread() -> AbstractContextManager[None]:
-    """A block on one BLAS thread, for work done one character at a time (``sample``,
-    ``inspect --text``). Its products are single rows, which a second thread barely speeds up
-    on an idle machine and slows down many times on a busy one (docs/performance.md), and a
-    fixed count keeps the result independent of the load."""
+    """A block on one BLAS thread, for the small products of ``sample`` and ``inspect`` (one
+    character at a time, a model's weight matrices): a second thread gains them little on an
+    idle machine and costs them many times on a busy one (docs/performance.md), and a fixed
+    count keeps the result independent of the load."""
     return blas.threads(1)

@@ -559,16 +559,18 @@ def test_a_one_character_text_has_nothing_to_predict(trained):
 
 
 @pytest.mark.parametrize("view", [["--json"], [], ["--html", "page.html"]])
-def test_the_text_is_read_on_one_blas_thread_and_the_count_restored(trained, tmp_path,
-                                                                    monkeypatch, view):
+def test_the_text_and_the_weights_are_read_on_one_blas_thread(trained, tmp_path, monkeypatch,
+                                                              view):
     from charrnn import blas
 
     counts, box = [], {"n": 2}
     monkeypatch.setattr(blas, "_FOUND", [blas.OpenBLAS(lambda: box["n"],
                                                        lambda n: box.update(n=n))])
-    read = CharRNN.read
+    read, spectra = CharRNN.read, diagnostics.recurrent_spectra
     monkeypatch.setattr(CharRNN, "read",
                         lambda self, *a, **k: (counts.append(box["n"]), read(self, *a, **k))[1])
+    monkeypatch.setattr(diagnostics, "recurrent_spectra",
+                        lambda model: (counts.append(box["n"]), spectra(model))[1])
     text = tmp_path / "t.txt"
     text.write_text(SONNETS.read_text()[:3000])
     view = [str(tmp_path / v) if v.endswith(".html") else v for v in view]

@@ -70,6 +70,7 @@ def inspect(model_path, text_file, prime, neuron, layer, top_neurons, max_chars,
     import os
 
     from .. import diagnostics, display
+    from ..train_threads import one_thread
     from . import inspect_html
 
     if text_file is not None and prime is not None:
@@ -92,7 +93,8 @@ def inspect(model_path, text_file, prime, neuron, layer, top_neurons, max_chars,
     if bad:
         raise click.BadParameter(f"unit {bad[0]} does not exist; layers have units 0 to "
                                  f"{cfg.hidden_size - 1}", param_hint="--neuron")
-    report = diagnostics.model_report(ck, os.path.getsize(model_path))
+    with one_thread():  # small matrices: see train_threads.one_thread
+        report = diagnostics.model_report(ck, os.path.getsize(model_path))
     chosen = None  # (text, ids, where it comes from) of --text or --prime
     if text_file is not None or prime is not None:
         what = "prime" if prime is not None else "text"
