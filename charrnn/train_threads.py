@@ -208,7 +208,7 @@ def following_load(probe: Callable[[], Any]) -> Iterator[Callable[[float], None]
 
 def one_thread() -> AbstractContextManager[None]:
     """A block on one BLAS thread, for the small products of ``sample`` and ``inspect`` (one
-    character at a time, a model's weight matrices): a second thread gains them little on an
-    idle machine and costs them many times on a busy one (docs/performance.md), and a fixed
+    character at a time, a model's weight matrices): a second thread gains them at most ~1.35x
+    on an idle machine and can cost them 2x on a busy one (docs/performance.md), and a fixed
     count keeps the result independent of the load."""
     return blas.threads(1)
