@@ -239,12 +239,3 @@ def apply_unknown_option(vocab, counts, policy: str, what: str) -> dict[str, int
     if missing:
         click.echo(f"note: {left_out_note(missing)}", err=True)
     return missing
-
-
-def text_report(model, text: str, ids, **options) -> dict:
-    """``diagnostics.text_report`` on one BLAS thread (``train_threads.one_thread``)."""
-    from ..diagnostics import text_report as report
-    from ..train_threads import one_thread
-
-    with one_thread():
-        return report(model, text, ids, **options)

@@ -16,7 +16,6 @@ from .common import (
     normalised,
     option_range,
     read_text,
-    text_report,
 )
 
 TEXT_VIEW_CHARS = 2000  # default --max-chars: characters of --text/--prime shown
@@ -84,49 +83,49 @@ def inspect(model_path, text_file, prime, neuron, layer, top_neurons, max_chars,
         inspect_html.check_page_options(max_chars, as_json, neuron, top_neurons)
         inspect_html.check_page_path(html_path, force=force, model_path=model_path,
                                      text_file=text_file)
-    ck = load_checkpoint(model_path, resume=True)
-    cfg = ck.model.config
-    if layer is not None and layer >= cfg.num_layers:
-        raise click.BadParameter(f"the model has layers 0 to {cfg.num_layers - 1}",
-                                 param_hint="--layer")
-    bad = [k for k in neuron if k >= cfg.hidden_size]
-    if bad:
-        raise click.BadParameter(f"unit {bad[0]} does not exist; layers have units 0 to "
-                                 f"{cfg.hidden_size - 1}", param_hint="--neuron")
-    with one_thread():  # small matrices: see train_threads.one_thread
+    with one_thread():  # small products: a model's matrices, a character at a time
+        ck = load_checkpoint(model_path, resume=True)
+        cfg = ck.model.config
+        if layer is not None and layer >= cfg.num_layers:
+            raise click.BadParameter(f"the model has layers 0 to {cfg.num_layers - 1}",
+                                     param_hint="--layer")
+        bad = [k for k in neuron if k >= cfg.hidden_size]
+        if bad:
+            raise click.BadParameter(f"unit {bad[0]} does not exist; layers have units 0 to "
+                                     f"{cfg.hidden_size - 1}", param_hint="--neuron")
         report = diagnostics.model_report(ck, os.path.getsize(model_path))
-    chosen = None  # (text, ids, where it comes from) of --text or --prime
-    if text_file is not None or prime is not None:
-        what = "prime" if prime is not None else "text"
-        # one character past the limit tells whether the text goes on
-        text = normalised(prime) if prime is not None else \
-            read_text([text_file], encoding, what, max_chars + 1).text
-        if len(text) > max_chars:
-            click.echo(f"note: showing the first {max_chars:,} characters of the {what} "
-                       "(--max-chars)", err=True)
-            text = text[:max_chars]
-        given = len(text)
-        text, ids = _encode(ck.model, text, unknown, what)
-        if not len(ids):
-            raise DataError(f"the {what} is empty" if not given else
-                            f"the {what} has no characters the model knows")
-        chosen = text, ids, ("The text given with --prime" if prime is not None else
-                             "The text read from standard input" if text_file == "-" else
-                             f"The text of {click.format_filename(text_file)}")
-    if html_path is not None:
-        inspect_html.write_page(html_path, ck, report, chosen, model_path=model_path,
-                                force=force, layer=layer, neurons=neuron,
-                                top_neurons=top_neurons, max_chars=max_chars)
-        return
-    text_rep = None if chosen is None else text_report(
-        ck.model, *chosen[:2], layer=layer, neurons=neuron, top_neurons=top_neurons)
-    if as_json:
-        doc = dict(report, text=text_rep)
-        click.echo(json.dumps(diagnostics.plain(doc), indent=2, allow_nan=False))
-        return
-    console = display.make_console(stderr=False, no_color=no_color)
-    display.render_inspect(console, report)
-    if text_rep is not None:
-        color = console.color_system is not None and not console.no_color
-        for item in display.text_views(text_rep, min(console.width, 120), color):
-            console.print(item)
+        chosen = None  # (text, ids, where it comes from) of --text or --prime
+        if text_file is not None or prime is not None:
+            what = "prime" if prime is not None else "text"
+            # one character past the limit tells whether the text goes on
+            text = normalised(prime) if prime is not None else \
+                read_text([text_file], encoding, what, max_chars + 1).text
+            if len(text) > max_chars:
+                click.echo(f"note: showing the first {max_chars:,} characters of the {what} "
+                           "(--max-chars)", err=True)
+                text = text[:max_chars]
+            given = len(text)
+            text, ids = _encode(ck.model, text, unknown, what)
+            if not len(ids):
+                raise DataError(f"the {what} is empty" if not given else
+                                f"the {what} has no characters the model knows")
+            chosen = text, ids, ("The text given with --prime" if prime is not None else
+                                 "The text read from standard input" if text_file == "-" else
+                                 f"The text of {click.format_filename(text_file)}")
+        if html_path is not None:
+            inspect_html.write_page(html_path, ck, report, chosen, model_path=model_path,
+                                    force=force, layer=layer, neurons=neuron,
+                                    top_neurons=top_neurons, max_chars=max_chars)
+            return
+        text_rep = None if chosen is None else diagnostics.text_report(
+            ck.model, *chosen[:2], layer=layer, neurons=neuron, top_neurons=top_neurons)
+        if as_json:
+            doc = dict(report, text=text_rep)
+            click.echo(json.dumps(diagnostics.plain(doc), indent=2, allow_nan=False))
+            return
+        console = display.make_console(stderr=False, no_color=no_color)
+        display.render_inspect(console, report)
+        if text_rep is not None:
+            color = console.color_system is not None and not console.no_color
+            for item in display.text_views(text_rep, min(console.width, 120), color):
+                console.print(item)

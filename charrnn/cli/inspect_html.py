@@ -91,7 +91,6 @@ def write_page(html_path: str, ck, report: dict, chosen, *, model_path: str, for
     from .. import diagnostics, display
     from ..atomic import replace_file
     from ..output_guard import check_page_output
-    from .common import text_report
 
     model = ck.model
     if chosen is None:
@@ -100,8 +99,8 @@ def write_page(html_path: str, ck, report: dict, chosen, *, model_path: str, for
             check_page_output(Path(html_path), force=force, inputs=[corpus_path])
         chosen = (text, model.vocab.encode(text), source)
     text, ids, source = chosen
-    text_rep = text_report(model, text, ids, layer=layer, neurons=neurons,
-                           top_neurons=top_neurons or PAGE_NEURONS, top=NEXT_CHARS)
+    text_rep = diagnostics.text_report(model, text, ids, layer=layer, neurons=neurons,
+                                       top_neurons=top_neurons or PAGE_NEURONS, top=NEXT_CHARS)
     page = display.render_page({
         "title": Path(model_path).name, "report": report, "text": text_rep,
         "histograms": diagnostics.tensor_histograms(model.params), "text_source": source,
