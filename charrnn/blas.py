@@ -1,11 +1,11 @@
 """The BLAS library's thread count: read and set at run time, and chosen by measurement.
 
-`threads(n)` fixes the count for a block of work. `ThreadChooser` (``--threads auto``) times
-the steps and keeps the faster of the library's count and one. `CoreShare` tells, from the
+`threads(n)` fixes the count for a block of work. `ThreadChooser` times the steps and keeps
+the faster of one thread and the library's count; it starts on one thread and tries more only
+while `IdleCores` shows a core that other processes leave idle. `CoreShare` tells, from the
 steps' CPU and wall time, when other processes keep the training thread from its core.
-Float32 products differ in their last bits between thread counts, so a run is repeatable bit
-for bit only with a fixed count: the chooser is opt-in. The reasons and the measurements are
-in docs/training.md, "Threads and a busy machine".
+Whether a run's results may depend on the count is checked in `train_threads`; the
+measurements are in docs/training.md, "Threads and a busy machine".
 
 The count is set through OpenBLAS's ``openblas_set_num_threads`` under any symbol prefix and
 suffix NumPy's builds use. It is found with ctypes among the libraries the process has loaded,
@@ -23,7 +23,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["CoreShare", "OpenBLAS", "ThreadChooser", "openblas", "threads"]
+__all__ = ["CoreShare", "IdleCores", "OpenBLAS", "ThreadChooser", "openblas", "threads"]
+
+ROOM = 0.5  # idle cores a try of more threads needs
 
 
 class OpenBLAS:
@@ -89,34 +91,46 @@ def threads(n: int | None, library: OpenBLAS | None = None) -> Iterator[None]:
 
 
 class ThreadChooser:
-    """Keeps the BLAS thread count that makes steps fastest: the library's count or one.
+    """Keeps the BLAS thread count that makes steps fastest: one thread or the library's count.
 
-    Call ``record(seconds)`` after every step with the time its arithmetic took. After
-    ``first`` steps, then every ``every`` steps, it runs a step or two on the other count and
-    keeps that count when at least 10% faster; after a failed try it waits longer, up to
-    ``longest`` steps.
+    Work starts on one thread (``begin()``). Call ``record(seconds)`` after every step with the
+    time its arithmetic took. After ``first`` steps, then every ``every`` steps, it runs a step
+    or two on the other count and keeps that count when at least 10% faster; after a failed try
+    it waits longer, up to ``longest`` steps. A try of more threads waits for room: at least
+    ROOM of a core that other processes left idle since the last look (``free_cores()``, None
+    where unknown), because a step whose threads wait for busy cores can take 10x longer.
 
-    ``record`` returns a line worth telling the user when the count changed, else None.
-    ``active`` is False where there is nothing to choose (no OpenBLAS, or one thread).
-    ``close()`` restores the library's count and ends the choosing.
+    ``record`` returns a line worth telling the user when the count changed (but not at the
+    first move to the library's count, the idle machine's usual start), else None.
+    ``active`` is False where there is nothing (more) to choose: no OpenBLAS, one thread, or
+    after ``hold(n)``, which keeps ``n`` threads. ``close()`` restores the library's count.
     """
 
     def __init__(self, blas: OpenBLAS | None = None, first: int = 3, every: int = 50,
-                 longest: int = 800):
-        self.blas = blas if blas is not None else openblas()
-        self.start = self.blas.get() if self.blas else 1
+                 longest: int = 800, free_cores: Callable[[], float | None] | None = None):
+        self.library = blas if blas is not None else openblas()
+        self.start = self.library.get() if self.library else 1  # restored by close()
         if self.start < 2:
-            self.blas = None  # one thread (or unknown): nothing to choose
-        self.current, self.other = self.start, 1
+            self.library = None  # one thread (or unknown): nothing to choose
+        self.blas = self.library  # None once the choosing has ended
+        self.current, self.other = 1, self.start
+        self.free_cores = free_cores or IdleCores().free
         self.every, self.longest = every, longest
         self.wait, self.cooldown = first, 0.0  # steps, and seconds of steps, before a probe
         self.steps, self.seconds = 0, 0.0  # since the last probe
         self.times: deque[float] = deque(maxlen=5)
         self.probe: list[float] | None = None
+        self.moves = 0  # changes of count kept
 
     @property
     def active(self) -> bool:
         return self.blas is not None
+
+    def begin(self) -> None:
+        """Set the starting count (one thread) and start the first look's interval."""
+        if self.blas is not None:
+            self.blas.set(self.current)
+            self.free_cores()
 
     def record(self, seconds: float) -> str | None:
         if self.blas is None:
@@ -126,8 +140,12 @@ class ThreadChooser:
             self.times.append(seconds)
             self.steps, self.seconds = self.steps + 1, self.seconds + seconds
             if self.steps >= self.wait and self.seconds >= self.cooldown:
-                self.probe = []
-                self.blas.set(self.other)
+                free = self.free_cores()  # read at every look: each covers one interval
+                if self.other > self.current and free is not None and free < ROOM:
+                    self.steps, self.wait = 0, self.every  # look again soon
+                else:
+                    self.probe = []
+                    self.blas.set(self.other)
             return None
         self.probe.append(seconds)
         base = statistics.median(self.times)
@@ -143,29 +161,68 @@ class ThreadChooser:
             return None
         return self._switched(base, probe)
 
-    def offer(self, here: float, there: float) -> str | None:
-        """The same step timed on the current count (``here``) and on the other (``there``):
-        switch at once when the other is at least twice as fast (a first step carries costs of
-        its own, so a smaller gain waits for the probes)."""
-        if self.blas is None or self.probe is not None or there >= 0.5 * here:
-            return None
-        self.blas.set(self.other)
-        return self._switched(here, [max(there, 1e-9)])
-
-    def _switched(self, base: float, probe: list[float]) -> str:
+    def _switched(self, base: float, probe: list[float]) -> str | None:
         """Keep the other count, whose steps took ``probe`` against ``base``; the note."""
         self.current, self.other = self.other, self.current
         self.times = deque(probe, maxlen=5)
         self.steps, self.seconds, self.wait = 0, 0.0, self.every
+        self.moves += 1
+        if self.moves == 1 and self.current > 1:
+            return None  # the idle machine's start: nothing to tell
         return (f"{self.current} BLAS thread{'s' if self.current > 1 else ''} "
-                f"{'now' if self.current != self.start else 'again'}: "
-                f"{base / min(probe):.1f}x faster steps"
-                + (" (other processes keep the cores busy)" if self.current == 1 else ""))
+                f"{'again' if self.current > 1 else 'now'}: {base / min(probe):.1f}x faster "
+                "steps" + (" (other processes keep the cores busy)" if self.current == 1 else ""))
+
+    def hold(self, n: int) -> None:
+        """``n`` threads from now on, and no more choosing (until ``close()``)."""
+        if self.blas is not None:
+            self.blas.set(n)
+            self.current, self.blas, self.probe = n, None, None
 
     def close(self) -> None:
-        if self.blas is not None:
-            self.blas.set(self.start)
-            self.blas = None
+        if self.library is not None:
+            self.library.set(self.start)
+            self.library = self.blas = None
+
+
+class IdleCores:
+    """The cores other processes leave idle, from Linux's /proc/stat.
+
+    ``free()``: the sum, over the CPUs this process may run on, of the share of its time each
+    stood idle since the previous call (since construction, the first time); None where
+    /proc/stat cannot be read or the interval was too short to measure (under a clock tick).
+    The process's own stepping thread keeps one of them busy.
+    """
+
+    def __init__(self, path: str = "/proc/stat") -> None:
+        self.path = path
+        cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+        self.cpus = None if cpus is None else {f"cpu{n}" for n in cpus}
+        self.last = self._read()
+
+    def _read(self) -> dict[str, tuple[int, int]]:
+        """CPU name -> (idle ticks, all ticks)."""
+        try:
+            with open(self.path) as stat:
+                lines = stat.read().splitlines()
+        except OSError:
+            return {}
+        ticks = {}
+        for line in lines:
+            name, *fields = line.split()
+            ours = self.cpus is None or name in self.cpus
+            if name.startswith("cpu") and name != "cpu" and ours:
+                # user nice system idle iowait irq softirq steal (guest time is in user's)
+                counts = [int(f) for f in fields[:8]]
+                ticks[name] = (counts[3] + counts[4], sum(counts))
+        return ticks
+
+    def free(self) -> float | None:
+        now, before = self._read(), self.last
+        self.last = now
+        shares = [(now[c][0] - before[c][0]) / (now[c][1] - before[c][1])
+                  for c in now if c in before and now[c][1] > before[c][1]]
+        return sum(shares) if shares else None
 
 
 class CoreShare:

@@ -1,12 +1,13 @@
 """The BLAS threads of a training run (and of a command's loop of work): chosen, checked,
 explained and applied, and every unit of work timed for the thread chooser.
 
-By default the run's thread count follows the machine's load (``blas.ThreadChooser``), and
-the model does not depend on it: the first time the run does each kind of work (a training
-step, a validation), ``ThreadPlan.run`` does it on one thread too and compares the two bit for
-bit. Where they differ (a BLAS whose float32 products change with the count), that work keeps
-NumPy's count for the rest of the run, and a note says so. ``threads=N`` pins the count;
-``"auto"`` follows the load without the check. Work done one character at a time
+By default the run's thread count follows the machine's load (``blas.ThreadChooser``: one
+thread, or NumPy's count while a core is free and it is faster), and the model does not depend
+on it: the first time the run does each kind of work (a training step, a validation) on more
+than one thread, ``ThreadPlan.run`` does it on one thread too and compares the two bit for bit.
+Where they differ (a BLAS whose float32 products change with the count), that work keeps one
+thread for the rest of the run, and a note says so. ``threads=N`` pins the count; ``"auto"``
+follows the load without the check. Work done one character at a time
 (``sample``, ``inspect --text``) runs on one thread (``one_thread``).
 """
 
@@ -46,63 +47,61 @@ def same_bits(a: Any, b: Any) -> bool:
 class ThreadPlan:
     """How a run sets BLAS's threads: a pinned count, a chooser, or NumPy's count as it is.
 
-    ``check``: before the chooser's count is trusted with a kind of work, ``run`` compares that
-    work on the current count and on the other one (NumPy's or one thread).
+    One thread is the reference. ``check``: the first time a kind of work runs on more threads,
+    ``run`` does it on one thread too and compares the two bit for bit; where they differ, that
+    kind keeps one thread for the rest of the run (the chooser's ``timed`` kind: the whole run).
     """
 
     def __init__(self, fixed: int | None = None, chooser: blas.ThreadChooser | None = None, *,
-                 check: bool = False, watch_cores: bool = False, notes=()) -> None:
-        self.fixed, self.chooser = fixed, chooser
+                 check: bool = False, timed: str = "training step", watch_cores: bool = False,
+                 notes=()) -> None:
+        self.fixed, self.chooser, self.timed = fixed, chooser, timed
         self.check = check and chooser is not None and chooser.active
-        self.library = chooser.blas if self.check else None  # the controls the chooser sets
+        self.library = chooser.library if self.check else None  # the controls the chooser sets
         self.watch_cores = watch_cores  # say when other processes keep training from its core
         self.notes = list(notes)  # for the start of the run
         self.news: list[str] = []  # found while running, for the next report
         self.agrees: dict[str, bool] = {}  # kind of work -> same bits on both counts
+        self.extra = 0.0  # seconds of the latest timed work's second run, for the StepClock
 
     def run(self, kind: str, work: Callable[[], Any], probe: Callable[[], Any] | None = None):
-        """``work()`` on the run's count; the first time for ``kind``, ``probe()`` (default:
-        the work itself, which must then give the same result when run again) is compared on
-        both counts first."""
-        if not self.check or kind in self.agrees:
-            with self._count_for(kind):
-                return work()
-        start, here = self.chooser.start, self.chooser.current
+        """``work()`` on the run's count; the first time for ``kind`` on more than one thread,
+        ``probe()`` (default: the work itself, which must then give the same result when run
+        again) is compared with one thread's first."""
+        if self.will_compare(kind):
+            if probe is None:  # the work's second run is not the step's time
+                result, self.extra = self.verify(kind, work)
+                return result
+            self.verify(kind, probe)
+        with self._count_for(kind):
+            return work()
+
+    def verify(self, kind: str, probe: Callable[[], Any]) -> tuple[Any, float]:
+        """``probe()`` on the current count and on one thread, compared; one thread's result,
+        and the seconds it took."""
+        on_count = probe()
         began = time.perf_counter()
-        with blas.threads(1 if here != 1 else start, self.library):
-            there = (probe or work)()
-        middle = time.perf_counter()
-        if probe is None:
-            result = work()
-            agrees = same_bits(result, there)
-        else:
-            agrees = same_bits(probe(), there)
-        self.agrees[kind] = agrees
-        # the same work timed on both counts: the chooser may switch at once
-        if agrees and probe is None and (
-                note := self.chooser.offer(time.perf_counter() - middle, middle - began)):
-            self.news.append(note)
+        with blas.threads(1, self.library):
+            alone = probe()
+        seconds = time.perf_counter() - began
+        agrees = self.agrees[kind] = same_bits(on_count, alone)
         if not agrees:
-            self.news.append(f"the {kind} gives different float32 results on 1 and {start} "
-                             f"BLAS threads here: it keeps {start} threads, so that the run "
-                             "can be repeated exactly")
-            if kind == "training step":  # the count cannot follow the load: watch the cores instead
-                self.chooser.close()
-                self.check, self.watch_cores = False, True
-        if probe is not None or (not agrees and here != start):
-            with self._count_for(kind):
-                result = work()
-        return result
+            threads = self.library.get()
+            self.news.append(f"the {kind} gives different float32 results on 1 and {threads} "
+                             "BLAS threads here: it runs on 1 thread, so that the run can be "
+                             f"repeated exactly (--threads {threads} pins the faster count)")
+            if kind == self.timed:
+                self.chooser.hold(1)
+        return alone, seconds
 
     def will_compare(self, kind: str) -> bool:
-        """Whether ``run`` will do ``kind``'s work twice (its first time under the check)."""
-        return self.check and kind not in self.agrees
+        """Whether ``run`` will do ``kind``'s work twice (its first time on more threads)."""
+        return (self.check and kind not in self.agrees and self.chooser.active
+                and self.library.get() != 1)
 
     def _count_for(self, kind: str):
-        """Where ``kind`` differs between counts and the chooser goes on: NumPy's count."""
-        if self.agrees.get(kind, True) or not self.chooser.active:
-            return nullcontext()
-        return blas.threads(self.chooser.start, self.library)
+        """Where ``kind`` differs between counts: one thread."""
+        return nullcontext() if self.agrees.get(kind, True) else blas.threads(1, self.library)
 
 
 def plan_threads(threads: int | str | None) -> ThreadPlan:
@@ -110,12 +109,11 @@ def plan_threads(threads: int | str | None) -> ThreadPlan:
     if threads == "auto":
         chooser = blas.ThreadChooser()
         return ThreadPlan(chooser=chooser, notes=thread_notes(None, chooser))
-    if threads is not None:
-        return ThreadPlan(fixed=int(threads), notes=thread_notes(int(threads), None))
+    if threads is not None:  # a pinned count of 2 or more may suffer from the load: watch it
+        return ThreadPlan(fixed=int(threads), watch_cores=int(threads) > 1,
+                          notes=thread_notes(int(threads), None))
     chooser = blas.ThreadChooser()
-    if not chooser.active:
-        return ThreadPlan(watch_cores=True)
-    return ThreadPlan(chooser=chooser, check=True)
+    return ThreadPlan(chooser=chooser, check=True) if chooser.active else ThreadPlan()
 
 
 def thread_notes(fixed: int | None, chooser: blas.ThreadChooser | None) -> list[str]:
@@ -151,14 +149,15 @@ class StepClock:
         self.note: str | None = None  # what the chooser said after the latest step
 
     def start(self) -> None:
-        if self.share is None and self.plan.watch_cores:  # the chooser has stopped
+        if self.share is None and self.plan.watch_cores:
             self.share = blas.CoreShare()
         self.wall = time.perf_counter()
         if self.share:
             self.cpu = time.thread_time(), time.process_time()
 
     def stop(self) -> None:
-        seconds = time.perf_counter() - self.wall
+        seconds = time.perf_counter() - self.wall - self.plan.extra  # less a comparison's run
+        self.plan.extra = 0.0
         chooser = self.plan.chooser
         self.note = chooser.record(seconds) if chooser and chooser.active else None
         if self.share:
@@ -173,7 +172,7 @@ class StepClock:
             return None
         self.share, self.plan.watch_cores = None, False  # said once
         return (f"other processes keep the cores busy (training got {got:.0%} of its core): "
-                "--threads 1 (or auto) may train much faster")
+                "without --threads, training follows the load and may be much faster")
 
 
 def with_threads(plan: ThreadPlan, reports: Iterator[Any]) -> Iterator[Any]:
@@ -181,6 +180,8 @@ def with_threads(plan: ThreadPlan, reports: Iterator[Any]) -> Iterator[Any]:
     caller stops, the count as it was."""
     with blas.threads(plan.fixed):
         try:
+            if plan.chooser is not None:
+                plan.chooser.begin()
             yield from reports
         finally:
             if plan.chooser is not None:
@@ -190,18 +191,21 @@ def with_threads(plan: ThreadPlan, reports: Iterator[Any]) -> Iterator[Any]:
 @contextmanager
 def following_load(probe: Callable[[], Any]) -> Iterator[Callable[[float], None]]:
     """For a loop of like units of work (``eval``'s windows): yields ``record(seconds)``, to
-    call after each unit, so that BLAS's thread count follows the machine's load; only where
-    ``probe()`` (one unit) gives the same bits on one thread and on NumPy's count, so that the
-    result never depends on the load. The count is restored at the end."""
+    call after each unit, so that BLAS's thread count follows the machine's load. Before the
+    first unit on more than one thread, ``probe()`` (one unit) is compared on that count and
+    on one; where they differ, the loop keeps one thread, so that the result never depends on
+    the load. The count is restored at the end."""
     chooser = blas.ThreadChooser()
-    plan = ThreadPlan(chooser=chooser, check=True)
-    if plan.check:
-        plan.run("work", probe)
+    plan = ThreadPlan(chooser=chooser, check=True, timed="evaluation")
+
+    def record(seconds: float) -> None:
+        chooser.record(seconds)
+        if plan.will_compare("evaluation"):
+            plan.verify("evaluation", probe)
+
+    chooser.begin()
     try:
-        if plan.agrees.get("work"):
-            yield chooser.record
-        else:
-            yield lambda seconds: None
+        yield record
     finally:
         chooser.close()
 

@@ -33,81 +33,131 @@ def run(chooser, fake, seconds_for, steps, start=0):
     return notes
 
 
-def test_an_idle_machine_keeps_its_threads_and_probes_less_and_less_often():
+def chooser_for(fake, free=1.0, **kw):
+    """A chooser on ``fake`` whose look at the other cores sees ``free`` idle ones; begun."""
+    chooser = blas.ThreadChooser(fake, first=3, every=50, longest=800, free_cores=lambda: free,
+                                 **kw)
+    chooser.begin()
+    return chooser
+
+
+def test_an_idle_machine_moves_to_its_threads_silently_and_probes_less_and_less_often():
     fake = FakeBLAS(2)
-    chooser = blas.ThreadChooser(fake, first=3, every=50, longest=800)
+    chooser = chooser_for(fake)
+    assert fake.n == 1  # every run starts on one thread
     probes = []
     for step in range(3000):
-        if fake.n == 1 and (not probes or probes[-1] != step - 1):
+        if step > 5 and fake.n == 1 and (not probes or probes[-1] != step - 1):
             probes.append(step)
         assert chooser.record(1.0 if fake.n == 2 else 1.35) is None
-    assert fake.n == 2 and set(fake.changes[::2]) == {1} and set(fake.changes[1::2]) == {2}
-    # each probe is two steps; then 50, 100, 200, 400, 800, 800 steps before the next
+        if step == 4:
+            assert fake.n == 2  # a two-step probe after the first three steps
+    assert fake.n == 2 and chooser.current == 2
+    # each probe of one thread is two steps; the gaps double up to the longest wait
     gaps = [b - a - 2 for a, b in zip(probes, probes[1:], strict=False)]
-    assert probes[0] == 3 and gaps == [54, 100, 200, 400, 800, 800]  # 54: 20 x the probe's 2.7 s
+    assert gaps == [100, 200, 400, 800, 800]
     chooser.close()
     assert fake.n == 2
 
 
+def test_without_a_free_core_more_threads_are_never_tried():
+    fake = FakeBLAS(2)
+    looks = []
+    chooser = blas.ThreadChooser(fake, first=3, every=50,
+                                 free_cores=lambda: looks.append(1) or 0.3)
+    chooser.begin()
+    assert run(chooser, fake, lambda n, _: 1.0, 1000) == {}
+    assert fake.changes == [1] and len(looks) == 1 + 20  # begin; then a look every 50 steps
+
+
 def test_a_busy_machine_switches_to_one_thread_and_back_when_it_is_free_again():
     fake = FakeBLAS(2)
-    chooser = blas.ThreadChooser(fake, first=3, every=50, longest=800)
+    chooser = chooser_for(fake)
+    run(chooser, fake, lambda n, _: 0.7 if n == 2 else 1.0, 10)
+    assert fake.n == 2
     busy = lambda n, step: 2.0 if n == 2 else 1.0  # noqa: E731
-    notes = run(chooser, fake, busy, 100)
+    notes = run(chooser, fake, busy, 100, start=10)
     assert fake.n == 1 and list(notes.values()) == [
         "1 BLAS thread now: 2.0x faster steps (other processes keep the cores busy)"]
-    assert min(notes) <= 5  # decided by the first probe
     idle = lambda n, step: 0.7 if n == 2 else 1.0  # noqa: E731
-    notes = run(chooser, fake, idle, 200, start=100)
+    notes = run(chooser, fake, idle, 200, start=110)
     assert fake.n == 2 and list(notes.values()) == ["2 BLAS threads again: 1.4x faster steps"]
     chooser.close()
     assert fake.n == 2
 
 
 def test_a_probe_step_far_slower_ends_the_probe_and_delays_the_next():
-    """On one thread, a 2-thread step of 100 s (both cores busy): one such step per probe, and
-    the next probe waits for 20 times that in steps."""
+    """With a core idle but more threads 100x slower (a machine whose load the look misses):
+    one such step per probe, and the next probe waits for 20 times that in steps."""
     fake = FakeBLAS(2)
-    chooser = blas.ThreadChooser(fake, first=3, every=50, longest=800)
-    slow = lambda n, step: 100.0 if n == 2 else 1.0  # noqa: E731
+    chooser = chooser_for(fake)
     steps_on_two = []
     for step in range(5000):
-        seconds = slow(fake.n, step)
-        if step >= 3 and fake.n == 2:
+        if fake.n == 2:
             steps_on_two.append(step)
-        chooser.record(seconds)
-    # after the first three and the probe that chose one thread (steps 3, 4): one probe step
-    # 50 steps later, then each 20 x 100 s of one-thread steps after the last
-    assert steps_on_two == [55, 2056, 4057]
+        chooser.record(100.0 if fake.n == 2 else 1.0)
+    # the probe after the first three steps, then each 20 x 100 s of one-thread steps later
+    assert steps_on_two == [3, 2004, 4005]
 
 
 def test_a_stalled_probe_delays_the_next_by_at_most_the_longest_wait():
     fake = FakeBLAS(2)
-    chooser = blas.ThreadChooser(fake, first=3, every=50, longest=800)
+    chooser = chooser_for(fake)
     times = iter([1.0] * 3 + [3600.0] + [1.0] * 20000)  # the probe's first step: an hour
     probes = []
     for step in range(20000):
-        if fake.n == 1 and (not probes or probes[-1] != step - 1):
+        if fake.n == 2 and (not probes or probes[-1] != step - 1):
             probes.append(step)
         chooser.record(next(times))
     # 20 x 3600 s would be 72,000 one-second steps; the wait is capped at 10 x 800
     assert probes[0] == 3 and probes[1] == 3 + 1 + 8000
 
 
+def test_holding_a_count_ends_the_choosing_and_closing_restores():
+    fake = FakeBLAS(2)
+    chooser = chooser_for(fake)
+    chooser.hold(1)
+    assert not chooser.active and fake.n == 1
+    assert run(chooser, fake, lambda n, _: 0.1 if n == 2 else 1.0, 100) == {}
+    assert fake.n == 1
+    chooser.close()
+    assert fake.n == 2 and fake.changes == [1, 1, 2]
+
+
+def test_idle_cores_are_read_from_proc_stat(tmp_path, monkeypatch):
+    import os
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    stat = tmp_path / "stat"
+
+    def write(cpu0, cpu1, cpu2):  # (busy, idle) ticks of each CPU
+        stat.write_text("cpu  1 2 3 4 5 6 7 8 9 10\n" + "".join(
+            f"cpu{n} {busy} 0 0 {idle} 0 0 0 0 0 0\n" for n, (busy, idle) in
+            enumerate((cpu0, cpu1, cpu2))) + "intr 5 6\n")
+
+    write((100, 100), (100, 100), (100, 100))
+    cores = blas.IdleCores(str(stat))
+    write((200, 100), (150, 150), (100, 200))  # cpu0 busy, cpu1 half idle; cpu2 is not ours
+    assert cores.free() == pytest.approx(0.5)
+    assert cores.free() is None  # no tick since: too short to tell
+    assert blas.IdleCores(str(tmp_path / "missing")).free() is None
+
+
 def test_closing_restores_and_ends_the_choosing():
     fake = FakeBLAS(2)
-    chooser = blas.ThreadChooser(fake, first=3)
+    chooser = chooser_for(fake)
     run(chooser, fake, lambda n, _: 1.0, 3)
-    assert fake.n == 1  # a probe has begun
+    assert fake.n == 2  # a probe has begun
     chooser.close()
     assert fake.n == 2 and not chooser.active
     run(chooser, fake, lambda n, _: 1.0, 100)
-    assert fake.n == 2 and fake.changes == [1, 2]
+    assert fake.n == 2 and fake.changes == [1, 2, 2]
 
 
 def test_one_thread_leaves_nothing_to_choose():
     fake = FakeBLAS(1)
     chooser = blas.ThreadChooser(fake)
+    chooser.begin()
     run(chooser, fake, lambda n, _: 1.0, 100)
     assert not chooser.active and fake.changes == []
 
@@ -167,14 +217,22 @@ def _disagreement(tmp_path):
     return notes[0] if notes else None
 
 
+@pytest.fixture
+def a_free_core(monkeypatch):
+    """The look at the other cores always finds one idle, whatever else the machine runs."""
+    monkeypatch.setattr(blas.IdleCores, "free", lambda self: 1.0)
+
+
 @needs_threads
-def test_by_default_training_follows_the_load_where_the_blas_agrees_across_counts(tmp_path):
-    """The default probes one thread after step 3, as auto does, and restores the count."""
+def test_by_default_training_follows_the_load_where_the_blas_agrees_across_counts(
+        tmp_path, a_free_core):
+    """The default starts on one thread, probes NumPy's count after step 3, as auto does, and
+    restores the count."""
     before = blas.openblas().get()
     if note := _disagreement(tmp_path):
         pytest.skip(f"this BLAS's results depend on the thread count ({note})")
     counts, after = _counts_during_a_run(tmp_path, None, 3)
-    assert counts == [before, before, 1] and after == before
+    assert counts == [1, 1, before] and after == before
 
 
 def test_same_bits_compares_every_array_exactly():
@@ -190,11 +248,12 @@ def test_same_bits_compares_every_array_exactly():
     assert same_bits(np.float64("nan"), np.float64("nan"))  # the same bits, though not equal
 
 
-def test_the_plan_compares_each_kind_of_work_once_on_both_counts(monkeypatch):
+def test_the_plan_compares_each_kind_of_work_once_on_more_threads_with_one():
     from charrnn.train_threads import ThreadPlan
 
     fake = FakeBLAS(2)
-    plan = ThreadPlan(chooser=blas.ThreadChooser(fake), check=True)
+    plan = ThreadPlan(chooser=blas.ThreadChooser(fake, free_cores=lambda: 1.0), check=True)
+    plan.chooser.begin()
     calls = []
 
     def steady():
@@ -202,30 +261,32 @@ def test_the_plan_compares_each_kind_of_work_once_on_both_counts(monkeypatch):
         return np.ones(3)
 
     assert np.array_equal(plan.run("training step", steady), np.ones(3))
-    assert calls == [1, 2] and plan.agrees == {"training step": True} and plan.news == []
+    assert calls == [1] and plan.agrees == {}  # one thread is the reference: nothing to compare
+    fake.n = 2  # the chooser tries two threads
     plan.run("training step", steady)
-    assert calls == [1, 2, 2]  # compared once: later steps run once, on the current count
+    assert calls == [1, 2, 1] and plan.agrees == {"training step": True} and plan.news == []
+    plan.run("training step", steady)
+    assert calls == [1, 2, 1, 2]  # compared once: later steps run once, on the current count
 
     def count_dependent():
         calls.append(fake.n)
         return np.full(3, fake.n, np.float32)
 
     probe_calls = []
-    fake.n = plan.chooser.current = 1  # the chooser has moved to one thread
     result = plan.run("validation", count_dependent,
                       probe=lambda: probe_calls.append(fake.n) or np.float32(fake.n))
     assert probe_calls == [2, 1] and plan.agrees["validation"] is False
-    assert result[0] == 2  # computed again on NumPy's count
+    assert result[0] == 1  # computed on one thread
     assert plan.news == ["the validation gives different float32 results on 1 and 2 BLAS "
-                         "threads here: it keeps 2 threads, so that the run can be repeated "
-                         "exactly"]
+                         "threads here: it runs on 1 thread, so that the run can be repeated "
+                         "exactly (--threads 2 pins the faster count)"]
     calls.clear()
-    assert plan.run("validation", count_dependent)[0] == 2 and calls == [2] and fake.n == 1
+    assert plan.run("validation", count_dependent)[0] == 1 and calls == [1] and fake.n == 2
     assert plan.chooser.active  # the steps still follow the load
 
 
-def test_a_blas_whose_results_depend_on_the_count_keeps_a_fixed_count_and_says_so(
-        tmp_path, monkeypatch):
+def test_a_blas_whose_results_depend_on_the_count_keeps_one_thread_and_says_so(
+        tmp_path, monkeypatch, a_free_core):
     """A stand-in BLAS whose products change with the thread count, as some builds' do."""
     from charrnn import training
     from charrnn.data import read_corpus
@@ -234,8 +295,10 @@ def test_a_blas_whose_results_depend_on_the_count_keeps_a_fixed_count_and_says_s
     fake = FakeBLAS(2)
     monkeypatch.setattr(blas, "_FOUND", [fake])
     real = CharRNN.loss_and_grad
+    counts = []
 
     def count_dependent(self, *args, **kw):
+        counts.append(fake.n)
         loss, grads, state = real(self, *args, **kw)
         grads["head.b"] += np.float32(fake.n * 1e-6)
         return loss, grads, state
@@ -247,9 +310,11 @@ def test_a_blas_whose_results_depend_on_the_count_keeps_a_fixed_count_and_says_s
                          model_options={"hidden_size": 8, "num_layers": 1},
                          train_options={"batch_size": 4, "seq_len": 16, "max_steps": 20})
     notes = [r.text for r in run if r.kind == "notice"]
-    assert fake.changes == [1, 2, 2]  # the look at step 1; then the count stays 2
+    # three steps on one thread, the fourth on two and again on one (the check); then one
+    assert counts == [1, 1, 1, 2] + [1] * 17 and fake.n == 2  # and the count restored
     assert notes == ["the training step gives different float32 results on 1 and 2 BLAS "
-                     "threads here: it keeps 2 threads, so that the run can be repeated exactly"]
+                     "threads here: it runs on 1 thread, so that the run can be repeated "
+                     "exactly (--threads 2 pins the faster count)"]
 
 
 @needs_threads
@@ -289,13 +354,13 @@ def test_a_fixed_count_holds_for_the_run_and_is_restored(tmp_path):
 
 
 @needs_threads
-def test_auto_probes_one_thread_and_restores_the_count_when_stopped(tmp_path):
-    """The first probe starts after step 3 (the next step runs on one thread); closing the
+def test_auto_probes_more_threads_and_restores_the_count_when_stopped(tmp_path, a_free_core):
+    """The first probe starts after step 3 (the next step runs on NumPy's count); closing the
     run there restores the count."""
     before = blas.openblas().get()
     assert before >= 2
     counts, after = _counts_during_a_run(tmp_path, "auto", 3)
-    assert counts == [before, before, 1] and after == before
+    assert counts == [1, 1, before] and after == before
 
 
 @needs_threads
@@ -388,28 +453,24 @@ def test_more_threads_than_cores_is_a_note_and_numpy_integers_are_counts(tmp_pat
     assert fake.changes == [8, 2, 2, 2]
 
 
-def test_a_commands_loop_follows_the_load_only_where_its_work_agrees(monkeypatch):
+def test_a_commands_loop_follows_the_load_only_where_its_work_agrees(monkeypatch, a_free_core):
     from charrnn.train_threads import following_load
 
     fake = FakeBLAS(2)
     monkeypatch.setattr(blas, "_FOUND", [fake])
-    with following_load(lambda: np.ones(4)) as record:
-        notes = [record(1.0 if fake.n == 2 else 0.2) for _ in range(8)]  # 1 thread 5x faster
-        assert fake.n == 1 and any(n and "1 BLAS thread now" in n for n in notes)
-    assert fake.n == 2  # and the count is restored
+    probed = []
+    with following_load(lambda: probed.append(fake.n) or np.ones(4)) as record:
+        counts = []
+        for _ in range(8):
+            counts.append(fake.n)
+            record(0.2 if fake.n == 2 else 1.0)  # two threads 5x faster
+    assert counts == [1, 1, 1, 2, 2, 2, 2, 2] and probed == [2, 1]
+    assert fake.n == 2  # restored
     fake.changes.clear()
     with following_load(lambda: np.full(4, fake.n, np.float32)) as record:
+        counts = []
         for _ in range(10):
-            record(1.0 if fake.n == 2 else 0.2)
-    assert fake.changes == [1, 2, 2]  # the look at the probe, the restore; no choosing
-
-
-def test_an_offer_of_the_same_work_timed_on_both_counts_switches_at_once():
-    fake = FakeBLAS(2)
-    chooser = blas.ThreadChooser(fake)
-    assert chooser.offer(1.0, 0.6) is None and fake.changes == []  # not twice as fast
-    assert chooser.offer(1.0, 0.25) == ("1 BLAS thread now: 4.0x faster steps (other processes "
-                                        "keep the cores busy)")
-    assert fake.n == 1 and chooser.current == 1 and chooser.other == 2
-    assert run(chooser, fake, lambda n, _: 1.0 if n == 2 else 0.25, 49) == {}  # stays on 1
-    assert fake.n == 1
+            counts.append(fake.n)
+            record(0.2 if fake.n == 2 else 1.0)
+    assert counts == [1] * 10  # the look at the probe found other bits: one thread throughout
+    assert fake.n == 2

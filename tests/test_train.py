@@ -636,12 +636,11 @@ def test_ctrl_c_while_the_command_starts_is_one_line_and_130(corpus, tmp_path, m
 
 
 def test_a_busy_machine_gets_a_hint_about_threads(corpus, tmp_path, monkeypatch):
-    """Where the count stays fixed by default (the BLAS's results depend on it), the hint comes
-    from the training thread's share of its core (blas.CoreShare), said once; not when the
-    thread got its core, nor with --threads."""
-    from charrnn import blas, train_threads
+    """With a pinned count of 2 or more, the hint comes from the training thread's share of its
+    core (blas.CoreShare), said once; not when the thread got its core, nor with one thread or
+    the default (which follows the load)."""
+    from charrnn import blas
 
-    monkeypatch.setattr(train_threads, "same_bits", lambda a, b: False)
     looks = []
 
     def share(got):
@@ -651,9 +650,11 @@ def test_a_busy_machine_gets_a_hint_about_threads(corpus, tmp_path, monkeypatch)
         return look
 
     monkeypatch.setattr(blas.CoreShare, "share", share(0.7))
-    r = train(corpus, tmp_path / "a.npz", "--max-steps", "12", "--eval-every", "4")
+    pinned = ("--threads", "2")
+    r = train(corpus, tmp_path / "a.npz", "--max-steps", "12", "--eval-every", "4", *pinned)
     assert r.exit_code == 0, r.output
-    assert r.output.count("(training got 70% of its core): --threads 1 (or auto) may") == 1
+    assert r.output.count("(training got 70% of its core): without --threads, training "
+                          "follows the load") == 1
     assert len(looks) == 2 and looks[0] > 0  # two low windows in a row: said, no more looks
     looks.clear()
     answers = iter([0.5, 0.95, 0.5, None, 0.6, 0.5])  # a pause alone, then two in a row
@@ -663,18 +664,17 @@ def test_a_busy_machine_gets_a_hint_about_threads(corpus, tmp_path, monkeypatch)
         return next(answers, None)
 
     monkeypatch.setattr(blas.CoreShare, "share", varying)
-    r = train(corpus, tmp_path / "d.npz", "--max-steps", "12")
+    r = train(corpus, tmp_path / "d.npz", "--max-steps", "12", *pinned)
     assert r.exit_code == 0 and r.output.count("(training got 60% of its core)") == 1
     assert len(looks) == 5  # None (a window not full yet) leaves the run of low ones as it is
     looks.clear()
     monkeypatch.setattr(blas.CoreShare, "share", share(None))
-    r = train(corpus, tmp_path / "b.npz", "--max-steps", "12", "--eval-every", "4")
-    assert r.exit_code == 0 and "core" not in r.output  # no hint (the fixed count's note only)
-    assert r.output.count("BLAS") == 1 and "different float32 results on 1 and" in r.output
-    assert len(looks) == 11  # watched from step 2 on, once step 1 showed the count matters
+    r = train(corpus, tmp_path / "b.npz", "--max-steps", "12", "--eval-every", "4", *pinned)
+    assert r.exit_code == 0 and "core" not in r.output and len(looks) == 12  # every step
     looks.clear()
-    r = train(corpus, tmp_path / "c.npz", "--max-steps", "12", "--threads", "1")
-    assert r.exit_code == 0 and "core" not in r.output and looks == []
+    for name, options in (("c", ("--threads", "1")), ("e", ())):
+        r = train(corpus, tmp_path / f"{name}.npz", "--max-steps", "12", *options)
+        assert r.exit_code == 0 and "core" not in r.output and looks == []
 
 
 @pytest.mark.parametrize("value", ["0", "many", "-1", "1025", "\u00b2", "1.0", "1" * 5000])
