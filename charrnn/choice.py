@@ -2,8 +2,8 @@
 
 The rule, in three sentences (its measurements: docs/loss.md, "How the defaults are chosen"):
 
-1. The model is a GRU of 2 layers, 384 units wide when the run can train on at least
-   BIG_BUDGET characters at the GRU 2x256's speed, else 256.
+1. The model is a GRU 256 units wide with 2 layers, 3 layers when the run can train on at least
+   DEEP_BUDGET characters at the GRU 2x256's speed, and 384 wide with 2 layers from BIG_BUDGET.
 2. It reads its text at most MAX_PASSES times (``--epochs``), so that a small text is not
    memorised before the learning rate has decayed, and at most MAX_CHARS characters in a run
    with neither ``--max-time`` nor ``--max-steps``.
@@ -25,14 +25,15 @@ from .data import validation_chars
 
 __all__ = ["CHOSEN", "Choice", "budget_chars", "choose", "pass_limit"]
 
-CELL = "gru"  # in ModelConfig's 2 layers
+CELL = "gru"
 WIDTHS = (256, 384)  # the narrow and the wide model
+DEEP_BUDGET = 1_000_000  # characters a run must be able to train on for a third layer
 BIG_BUDGET = 10_000_000  # characters a run must be able to train on for the wide model
 MAX_PASSES = 15.0  # passes over the training text at most
 MAX_CHARS = 50_000_000  # characters a run without a time or step limit trains on at most
 SPEED = 20_000  # characters a second: the GRU 2x256 on the 2-core development machine
 DROPOUT_PER_PASS, MAX_DROPOUT = 0.02, 0.3
-CHOSEN = ("cell", "hidden_size", "dropout", "epochs")  # unless given
+CHOSEN = ("cell", "hidden_size", "num_layers", "dropout", "epochs")  # unless given
 
 _TD = TrainConfig()
 
@@ -77,10 +78,12 @@ def choose(corpus_chars: int, model_options: dict[str, Any], train_options: dict
     gave) are silent, by the rule above; deterministic in its inputs."""
     train_chars = max(1, corpus_chars - validation_chars(
         corpus_chars, train_options.get("val_frac", _TD.val_frac)))
-    wide = budget_chars(train_chars, train_options, WIDTHS[0]) >= BIG_BUDGET
+    narrow_budget = budget_chars(train_chars, train_options, WIDTHS[0])
+    wide = narrow_budget >= BIG_BUDGET
     width = model_options.get("hidden_size", WIDTHS[1] if wide else WIDTHS[0])
     passes = budget_chars(train_chars, train_options, width) / train_chars
     chosen = {"cell": CELL, "hidden_size": width,
+              "num_layers": 3 if DEEP_BUDGET <= narrow_budget < BIG_BUDGET else 2,
               "dropout": round(min(MAX_DROPOUT, DROPOUT_PER_PASS * passes), 2),
               "epochs": pass_limit(train_chars, train_options)}
     model = {k: v for k, v in chosen.items() if k != "epochs" and k not in model_options}

@@ -33,19 +33,33 @@ def chosen_options(corpus_chars, model_options=(), **train_options):
 
 
 # the table of docs/loss.md, "How the defaults are chosen"
-@pytest.mark.parametrize("corpus_chars, limits, width, dropout, epochs", [
-    (1_115_394, {"max_time": 600.0}, 384, 0.14, 15),  # tinyshakespeare, 10 minutes
-    (1_036_335, {"max_time": 300.0}, 256, 0.13, 15),  # the plays, 5 minutes
-    (95_650, {"max_time": 120.0}, 256, 0.3, 15),  # the Sonnets, 2 minutes
-    (24_995, {"max_time": 60.0}, 256, 0.3, 15),  # the poems, 1 minute
-    (95_650, {}, 256, 0.3, 15),  # the Sonnets, no limit
-    (1_115_394, {}, 384, 0.3, 15),  # tinyshakespeare, no limit
-    (100_000_000, {}, 384, 0.01, 0.56),  # 100 MB, no limit: 50 million characters
+@pytest.mark.parametrize("corpus_chars, limits, width, layers, dropout, epochs", [
+    (1_115_394, {"max_time": 600.0}, 384, 2, 0.14, 15),  # tinyshakespeare, 10 minutes
+    (1_115_394, {"max_time": 300.0}, 256, 3, 0.12, 15),  # tinyshakespeare, 5 minutes
+    (1_036_335, {"max_time": 300.0}, 256, 3, 0.13, 15),  # the plays, 5 minutes
+    (95_650, {"max_time": 120.0}, 256, 3, 0.3, 15),  # the Sonnets, 2 minutes
+    (24_995, {"max_time": 60.0}, 256, 2, 0.3, 15),  # the poems, 1 minute
+    (95_650, {}, 256, 3, 0.3, 15),  # the Sonnets, no limit
+    (24_995, {}, 256, 2, 0.3, 15),  # the poems, no limit: 337k characters
+    (1_115_394, {}, 384, 2, 0.3, 15),  # tinyshakespeare, no limit
+    (100_000_000, {}, 384, 2, 0.01, 0.56),  # 100 MB, no limit: 50 million characters
 ])
-def test_the_rule_gives_the_documented_configurations(corpus_chars, limits, width, dropout,
-                                                      epochs):
+def test_the_rule_gives_the_documented_configurations(corpus_chars, limits, width, layers,
+                                                      dropout, epochs):
     assert chosen_options(corpus_chars, **limits) == {
-        "cell": "gru", "hidden_size": width, "dropout": dropout, "epochs": epochs}
+        "cell": "gru", "hidden_size": width, "num_layers": layers, "dropout": dropout,
+        "epochs": epochs}
+
+
+def test_the_third_layer_starts_at_a_million_characters_and_ends_at_the_wide_model():
+    def model(max_steps):  # 2,048 characters a step
+        c = chosen_options(10_000_000, max_steps=max_steps)
+        return c["num_layers"], c["hidden_size"]
+
+    assert model(488) == (2, 256)  # 999,424 characters
+    assert model(489) == (3, 256)  # 1,001,472
+    assert model(4882) == (3, 256)  # 9,998,336
+    assert model(4883) == (2, 384)  # 10,000,384
 
 
 @pytest.mark.parametrize("name", CHOSEN)
