@@ -366,8 +366,8 @@ def train(corpus: Corpus, output: str | Path, *, model_options: dict[str, Any] |
     ``Report`` events, which runs the training as it is consumed.
 
     ``model_options``/``train_options`` are ModelConfig/TrainConfig fields the user set; for a
-    new model the cell, width, dropout and epochs left out are chosen for the corpus and the
-    limits (``charrnn.choice``), and on resume the others come from the model file. The options,
+    new model the cell, width, layers, dropout and epochs left out are chosen for the corpus and
+    the limits (``charrnn.choice``), and on resume the others come from the model file. The options,
     the output path and the model file to resume are checked here, before the first event.
     ``should_stop`` is polled before every step (Ctrl-C): the run then saves its latest state
     without another validation (so a resumed run goes on exactly as if never stopped) and ends

@@ -11,7 +11,16 @@ from contextlib import contextmanager
 
 import click
 
-from ..choice import BIG_BUDGET, CELL, DROPOUT_PER_PASS, MAX_CHARS, MAX_DROPOUT, MAX_PASSES, WIDTHS
+from ..choice import (
+    BIG_BUDGET,
+    CELL,
+    DEEP_BUDGET,
+    DROPOUT_PER_PASS,
+    MAX_CHARS,
+    MAX_DROPOUT,
+    MAX_PASSES,
+    WIDTHS,
+)
 from ..config import (
     CELLS,
     FINETUNE_DEFAULTS,
@@ -69,7 +78,10 @@ class _Threads(click.ParamType):
                            f"{BIG_BUDGET // 1_000_000}M characters or more",
               help="Units per layer.")
 @click.option("--num-layers", type=option_range(click.IntRange, 1, MAX_LAYERS),
-              default=_MD.num_layers, show_default=True, help="Stacked recurrent layers.")
+              default=_MD.num_layers,
+              show_default=f"chosen: 2, or 3 where the run can train on "
+                           f"{DEEP_BUDGET // 1_000_000}M to {BIG_BUDGET // 1_000_000}M characters",
+              help="Stacked recurrent layers.")
 @click.option("--dropout", type=option_range(click.FloatRange, 0, 1, hi_open=True),
               default=_MD.dropout,
               show_default=f"chosen: {DROPOUT_PER_PASS} per pass the run allows, at most "
@@ -146,8 +158,8 @@ def train(ctx, corpus, output, resume, force, init_from, encoding, threads, no_c
     the end, and on Ctrl-C or SIGTERM (then resume with --resume). Training stops after
     --epochs passes, or when the validation loss has not improved for --patience evaluations;
     --max-steps and --max-time stop it earlier. The saved weights are those with the best
-    validation loss. A new model's cell, width, dropout and --epochs, unless given, are chosen
-    for the text and the time (--max-time); the start line says what was chosen.
+    validation loss. A new model's cell, width, layers, dropout and --epochs, unless given, are
+    chosen for the text and the time (--max-time); the start line says what was chosen.
     """
     from .. import display, training
     from ..data import corpus_files, read_corpus
