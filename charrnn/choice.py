@@ -33,6 +33,8 @@ MAX_PASSES = 15.0  # passes over the training text at most
 MAX_CHARS = 50_000_000  # characters a run without a time or step limit trains on at most
 SPEED = 20_000  # characters a second: the GRU 2x256 on the 2-core development machine
 DROPOUT_PER_PASS, MAX_DROPOUT = 0.02, 0.3
+# (the budget from which, width, layers): the first whose budget the run reaches
+MODELS = ((BIG_BUDGET, WIDTHS[1], 2), (DEEP_BUDGET, WIDTHS[0], 3), (0, WIDTHS[0], 2))
 CHOSEN = ("cell", "hidden_size", "num_layers", "dropout", "epochs")  # unless given
 
 _TD = TrainConfig()
@@ -79,11 +81,10 @@ def choose(corpus_chars: int, model_options: dict[str, Any], train_options: dict
     train_chars = max(1, corpus_chars - validation_chars(
         corpus_chars, train_options.get("val_frac", _TD.val_frac)))
     narrow_budget = budget_chars(train_chars, train_options, WIDTHS[0])
-    wide = narrow_budget >= BIG_BUDGET
-    width = model_options.get("hidden_size", WIDTHS[1] if wide else WIDTHS[0])
+    _, width, layers = next(m for m in MODELS if narrow_budget >= m[0])
+    width = model_options.get("hidden_size", width)
     passes = budget_chars(train_chars, train_options, width) / train_chars
-    chosen = {"cell": CELL, "hidden_size": width,
-              "num_layers": 3 if DEEP_BUDGET <= narrow_budget < BIG_BUDGET else 2,
+    chosen = {"cell": CELL, "hidden_size": width, "num_layers": layers,
               "dropout": round(min(MAX_DROPOUT, DROPOUT_PER_PASS * passes), 2),
               "epochs": pass_limit(train_chars, train_options)}
     model = {k: v for k, v in chosen.items() if k != "epochs" and k not in model_options}
