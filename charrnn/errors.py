@@ -36,3 +36,19 @@ class UsageError(CharRNNError):
     """A problem with a command's arguments, found before any work starts."""
 
     exit_code = 2
+
+
+# How a message names an option: the library's parameter name (``max_time``) unless the command
+# line has asked for its flags (``--max-time``); set once per process by ``charrnn.cli``.
+_SPEAK_IN_FLAGS = [False]
+
+
+def speak_in_flags(on: bool = True) -> None:
+    """Make messages name options as command-line flags (the command line calls this once)."""
+    _SPEAK_IN_FLAGS[0] = on
+
+
+def option(name: str) -> str:
+    """An option as a message names it: ``max_time`` for the library, ``--max-time`` on the
+    command line."""
+    return "--" + name.replace("_", "-") if _SPEAK_IN_FLAGS[0] else name
