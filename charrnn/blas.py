@@ -1,67 +1,62 @@
-"""The BLAS library's thread count: read and set at run time, and chosen by measurement.
+"""BLAS threads: the count read and set at run time, and chosen by the machine's load.
 
-`threads(n)` fixes the count for a block of work. `ThreadChooser` times the steps and keeps
-the faster of one thread and the library's count; it starts on one thread and tries more only
-while `IdleCores` shows a core that other processes leave idle. `CoreShare` tells, from the
-steps' CPU and wall time, when other processes keep the training thread from its core.
-Whether a run's results may depend on the count is checked in `train_threads`; the
-measurements are in docs/training.md, "Threads and a busy machine".
-
-The count is set through OpenBLAS's ``openblas_set_num_threads`` under any symbol prefix and
-suffix NumPy's builds use. It is found with ctypes among the libraries the process has loaded,
-through /proc/self/maps, so it works on Linux only. Elsewhere `openblas()` is None and nothing
-is changed.
+By default a run's count follows the load (``ThreadChooser``); ``threads=N`` pins it. The same
+command with the same pinned count gives the same model bit for bit, resumed or not; the default
+gives the same model to float32 rounding, since BLAS's float32 sums may change with the count.
+The count is set through OpenBLAS's ``openblas_set_num_threads``, found with ctypes among the
+libraries the process has loaded (/proc/self/maps: Linux only; elsewhere ``openblas()`` is None
+and nothing changes). Measurements: docs/training.md, "Threads and a busy machine".
 """
 
 from __future__ import annotations
 
 import ctypes
+import numbers
 import os
 import statistics
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, NamedTuple
 
-__all__ = ["CoreShare", "IdleCores", "OpenBLAS", "ThreadChooser", "openblas", "threads"]
+from .config import MAX_THREADS
+from .errors import UsageError, option
+
+__all__ = ["IdleCores", "OpenBLAS", "ThreadChooser", "ThreadPlan", "check_threads",
+           "one_thread", "openblas", "plan_threads", "threads"]
 
 ROOM = 0.5  # idle cores a try of more threads needs
 
 
-class OpenBLAS:
+class OpenBLAS(NamedTuple):
     """``get()`` / ``set(n)`` of the loaded OpenBLAS's thread count."""
 
-    def __init__(self, get: Callable[[], int], set: Callable[[int], None]):
-        self.get, self.set = get, set
-
-
-def _loaded_libraries() -> list[str]:
-    """Paths of the loaded shared libraries whose file name says OpenBLAS, NumPy's first."""
-    try:
-        with open("/proc/self/maps", "rb") as maps:
-            # address perms offset dev inode path (which may hold spaces)
-            fields = [line.rstrip(b"\n").split(maxsplit=5) for line in maps]
-    except OSError:
-        return []
-    paths = {os.fsdecode(f[5]) for f in fields if len(f) == 6}
-    found = sorted(p for p in paths if "openblas" in Path(p).name.lower() and Path(p).is_file())
-    return sorted(found, key=lambda p: "numpy" not in p)  # NumPy's own copy first
+    get: Callable[[], int]
+    set: Callable[[int], None]
 
 
 def _find() -> OpenBLAS | None:
-    for path in _loaded_libraries():
+    try:
+        with open("/proc/self/maps", "rb") as maps:  # address perms offset dev inode path
+            paths = {os.fsdecode(f[5]) for line in maps
+                     if len(f := line.rstrip(b"\n").split(maxsplit=5)) == 6}
+    except OSError:
+        return None
+    found = [p for p in paths if "openblas" in Path(p).name.lower() and Path(p).is_file()]
+    for path in sorted(found, key=lambda p: ("numpy" not in p, p)):  # NumPy's own copy first
         try:
             lib = ctypes.CDLL(path)  # already loaded: the same library, no second copy
         except OSError:
             continue
-        for prefix in ("scipy_openblas", "openblas"):
-            for suffix in ("64_", "", "_64"):
-                get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
-                set_ = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
-                if get is not None and set_ is not None:
-                    get.restype, get.argtypes = ctypes.c_int, []
-                    set_.restype, set_.argtypes = None, [ctypes.c_int]
-                    return OpenBLAS(get, set_)
+        for name in (p + "_{}_num_threads" + s for p in ("scipy_openblas", "openblas")
+                     for s in ("64_", "", "_64")):
+            get, set_ = (getattr(lib, name.format(verb), None) for verb in ("get", "set"))
+            if get is not None and set_ is not None:
+                get.restype, get.argtypes = ctypes.c_int, []
+                set_.restype, set_.argtypes = None, [ctypes.c_int]
+                return OpenBLAS(get, set_)
     return None
 
 
@@ -76,10 +71,9 @@ def openblas() -> OpenBLAS | None:
 
 
 @contextmanager
-def threads(n: int | None, library: OpenBLAS | None = None) -> Iterator[None]:
-    """Run a block with ``n`` BLAS threads (None: leave the count alone), then restore it;
-    ``library``: the controls to use (default: the loaded OpenBLAS's)."""
-    blas = (library or openblas()) if n is not None else None
+def threads(n: int | None) -> Iterator[None]:
+    """Run a block with ``n`` BLAS threads (None: leave the count alone), then restore it."""
+    blas = openblas() if n is not None else None
     before = blas.get() if blas else None
     if blas:
         blas.set(n)
@@ -90,36 +84,38 @@ def threads(n: int | None, library: OpenBLAS | None = None) -> Iterator[None]:
             blas.set(before)
 
 
+def one_thread():
+    """A block on one BLAS thread, for the small products of ``sample`` and ``inspect`` (one
+    character at a time, a model's weight matrices): a second thread gains them little on an
+    idle machine and can cost them 2x on a busy one (docs/performance.md)."""
+    return threads(1)
+
+
 class ThreadChooser:
     """Keeps the BLAS thread count that makes steps fastest: one thread or the library's count.
 
-    Work starts on one thread (``begin()``). Call ``record(seconds)`` after every step with the
-    time its arithmetic took. After ``first`` steps, then every ``every`` steps, it runs a step
-    or two on the other count and keeps that count when at least 10% faster; after a failed try
-    it waits longer, up to ``longest`` steps. A try of more threads waits for room: at least
-    ROOM of a core that other processes left idle since the last look (``free_cores()``, None
-    where unknown), because a step whose threads wait for busy cores can take 10x longer.
-
-    ``record`` returns a line worth telling the user when the count changed (but not at the
-    first move to the library's count, the idle machine's usual start), else None.
-    ``active`` is False where there is nothing (more) to choose: no OpenBLAS, one thread, or
-    after ``hold(n)``, which keeps ``n`` threads. ``close()`` restores the library's count.
+    Work starts on one thread (``begin()``); call ``record(seconds)`` after every step. After
+    ``first`` steps, then every ``every``, it tries the other count for a step or two and keeps
+    it when 10% faster; after a failed try it waits twice as long (up to ``longest`` steps, and
+    20 times the try's time). A try of more threads waits for ROOM idle cores (``free_cores()``,
+    None where unknown): threads that wait for busy cores can make a step 10x slower. ``record``
+    returns a line for the user when the count changed (not at the idle machine's first move to
+    more threads). ``close()`` restores the library's count and ends the choosing.
     """
 
     def __init__(self, blas: OpenBLAS | None = None, first: int = 3, every: int = 50,
                  longest: int = 800, free_cores: Callable[[], float | None] | None = None):
-        self.library = blas if blas is not None else openblas()
-        self.start = self.library.get() if self.library else 1  # restored by close()
+        self.blas = blas if blas is not None else openblas()
+        self.start = self.blas.get() if self.blas else 1  # restored by close()
         if self.start < 2:
-            self.library = None  # one thread (or unknown): nothing to choose
-        self.blas = self.library  # None once the choosing has ended
+            self.blas = None  # one thread (or unknown): nothing to choose
         self.current, self.other = 1, self.start
         self.free_cores = free_cores or IdleCores().free
         self.every, self.longest = every, longest
-        self.wait, self.cooldown = first, 0.0  # steps, and seconds of steps, before a probe
-        self.steps, self.seconds = 0, 0.0  # since the last probe
+        self.wait, self.cooldown = first, 0.0  # steps, and seconds of steps, before a try
+        self.steps, self.seconds = 0, 0.0  # since the last try
         self.times: deque[float] = deque(maxlen=5)
-        self.probe: list[float] | None = None
+        self.trial: list[float] | None = None  # the try's step times, while one runs
         self.moves = 0  # changes of count kept
 
     @property
@@ -136,7 +132,7 @@ class ThreadChooser:
         if self.blas is None:
             return None
         seconds = max(seconds, 1e-9)  # a clock that did not move is still a time
-        if self.probe is None:
+        if self.trial is None:
             self.times.append(seconds)
             self.steps, self.seconds = self.steps + 1, self.seconds + seconds
             if self.steps >= self.wait and self.seconds >= self.cooldown:
@@ -144,45 +140,33 @@ class ThreadChooser:
                 if self.other > self.current and free is not None and free < ROOM:
                     self.steps, self.wait = 0, self.every  # look again soon
                 else:
-                    self.probe = []
+                    self.trial = []
                     self.blas.set(self.other)
             return None
-        self.probe.append(seconds)
+        self.trial.append(seconds)
         base = statistics.median(self.times)
-        if len(self.probe) == 1 and seconds <= 2 * base:
-            return None  # a second probe step: the first may carry the switch's own cost
-        probe, self.probe = self.probe, None
-        # a stalled probe (the process stopped, the machine swapping) must not stop the choosing
-        self.cooldown = min(20 * sum(probe), 10 * self.longest * base)
+        if len(self.trial) == 1 and seconds <= 2 * base:
+            return None  # a second step: the first may carry the switch's own cost
+        trial, self.trial = self.trial, None
+        # a stalled try (the process stopped, the machine swapping) must not stop the choosing
+        self.cooldown = min(20 * sum(trial), 10 * self.longest * base)
         self.steps, self.seconds = 0, 0.0
-        if min(probe) >= 0.9 * base:
+        if min(trial) >= 0.9 * base:
             self.blas.set(self.current)
             self.wait = min(2 * max(self.wait, self.every // 2), self.longest)
             return None
-        return self._switched(base, probe)
-
-    def _switched(self, base: float, probe: list[float]) -> str | None:
-        """Keep the other count, whose steps took ``probe`` against ``base``; the note."""
         self.current, self.other = self.other, self.current
-        self.times = deque(probe, maxlen=5)
-        self.steps, self.seconds, self.wait = 0, 0.0, self.every
-        self.moves += 1
+        self.times, self.wait, self.moves = deque(trial, maxlen=5), self.every, self.moves + 1
         if self.moves == 1 and self.current > 1:
             return None  # the idle machine's start: nothing to tell
         return (f"{self.current} BLAS thread{'s' if self.current > 1 else ''} "
-                f"{'again' if self.current > 1 else 'now'}: {base / min(probe):.1f}x faster "
+                f"{'again' if self.current > 1 else 'now'}: {base / min(trial):.1f}x faster "
                 "steps" + (" (other processes keep the cores busy)" if self.current == 1 else ""))
 
-    def hold(self, n: int) -> None:
-        """``n`` threads from now on, and no more choosing (until ``close()``)."""
-        if self.blas is not None:
-            self.blas.set(n)
-            self.current, self.blas, self.probe = n, None, None
-
     def close(self) -> None:
-        if self.library is not None:
-            self.library.set(self.start)
-            self.library = self.blas = None
+        if self.blas is not None:
+            self.blas.set(self.start)
+            self.blas = None
 
 
 class IdleCores:
@@ -190,8 +174,7 @@ class IdleCores:
 
     ``free()``: the sum, over the CPUs this process may run on, of the share of its time each
     stood idle since the previous call (since construction, the first time); None where
-    /proc/stat cannot be read or the interval was too short to measure (under a clock tick).
-    The process's own stepping thread keeps one of them busy.
+    /proc/stat cannot be read or no clock tick passed.
     """
 
     def __init__(self, path: str = "/proc/stat") -> None:
@@ -204,18 +187,13 @@ class IdleCores:
         """CPU name -> (idle ticks, all ticks)."""
         try:
             with open(self.path) as stat:
-                lines = stat.read().splitlines()
+                lines = [line.split() for line in stat]
         except OSError:
             return {}
-        ticks = {}
-        for line in lines:
-            name, *fields = line.split()
-            ours = self.cpus is None or name in self.cpus
-            if name.startswith("cpu") and name != "cpu" and ours:
-                # user nice system idle iowait irq softirq steal (guest time is in user's)
-                counts = [int(f) for f in fields[:8]]
-                ticks[name] = (counts[3] + counts[4], sum(counts))
-        return ticks
+        # cpuN user nice system idle iowait irq softirq steal (guest time is in user's)
+        return {name: (int(f[3]) + int(f[4]), sum(map(int, f[:8]))) for name, *f in lines
+                if name.startswith("cpu") and name != "cpu"
+                and (self.cpus is None or name in self.cpus)}
 
     def free(self) -> float | None:
         now, before = self._read(), self.last
@@ -225,41 +203,84 @@ class IdleCores:
         return sum(shares) if shares else None
 
 
-class CoreShare:
-    """Whether the training thread gets its core during the steps, from CPU and wall time.
+class ThreadPlan:
+    """How a run sets BLAS's threads: ``fixed`` (pinned), a ``chooser`` that follows the load,
+    or neither (NumPy's count as it is); ``notes`` for the start of the run.
 
-    On an idle machine the thread that runs a step never sleeps: it computes, or spins while
-    BLAS's other threads finish. A CPU time well below its wall time means other processes
-    hold the cores.
-
-    Call ``add(wall, thread_cpu, process_cpu)`` per step. ``share()`` gives the thread's
-    CPU / wall once ``window`` seconds of steps are in, and starts a new window. It gives None
-    before that, with one BLAS thread, or when BLAS's other threads did no work.
-    ``busy(below)`` gives the share once ``runs`` windows in a row were below ``below``.
+    ``running()`` holds the plan's count for a block, ``apply(reports)`` for the reports of a
+    run; ``timed()`` wraps each step (``record(seconds)``: each unit of work) for the chooser;
+    ``take_news()`` gives what it said since the last call.
     """
 
-    def __init__(self, window: float = 1.0, runs: int = 2) -> None:
-        blas = openblas()
-        self.threads = blas.get() if blas else 1
-        self.window, self.runs = window, runs
-        self.wall = self.cpu = self.others = 0.0
-        self.low: list[float] = []  # the current run of low windows
+    def __init__(self, fixed: int | None = None, chooser: ThreadChooser | None = None,
+                 notes=()) -> None:
+        self.fixed, self.chooser, self.notes = fixed, chooser, list(notes)
+        self.news: list[str] = []
 
-    def busy(self, below: float) -> float | None:
-        got = self.share()
-        if got is not None:
-            self.low = self.low + [got] if got < below else []
-        return max(self.low) if len(self.low) >= self.runs else None
+    @contextmanager
+    def running(self) -> Iterator[ThreadPlan]:
+        """The plan's count during the block (which gets the plan); after it, the count as it
+        was."""
+        with threads(self.fixed):
+            try:
+                if self.chooser is not None:
+                    self.chooser.begin()
+                yield self
+            finally:
+                if self.chooser is not None:
+                    self.chooser.close()
 
-    def add(self, wall: float, thread_cpu: float, process_cpu: float) -> None:
-        self.wall += wall
-        self.cpu += thread_cpu
-        self.others += max(process_cpu - thread_cpu, 0.0)
+    def apply(self, reports: Iterator[Any]) -> Iterator[Any]:
+        """The reports, run with the plan's count (restored at the end, on an error or when the
+        caller stops)."""
+        with self.running():
+            yield from reports
 
-    def share(self) -> float | None:
-        if self.threads < 2 or self.wall < self.window:
-            return None
-        used = self.others / self.wall > 0.1  # BLAS's other threads took part
-        out = self.cpu / self.wall if used else None
-        self.wall = self.cpu = self.others = 0.0
-        return out
+    @contextmanager
+    def timed(self) -> Iterator[None]:
+        """Time the block (one step) for the chooser."""
+        began = time.perf_counter()
+        yield
+        self.record(time.perf_counter() - began)
+
+    def record(self, seconds: float) -> None:
+        """Count one unit of work's seconds."""
+        if self.chooser is not None and (note := self.chooser.record(seconds)):
+            self.news.append(note)
+
+    def take_news(self) -> list[str]:
+        news, self.news = self.news, []
+        return news
+
+
+def plan_threads(count: int | str | None) -> ThreadPlan:
+    """The plan for the ``threads`` option: None or "auto" follow the load, a number pins it."""
+    if count is not None and count != "auto":
+        return ThreadPlan(fixed=int(count), notes=_notes(int(count)))
+    chooser = ThreadChooser()
+    if chooser.active:
+        return ThreadPlan(chooser=chooser)
+    return ThreadPlan(notes=_notes(count) if count == "auto" else ())
+
+
+def _notes(count: int | str) -> list[str]:
+    """What a user should know about the thread count they gave."""
+    if openblas() is None or count == "auto":  # auto with one thread: nothing to choose
+        return [f"{option('threads')} has no effect here (NumPy's BLAS is not OpenBLAS, or it "
+                "runs one thread); OPENBLAS_NUM_THREADS, OMP_NUM_THREADS or MKL_NUM_THREADS, "
+                "set before the start, choose the count"]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+        (os.cpu_count() or 1)
+    if count > cores:
+        return [f"{option('threads')} {count} is more than this machine's {cores} core(s): "
+                "threads beyond the cores wait for each other, which makes training slower"]
+    return []
+
+
+def check_threads(count) -> None:
+    """Raise a UsageError unless ``count`` is None, "auto" or a number from 1 to MAX_THREADS."""
+    if not (count in (None, "auto") or (isinstance(count, numbers.Integral)
+                                        and not isinstance(count, bool)
+                                        and 1 <= count <= MAX_THREADS)):
+        raise UsageError(f"{option('threads')} must be a number from 1 to {MAX_THREADS} or "
+                         f"'auto', not {count!r}")

@@ -6,8 +6,9 @@ Evaluation scores every character of a text exactly once:
 
 computed as S parallel streams (so it is fast) that each start from the zero state; S and the
 window depend only on the text's length, so ``charrnn eval`` on the validation text reports
-exactly what training reported. Pieces of a text, an array (P, L), are scored each as a stream
-of its own: ``validation_sample`` bounds what training scores on a long validation text.
+what training reported (to float32 rounding, where the BLAS thread count differs). Pieces of a
+text, an array (P, L), are scored each as a stream of its own: ``validation_sample`` bounds what
+training scores on a long validation text.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 
 from .model import CharRNN
 
-__all__ = ["edge_windows", "evaluate", "evaluation_losses", "predictions", "validation_sample"]
+__all__ = ["evaluate", "evaluation_losses", "predictions", "validation_sample"]
 
 EVAL_WINDOW = 64  # characters per stream per forward call (bounds the memory)
 EVAL_STREAM_CHARS = 2048  # one stream per this many characters (at most 64 streams)
@@ -77,20 +78,6 @@ def _scored_windows(model: CharRNN, ids: np.ndarray,
         yield losses, first + np.arange(start, stop)[None, :] < n
         if on_progress is not None:
             on_progress(min(n, stop * S), n)
-
-
-def edge_windows(model: CharRNN, ids: np.ndarray) -> list[np.ndarray]:
-    """The losses and final states of the first and the last window of scoring ``ids``, each
-    from the zero state: one forward call of every shape that scoring the text makes."""
-    if predictions(ids) < 1:
-        return []
-    inputs, targets, _ = _streams(ids)
-    S, per = inputs.shape
-    out: list[np.ndarray] = []
-    for start in sorted({0, (per - 1) // EVAL_WINDOW * EVAL_WINDOW}):
-        stop = min(per, start + EVAL_WINDOW)
-        out += model.losses(inputs[:, start:stop], targets[:, start:stop], model.initial_state(S))
-    return out
 
 
 def evaluation_losses(model: CharRNN, ids: np.ndarray,

@@ -120,7 +120,8 @@ def test_the_time_limit_is_a_stop_reason(corpus, tmp_path):
 def test_divergence_before_any_save_says_nothing_was_saved(corpus, tmp_path):
     t = trainer(corpus, tmp_path, max_steps=10, lr=1e30, grad_clip=0)
     with pytest.raises(DivergenceError, match=r"^training diverged at step \d+: .*; nothing "
-                       r"was saved to .*m\.npz\. Try a lower --lr, or clipping"):
+                       r"was saved to .*m\.npz\. Try a lower lr, or clipping the "
+                       r"gradient \(grad_clip, e\.g\. 5\)$"):
         list(t.reports())
     assert not (tmp_path / "m.npz").exists()
 
@@ -133,7 +134,7 @@ def test_divergence_after_a_save_names_the_intact_file(corpus, tmp_path, monkeyp
     before = (tmp_path / "m.npz").read_bytes()
     t.state.model.params["head.b"][0] = np.nan  # as an update that overflowed would leave it
     with pytest.raises(DivergenceError, match=r"training diverged at step [23]: .*m\.npz "
-                       r"\(step 2\) is intact\. Try a lower --lr or --grad-clip, then --resume"):
+                       r"\(step 2\) is intact\. Try a lower lr or grad_clip, then resume$"):
         list(reports)
     assert (tmp_path / "m.npz").read_bytes() == before
 
@@ -185,11 +186,14 @@ def test_pieces_score_as_streams_of_their_own():
     model = CharRNN(ModelConfig(hidden_size=8, num_layers=1, vocab_size=11), seed=3)
     pieces = np.random.default_rng(0).integers(0, 11, (5, 300))
     each = [evaluate(model, p) for p in pieces]
-    assert evaluate(model, pieces) == pytest.approx(np.mean(each), rel=1e-12)
+    # one batch of five streams against five of one: float32 products of other shapes, which
+    # agree to rounding (a few ulp of float32 in the mean)
+    assert evaluate(model, pieces) == pytest.approx(np.mean(each), rel=1e-6)
 
 
 def test_the_default_validation_interval_keeps_validation_a_small_share_of_the_time():
-    from charrnn.training import EVAL_COST, MIN_EVAL_EVERY, VALIDATION_SHARE, validation_interval
+    from charrnn.timing import EVAL_COST
+    from charrnn.training import MIN_EVAL_EVERY, VALIDATION_SHARE, validation_interval
 
     assert validation_interval(9_564, 2048) == MIN_EVAL_EVERY == 60  # a small text: often
     assert validation_interval(12_000, 2048) == 60 < validation_interval(12_500, 2048)
@@ -210,28 +214,29 @@ def test_the_time_split_adds_up_to_the_wall_time(corpus, tmp_path):
     assert split["steps"] > 0 and split["validation"] > 0 and split["saving"] > 0
     assert sum(split.values()) == pytest.approx(wall, rel=1e-4)  # "other" is the rest
     # the share "other" takes is a speed figure: benchmarks/bench_overhead.py reports it
-    assert split["steps"] > split["other"]
     assert done.info["chars_per_s"] == pytest.approx(24 * 16 * 64 / wall, rel=0.01)
     assert 24 * 16 * 64 / split["steps"] > done.info["chars_per_s"]  # steps alone are faster
     assert checkpoint.load(tmp_path / "m.npz").resume.spent == pytest.approx(split, abs=0.05)
 
 
 def test_a_long_validation_text_resumes_exactly_with_the_default_interval(tmp_path):
-    """Scored on its pieces, at the interval chosen from them: stopped, resumed, the same."""
+    """Scored on its pieces, at the interval chosen from them: stopped, resumed, the same bits
+    (on the same pinned thread count)."""
     from charrnn import training
+    from charrnn.blas import one_thread
     from charrnn.evaluation import evaluate, validation_sample
 
     path = tmp_path / "long.txt"
     path.write_text(SONNETS.read_text() * 15)  # 1.4 MB: 143 KB held out, more than is scored
     corpus = read_corpus([path])
     options = {"model_options": {"hidden_size": 8, "num_layers": 1},
-               "train_options": {"batch_size": 4, "seq_len": 16, "max_steps": 30}}
+               "train_options": {"batch_size": 4, "seq_len": 16, "max_steps": 30}, "threads": 1}
     reports = list(training.train(corpus, tmp_path / "whole.npz", **options))
     assert reports[0].info["eval_every"] > 30 and reports[0].info["validation"]["pieces"] == 64
     polls = itertools.count()
     list(training.train(corpus, tmp_path / "parts.npz", should_stop=lambda: next(polls) >= 13,
                         **options))
-    list(training.train(corpus, tmp_path / "parts.npz", resume=True))
+    list(training.train(corpus, tmp_path / "parts.npz", resume=True, threads=1))
     whole, parts = checkpoint.load(tmp_path / "whole.npz"), checkpoint.load(tmp_path / "parts.npz")
     for k, v in whole.resume.params.items():
         np.testing.assert_array_equal(v, parts.resume.params[k])
@@ -240,7 +245,8 @@ def test_a_long_validation_text_resumes_exactly_with_the_default_interval(tmp_pa
         "chars": 64 * 2049, "of": len(corpus) // 10, "pieces": 64, "piece_chars": 2049}
     val_ids = corpus.ids[len(corpus) - len(corpus) // 10:]
     scored, _ = validation_sample(val_ids)
-    assert whole.best["val_loss"] == evaluate(whole.model, scored)  # what the file says it scored
+    with one_thread():  # the computation the run made: what the file says it scored
+        assert whole.best["val_loss"] == evaluate(whole.model, scored)
 
 
 

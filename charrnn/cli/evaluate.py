@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
+from ..blas import plan_threads
 from ..errors import DataError
-from ..train_threads import following_load
 from ..vocab import UNKNOWN_POLICIES
 from .common import (
     CONTEXT,
@@ -35,8 +35,8 @@ def evaluate(model_path, texts, unknown, encoding, as_json, no_color):
     """Loss, perplexity and bits per character of MODEL on held-out TEXT (files, a directory,
     or - for stdin).
 
-    Scores every character after the first exactly as training scores its validation text,
-    so the validation tail of a corpus gives exactly the validation loss training reported.
+    Scores every character after the first as training scores its validation text, so the
+    validation tail of a corpus gives the validation loss training reported.
     """
     import json
 
@@ -56,8 +56,8 @@ def evaluate(model_path, texts, unknown, encoding, as_json, no_color):
     console = display.make_console(no_color=no_color)
     big = len(ids) >= EVAL_PROGRESS_CHARS
     with display.eval_progress(console if big else None, len(ids) - 1) as show, \
-            following_load(lambda: evaluation.edge_windows(model, ids)) as record:
-        loss = evaluation.evaluate(model, ids, _timed(show, record))  # as training scores
+            plan_threads(None).running() as plan:
+        loss = evaluation.evaluate(model, ids, _timed(show, plan.record))  # as training scores
     result = {"model": model_path, "text": corpus.name, "files": list(corpus.files),
               "characters": int(len(ids)), "predictions": int(len(ids) - 1),
               **diagnostics.figures(loss),
@@ -70,8 +70,8 @@ def evaluate(model_path, texts, unknown, encoding, as_json, no_color):
 
 
 def _timed(show, record):
-    """An on_progress(done, total) that times each window for the thread chooser, then shows
-    the progress (if there is a bar)."""
+    """An on_progress(done, total) that times each window for the thread count, which follows
+    the machine's load, then shows the progress (if there is a bar)."""
     import time
 
     last = [time.perf_counter()]
