@@ -7,17 +7,21 @@ trains the default model for ``--seconds`` in a fresh process and prints one JSO
 
     chars_per_s        characters trained per second of the run (start-up included)
     of_idle            chars_per_s / the default's median with no load
+    of_baseline        with --baseline: chars_per_s / the same setting's on the baseline
 
 ``--command sample`` or ``--command inspect`` times the real command instead, on ``--model``:
 ``charrnn sample -n --chars``, or ``charrnn inspect --text --text`` (the whole command, start-up
 included); there "threads 1" sets OPENBLAS_NUM_THREADS=1, the only other setting.
 
 Settings are interleaved within each round, so that drift spreads over all of them; the
-summary lines give the median over ``--rounds``. The busy loops end by themselves after the
+summary lines give the median over ``--rounds``. ``--baseline DIR`` runs every setting a second
+time on the charrnn package in DIR (another checkout, say the previous release), interleaved,
+labelled "<setting> @baseline". The busy loops end by themselves after the
 time they were given, and are killed on any exit of the script (an error, Ctrl-C, SIGTERM).
 
     python benchmarks/bench_load.py --corpus tinyshakespeare.txt --seconds 25 --rounds 2
     python benchmarks/bench_load.py --command sample --model model.npz --rounds 3
+    python benchmarks/bench_load.py --settings "default,threads 1,threads 2" --baseline /tmp/old
 """
 
 from __future__ import annotations
@@ -25,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import signal
 import statistics
 import subprocess
@@ -34,7 +37,10 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from machine import machine
+
 ROOT = Path(__file__).resolve().parents[1]
+BASELINE = " @baseline"
 SETTINGS = {"default": None, "threads 1": 1, "threads 2": 2, "threads auto": "auto"}
 
 # one training run in a fresh process: prints the done report's figures as JSON
@@ -67,9 +73,11 @@ def busy_loops(count: int, seconds: float):
             p.wait()
 
 
-def train_once(corpus: str, out: str, threads, seconds: float) -> dict:
+def train_once(corpus: str, out: str, threads, seconds: float, code: str | None) -> dict:
+    """One run, in a fresh process, of the charrnn in folder ``code`` (None: this one)."""
+    env = {**os.environ, **({"PYTHONPATH": code} if code else {})}
     done = subprocess.run([sys.executable, "-c", DRIVER, corpus, out, str(threads), str(seconds)],
-                          capture_output=True, text=True, check=False)
+                          capture_output=True, text=True, check=False, env=env)
     if done.returncode != 0:
         raise SystemExit(f"training failed:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -94,7 +102,9 @@ def command_once(args, setting: str) -> dict:
 
 def run_once(args, out: str, setting: str) -> dict:
     if args.command == "train":
-        return train_once(args.corpus, out, SETTINGS[setting], args.seconds)
+        name = setting.removesuffix(BASELINE)
+        code = args.baseline if setting.endswith(BASELINE) else None
+        return train_once(args.corpus, out, SETTINGS[name], args.seconds, code)
     return command_once(args, setting)
 
 
@@ -111,6 +121,7 @@ def main() -> None:
     ap.add_argument("--chars", type=int, default=5000, help="sample: characters to generate")
     ap.add_argument("--text", default=str(ROOT / "corpora" / "poems.txt"),
                     help="inspect: the text to show")
+    ap.add_argument("--baseline", help="train: a folder whose charrnn package to run too")
     args = ap.parse_args()
     if args.command != "train" and not args.model:
         ap.error(f"--command {args.command} needs --model")
@@ -119,6 +130,8 @@ def main() -> None:
     allowed = SETTINGS if args.command == "train" else ("default", "threads 1")
     if unknown := [name for name in settings if name not in allowed]:
         ap.error(f"--settings: no setting {unknown[0]!r} for {args.command}")
+    if args.baseline:
+        settings = [s for name in settings for s in (name, name + BASELINE)]
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-ups, then exit
     loads = [int(n) for n in args.loads.split(",")]
     results: dict[tuple[int, str], list[float]] = {}
@@ -134,15 +147,19 @@ def main() -> None:
                                           "setting": name, **got}), flush=True)
     finally:
         Path(out).unlink(missing_ok=True)
-    for (load, name), speeds in sorted(results.items()):
-        idle = statistics.median(results.get((0, "default"), [float("nan")]))
-        speed = statistics.median(speeds)
-        print(json.dumps({"kind": "median", "command": args.command, "busy_loops": load,
-                          "setting": name,
-                          "chars_per_s": round(speed), "of_idle": round(speed / idle, 3),
-                          "runs": len(speeds), "cpu": platform.processor() or platform.machine(),
-                          "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE")}))
+    def median(load: int, name: str) -> float:
+        return statistics.median(results.get((load, name), [float("nan")]))
 
+    for (load, name), speeds in sorted(results.items()):
+        ours = not name.endswith(BASELINE)
+        idle = median(0, "default" + ("" if ours else BASELINE))
+        speed = statistics.median(speeds)
+        versus = {"of_baseline": round(speed / median(load, name + BASELINE), 3)} \
+            if ours and args.baseline else {}
+        print(json.dumps({"kind": "median", "command": args.command, "busy_loops": load,
+                          "setting": name, "chars_per_s": round(speed),
+                          "of_idle": round(speed / idle, 3), **versus, "runs": len(speeds),
+                          **machine()}))
 
 if __name__ == "__main__":
     main()

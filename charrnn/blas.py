@@ -272,7 +272,7 @@ def _notes(count: int | str) -> list[str]:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
         (os.cpu_count() or 1)
     if count > cores:
-        return [f"{option('threads')} {count} is more than this machine's {cores} core(s): "
+        return [f"{option('threads', count)} is more than this machine's {cores} core(s): "
                 "threads beyond the cores wait for each other, which makes training slower"]
     return []
 

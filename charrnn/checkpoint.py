@@ -102,7 +102,7 @@ MAGIC = "charrnn-model"
 # more than ~150 MB whatever it holds
 MAX_META = 12 << 20  # bytes of JSON (50,000 history rows take 6.5 to 8.3 MB)
 MAX_META_VALUES = 1_000_000  # JSON values, keys included (11 per history row)
-MAX_HISTORY_ROWS = 50_000  # evaluations: 10 million steps at --eval-every 200
+MAX_HISTORY_ROWS = 50_000  # evaluations: 10 million steps at eval_every 200
 MAX_TEXT = 65_536  # characters of the corpus name or digest, which inspect shows
 _FLOATS = {"float32": "<f4", "float64": "<f8"}
 
@@ -119,7 +119,7 @@ def _version() -> str:
 
 @dataclass
 class ResumeState:
-    """Everything ``train --resume`` needs to continue a run as if it had never stopped."""
+    """Everything a resumed run (``resume=True``) needs to continue as if it had never stopped."""
 
     params: dict[str, np.ndarray]  # latest weights, keyed and shaped like CharRNN.params
     optimizer: str  # optimizer name, one of config.OPTIMIZERS

@@ -4,15 +4,18 @@ The rule, in three sentences (its measurements: docs/loss.md, "How the defaults 
 
 1. The model is a GRU 256 units wide with 2 layers, 3 layers when the run can train on at least
    DEEP_BUDGET characters at the GRU 2x256's speed, and 384 wide with 2 layers from BIG_BUDGET.
-2. It reads its text at most MAX_PASSES times (``--epochs``), so that a small text is not
+2. It reads its text at most MAX_PASSES times (``epochs``), so that a small text is not
    memorised before the learning rate has decayed, and at most MAX_CHARS characters in a run
-   with neither ``--max-time`` nor ``--max-steps``.
+   with neither ``max_time`` nor ``max_steps``.
 3. Its dropout is DROPOUT_PER_PASS for each pass the run can make at the chosen width's speed,
    at most MAX_DROPOUT.
 
-The run's budget is the tightest of its limits: the passes, ``--max-steps`` x batch x window,
-and ``--max-time`` at SPEED characters a second, (256 / H)^1.25 of it at width H. Every option
+The run's budget is the tightest of its limits: the passes, ``max_steps`` x batch x window,
+and ``max_time`` at SPEED characters a second, (256 / H)^1.25 of it at width H. Every option
 given wins over the choice; a resumed run keeps the options stored in its file.
+
+The smallest model (CELL, WIDTHS[0], its layers) and MAX_PASSES are ModelConfig's and
+TrainConfig's defaults, so that the library's defaults are what a new run trains.
 """
 
 from __future__ import annotations
@@ -20,24 +23,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import TrainConfig
+from .config import ModelConfig, TrainConfig
 from .data import validation_chars
 
 __all__ = ["CHOSEN", "Choice", "budget_chars", "choose", "pass_limit"]
 
-CELL = "gru"
-WIDTHS = (256, 384)  # the narrow and the wide model
+_MD, _TD = ModelConfig(), TrainConfig()
+CELL = _MD.cell  # the cell of every chosen model
+WIDTHS = (_MD.hidden_size, 384)  # the narrow and the wide model
 DEEP_BUDGET = 1_000_000  # characters a run must be able to train on for a third layer
 BIG_BUDGET = 10_000_000  # characters a run must be able to train on for the wide model
-MAX_PASSES = 15.0  # passes over the training text at most
+MAX_PASSES = _TD.epochs  # passes over the training text at most
 MAX_CHARS = 50_000_000  # characters a run without a time or step limit trains on at most
 SPEED = 20_000  # characters a second: the GRU 2x256 on the 2-core development machine
 DROPOUT_PER_PASS, MAX_DROPOUT = 0.02, 0.3
 # (the budget from which, width, layers): the first whose budget the run reaches
-MODELS = ((BIG_BUDGET, WIDTHS[1], 2), (DEEP_BUDGET, WIDTHS[0], 3), (0, WIDTHS[0], 2))
+MODELS = ((BIG_BUDGET, WIDTHS[1], 2), (DEEP_BUDGET, WIDTHS[0], 3), (0, WIDTHS[0], _MD.num_layers))
 CHOSEN = ("cell", "hidden_size", "num_layers", "dropout", "epochs")  # unless given
-
-_TD = TrainConfig()
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ class Choice:
 
 
 def pass_limit(train_chars: int, train_options: dict[str, Any]) -> float:
-    """--epochs, when not given: MAX_PASSES, and no more than MAX_CHARS characters in a run
+    """``epochs``, when not given: MAX_PASSES, and no more than MAX_CHARS characters in a run
     that has no time or step limit."""
     if train_options.get("max_time") or train_options.get("max_steps"):
         return MAX_PASSES
@@ -63,7 +65,7 @@ def pass_limit(train_chars: int, train_options: dict[str, Any]) -> float:
 
 
 def budget_chars(train_chars: int, train_options: dict[str, Any], width: int) -> float:
-    """The characters the run can train on: its tightest limit, --max-time at the speed of a
+    """The characters the run can train on: its tightest limit, ``max_time`` at the speed of a
     GRU 2 x ``width`` (SPEED x (256 / width)^1.25); inf without any limit."""
     t = {**_TD.to_dict(), "epochs": pass_limit(train_chars, train_options), **train_options}
     budgets = [t["epochs"] * train_chars] if t["epochs"] else []

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError
+from .errors import ConfigError, option, speaking_in_flags
 
 CELLS = ("rnn", "gru", "lstm")
 #: gate blocks per cell: the width of W_x, W_h and b is GATES[cell] * hidden_size
@@ -70,7 +70,8 @@ class _Config:
         if unknown:
             raise ConfigError(f"unknown {cls.__name__} field(s): {', '.join(map(str, unknown))}")
         try:
-            return cls(**d)
+            with speaking_in_flags(False):  # a stored config's fields, not the command's flags
+                return cls(**d)
         except TypeError as e:  # a required field is missing
             raise ConfigError(f"{cls.__name__}: {e}") from None
 
@@ -84,27 +85,29 @@ MAX_HIDDEN_SIZE, MAX_LAYERS = 16384, 64  # far beyond use; keeps a typo from exh
 
 @dataclass(frozen=True)
 class ModelConfig(_Config):
-    """What the network is; fixed for the life of a model."""
+    """What the network is; fixed for the life of a model. Its defaults are the model that
+    ``charrnn.choice`` starts from: a GRU 2 x 256, without dropout until chosen."""
 
-    cell: str = "lstm"  # recurrent cell: rnn (tanh), gru (cuDNN form) or lstm
+    cell: str = "gru"  # recurrent cell: rnn (tanh), gru (cuDNN form) or lstm
     vocab_size: int = 65  # V: number of distinct characters
     hidden_size: int = 256  # H: units per layer
     num_layers: int = 2  # L: stacked recurrent layers
     dropout: float = 0.0  # inverted-dropout rate between layers and before the head (training only)
 
     def __post_init__(self) -> None:
-        check(self.cell in CELLS, f"cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
+        check(self.cell in CELLS,
+              f"{option('cell')} must be one of {', '.join(CELLS)}, not {self.cell!r}")
         check(is_int(self.vocab_size) and 1 <= self.vocab_size <= MAX_VOCAB_SIZE,
               f"vocab_size must be an integer from 1 to {MAX_VOCAB_SIZE}, not "
               f"{self.vocab_size!r}")
         check(is_int(self.hidden_size) and 1 <= self.hidden_size <= MAX_HIDDEN_SIZE,
-              f"hidden size must be an integer from 1 to {MAX_HIDDEN_SIZE}, not "
+              f"{option('hidden_size')} must be an integer from 1 to {MAX_HIDDEN_SIZE}, not "
               f"{self.hidden_size!r}")
         check(is_int(self.num_layers) and 1 <= self.num_layers <= MAX_LAYERS,
-              f"number of layers must be an integer from 1 to {MAX_LAYERS}, not "
+              f"{option('num_layers')} must be an integer from 1 to {MAX_LAYERS}, not "
               f"{self.num_layers!r}")
         check(is_number(self.dropout) and 0.0 <= self.dropout < 1.0,
-              f"dropout must be at least 0 and below 1, not {self.dropout!r}")
+              f"{option('dropout')} must be at least 0 and below 1, not {self.dropout!r}")
 
     @property
     def gates(self) -> int:
@@ -142,7 +145,9 @@ MAX_SEED = 2**63 - 1  # the largest signed 64-bit integer
 
 @dataclass(frozen=True)
 class TrainConfig(_Config):
-    """How a model is trained; may change between resumed runs."""
+    """How a model is trained; may change between resumed runs. Its defaults are a new run's,
+    but for ``epochs``, which ``charrnn.choice`` lowers for a large text, and fine-tuning's
+    (FINETUNE_DEFAULTS)."""
 
     seq_len: int = 64  # T: characters per truncated-BPTT window
     batch_size: int = 32  # B: parallel contiguous streams
@@ -152,7 +157,7 @@ class TrainConfig(_Config):
     lr_decay: float = 1.0  # multiply the learning rate by this ...
     lr_decay_every: int = 0  # ... every this many steps (0: never)
     grad_clip: float = 5.0  # clip the global gradient norm to this (0: no clipping)
-    epochs: float = 20.0  # stop after this many passes over the training text (0: no limit)
+    epochs: float = 15.0  # stop after this many passes over the training text (0: no limit)
     max_steps: int = 0  # stop after this many steps in the whole run (0: no limit)
     max_time: float = 0.0  # stop after this many seconds of training in this run (0: no limit)
     patience: int = 5  # stop after this many evaluations without a better val loss (0: never)
@@ -164,49 +169,48 @@ class TrainConfig(_Config):
 
     def __post_init__(self) -> None:
         check(is_int(self.seq_len) and 1 <= self.seq_len <= MAX_SEQ_LEN,
-              f"sequence length must be an integer from 1 to {MAX_SEQ_LEN:,}, not "
+              f"{option('seq_len')} must be an integer from 1 to {MAX_SEQ_LEN:,}, not "
               f"{self.seq_len!r}")
         check(is_int(self.batch_size) and 1 <= self.batch_size <= MAX_BATCH_SIZE,
-              f"batch size must be an integer from 1 to {MAX_BATCH_SIZE:,}, not "
+              f"{option('batch_size')} must be an integer from 1 to {MAX_BATCH_SIZE:,}, not "
               f"{self.batch_size!r}")
         check(is_number(self.lr) and self.lr > 0,
-              f"learning rate must be positive, not {self.lr!r}")
-        check(self.optimizer in OPTIMIZERS,
-              f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}")
-        check(self.lr_schedule in LR_SCHEDULES,
-              f"lr schedule must be one of {', '.join(LR_SCHEDULES)}, not {self.lr_schedule!r}")
+              f"{option('lr')} must be a positive number, not {self.lr!r}")
+        check(self.optimizer in OPTIMIZERS, f"{option('optimizer')} must be one of "
+              f"{', '.join(OPTIMIZERS)}, not {self.optimizer!r}")
+        check(self.lr_schedule in LR_SCHEDULES, f"{option('lr_schedule')} must be one of "
+              f"{', '.join(LR_SCHEDULES)}, not {self.lr_schedule!r}")
         check(is_number(self.lr_decay) and 0 < self.lr_decay <= 1,
-              f"lr decay must be in (0, 1], not {self.lr_decay!r}")
+              f"{option('lr_decay')} must be in (0, 1], not {self.lr_decay!r}")
         check(is_int(self.lr_decay_every) and self.lr_decay_every >= 0,
-              f"lr decay interval must be a non-negative integer, not {self.lr_decay_every!r}")
+              f"{option('lr_decay_every')} must be a non-negative integer, not "
+              f"{self.lr_decay_every!r}")
         check(self.lr_schedule == "constant" or (self.lr_decay_every == 0
                                                  and self.lr_decay == 1.0),
-              "--lr-decay and --lr-decay-every apply to --lr-schedule constant; add it")
+              f"{option('lr_decay')} and {option('lr_decay_every')} apply to "
+              f"{option('lr_schedule', 'constant')}; add it")
         check(is_number(self.grad_clip) and self.grad_clip >= 0,
-              f"gradient clip must be a finite number >= 0 (0: no clipping), not "
+              f"{option('grad_clip')} must be a finite number >= 0 (0: no clipping), not "
               f"{self.grad_clip!r}")
-        check(is_number(self.epochs) and self.epochs >= 0,
-              f"epochs must be a finite number >= 0, not {self.epochs!r}")
-        check(is_int(self.max_steps) and self.max_steps >= 0,
-              f"max steps must be a non-negative integer, not {self.max_steps!r}")
-        check(is_number(self.max_time) and self.max_time >= 0,
-              f"max time must be non-negative, not {self.max_time!r}")
-        check(is_int(self.patience) and self.patience >= 0,
-              f"patience must be a non-negative integer, not {self.patience!r}")
+        for name in ("epochs", "max_time"):
+            value = getattr(self, name)
+            check(is_number(value) and value >= 0,
+                  f"{option(name)} must be a finite number >= 0 (0: no limit), not {value!r}")
+        for name in ("max_steps", "patience", "eval_every", "sample_every"):
+            value = getattr(self, name)
+            check(is_int(value) and value >= 0,
+                  f"{option(name)} must be a non-negative integer, not {value!r}")
         check(is_number(self.val_frac) and 0 <= self.val_frac < 1,
-              f"validation fraction must be at least 0 and below 1, not {self.val_frac!r}")
-        check(is_int(self.eval_every) and self.eval_every >= 0,
-              f"eval interval must be a non-negative integer, not {self.eval_every!r}")
-        check(is_int(self.sample_every) and self.sample_every >= 0,
-              f"sample interval must be a non-negative integer, not {self.sample_every!r}")
+              f"{option('val_frac')} must be at least 0 and below 1, not {self.val_frac!r}")
         check(is_int(self.sample_length) and self.sample_length >= 1,
-              f"sample length must be a positive integer, not {self.sample_length!r}")
+              f"{option('sample_length')} must be a positive integer, not "
+              f"{self.sample_length!r}")
         check(is_int(self.seed) and 0 <= self.seed <= MAX_SEED,
-              f"seed must be a non-negative integer, not {self.seed!r}")
+              f"{option('seed')} must be a non-negative integer, not {self.seed!r}")
 
 
-#: Training options a fine-tuning run (``--init-from``) takes unless given. A trained model
-#: needs a gentler rate than a new one and reaches its best on a small text within a few hundred
-#: steps, then overfits: measured on the Sonnets and three poems from a base trained on eight
-#: plays (docs/training.md, "Fine-tuning").
-FINETUNE_DEFAULTS = {"lr": 5e-4, "eval_every": 50}
+#: Training options a fine-tuning run (``init_from``) takes unless given, over TrainConfig's. A
+#: trained model needs a gentler rate than a new one and reaches its best on a small text within
+#: a few hundred steps, then overfits: measured on the Sonnets and three poems from a base
+#: trained on eight plays, for 20 passes (docs/training.md, "Fine-tuning").
+FINETUNE_DEFAULTS = {"lr": 5e-4, "eval_every": 50, "epochs": 20.0}

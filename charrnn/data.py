@@ -33,7 +33,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from .errors import DataError
+from .errors import DataError, option
 from .vocab import (
     MAX_CODEPOINT,
     Vocab,
@@ -80,6 +80,7 @@ class Corpus:
     ids: np.ndarray  # (n,) read-only, vocab.id_dtype: the whole normalised text
     vocab: Vocab  # the sorted distinct characters of the text
     skipped: tuple[str, ...] = ()  # directory members left out because they look binary
+    sources: tuple[str, ...] = ()  # every file read, as opened ("-": standard input)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -208,12 +209,12 @@ def _file_codepoints(chunks: Iterator[bytes], name: str, codec: codecs.CodecInfo
             if b"\x00" in raw:  # text files hardly ever hold NUL bytes; binary ones do
                 raise DataError(f"{name}: looks like a binary file, not text (NUL bytes; "
                                 f"byte 0x{byte} at offset {before + e.start} is not valid "
-                                f"{_printable(encoding)}); if it is text, pass its --encoding "
-                                "(e.g. utf-16)") from None
+                                f"{_printable(encoding)}); if it is text, pass its "
+                                f"{option('encoding')} (e.g. utf-16)") from None
             raise DataError(
                 f"{name}: byte 0x{byte} at offset {before + e.start} is not valid "
-                f"{_printable(encoding)}; pass --encoding latin-1 (or the file's real encoding), "
-                "or convert the file to UTF-8") from None
+                f"{_printable(encoding)}; pass {option('encoding', 'latin-1')} (or the file's "
+                "real encoding), or convert the file to UTF-8") from None
         except UnicodeError as e:
             raise DataError(f"{name}: not valid {_printable(encoding)}: {e}") from None
         return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), "<u4")
@@ -326,7 +327,8 @@ def read_corpus(paths: Sequence[str | Path], encoding: str = "utf-8",
     if builder.count == 0:
         raise DataError(f"corpus is empty: {name}")
     ids, vocab = builder.finish()
-    return Corpus(name, names, tally.size, tally.digest.hexdigest(), ids, vocab, tuple(skipped))
+    return Corpus(name, names, tally.size, tally.digest.hexdigest(), ids, vocab, tuple(skipped),
+                  tuple(map(str, files)))
 
 
 def validation_chars(n: int, val_frac: float) -> int:
@@ -340,7 +342,7 @@ def validation_chars(n: int, val_frac: float) -> int:
 def split_train_val(ids: np.ndarray, val_frac: float) -> tuple[np.ndarray, np.ndarray]:
     """(train, val) views of `ids`: the last validation_chars(n, val_frac) ids are the tail."""
     if not 0 <= val_frac < 1:
-        raise DataError(f"validation fraction must be at least 0 and below 1, not {val_frac!r}")
+        raise DataError(f"{option('val_frac')} must be at least 0 and below 1, not {val_frac!r}")
     split = len(ids) - validation_chars(len(ids), val_frac)
     return ids[:split], ids[split:]
 
@@ -364,14 +366,14 @@ class StreamBatches:
         if ids.ndim != 1 or ids.dtype.kind not in "iu":
             raise DataError("training ids must be a 1-D integer array")
         if batch_size < 1 or seq_len < 1:
-            raise DataError("batch size and sequence length must be positive")
+            raise DataError(f"{option('batch_size')} and {option('seq_len')} must be positive")
         self.batch_size, self.seq_len = B, T = batch_size, seq_len
         per = max(len(ids) - 1, 0) // B
         self.steps_per_epoch = per // T
         if self.steps_per_epoch == 0:
             raise DataError(
                 f"the training text has {len(ids):,} characters, but one batch of {B} x {T} needs "
-                f"{min_chars(B, T):,}; lower --batch-size or --seq-len")
+                f"{min_chars(B, T):,}; lower {option('batch_size')} or {option('seq_len')}")
         self.inputs = ids[:B * per].reshape(B, per)
         self.targets = ids[1:B * per + 1].reshape(B, per)
 

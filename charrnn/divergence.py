@@ -50,4 +50,4 @@ def diverged(what: str, step: int, path: Path, saved: int | None,
         return DivergenceError(f"training diverged at step {step}: {what}; nothing was saved to "
                                f"{path}. {advice}")
     return DivergenceError(f"training diverged at step {step}: {what}; {path} (step {saved}) "
-                           f"is intact. {advice}, then {option('resume')}")
+                           f"is intact. {advice}, then {option('resume', True)}")

@@ -3,7 +3,7 @@
 An output is refused when it is a folder, a device, a pipe or a socket (renamed over, /dev/null
 would become a plain file), a file the corpus reads, or another user's file in a sticky folder
 such as /tmp. An existing model file is replaced only with ``force`` or continued with
-``resume``; a page (``inspect --html``) never replaces a file it is made from, and another
+``resume``; a page (``charrnn inspect --html``) never replaces a file it is made from, and another
 existing file only with ``force``. ``atomic.replace_file`` applies the first rule at every
 write too, so a library ``save`` is covered as well.
 """
@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import UsageError
+from .errors import UsageError, option
 
 __all__ = ["check_output", "check_page_output", "check_writable", "is_corpus_file", "may_replace",
            "not_a_file"]
@@ -76,17 +76,23 @@ def check_writable(path: Path) -> None:
                          "where only a file's owner may replace it (sticky, like /tmp)")
 
 
-def check_output(path: Path, *, resume: bool, force: bool) -> None:
-    """Raise a UsageError unless training may write the model file ``path``."""
+def check_output(path: Path, *, resume: bool, force: bool,
+                 sources: Sequence[str | Path] = ()) -> None:
+    """Raise a UsageError unless training may write the model file ``path``: never over a file
+    of the corpus, whose ``sources`` (``Corpus.sources``; "-": standard input) it reads, even
+    with ``force``; over an existing file only with ``resume`` or ``force``, not both."""
     check_writable(path)
+    if is_corpus_file(path, sources):
+        raise UsageError(f"cannot write {path}: it is a file of the corpus; choose another "
+                         f"{option('output')}")
     if path.exists() and not (resume or force):
-        raise UsageError(f"{path} already exists; pass --resume to continue training it "
-                         "or --force to overwrite it")
+        raise UsageError(f"{path} already exists; pass {option('resume', True)} to continue "
+                         f"training it or {option('force', True)} to overwrite it")
     if resume and not path.exists():
         raise UsageError(f"cannot resume: {path} does not exist")
     if resume and force:
-        raise UsageError("--resume continues a model and --force starts a new one; "
-                         "pass one of them")
+        raise UsageError(f"{option('resume', True)} continues a model and "
+                         f"{option('force', True)} starts a new one; pass one of them")
 
 
 def check_page_output(path: Path, *, force: bool, inputs: Sequence[str | Path]) -> None:
@@ -97,4 +103,4 @@ def check_page_output(path: Path, *, force: bool, inputs: Sequence[str | Path]) 
     if is_corpus_file(path, inputs):
         raise UsageError(f"cannot write {path}: the page is made from that file")
     if path.exists() and not force:
-        raise UsageError(f"{path} already exists; pass --force to overwrite it")
+        raise UsageError(f"{path} already exists; pass {option('force', True)} to overwrite it")

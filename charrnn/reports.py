@@ -26,7 +26,7 @@ class Report:
     overall_chars_per_s: float = 0.0  # characters per wall second in this invocation
     elapsed: float = 0.0  # seconds of training in this invocation
     eta: float | None = None  # seconds left, validations and saves included (None: unknown)
-    time_limit: float = 0.0  # --max-time in seconds (0: none)
+    time_limit: float = 0.0  # max_time in seconds (0: none)
     text: str = ""  # the sample, or the notice
     path: str = ""  # the model file
     info: dict[str, Any] = field(default_factory=dict)  # start/done details

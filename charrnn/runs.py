@@ -20,7 +20,7 @@ from . import checkpoint
 from .choice import choose
 from .config import FINETUNE_DEFAULTS, ModelConfig, TrainConfig
 from .data import Corpus, Vocab, min_chars, validation_chars
-from .errors import ConfigError, DataError, UsageError
+from .errors import ConfigError, DataError, UsageError, option
 from .model import CharRNN
 from .optim import make_optimizer
 from .transfer import grown
@@ -93,13 +93,14 @@ def fit_to_corpus(cfg: TrainConfig, n_chars: int) -> tuple[TrainConfig, list[str
                         "(one to read, one to predict)")
     if train_n < min_chars(1, cfg.seq_len):
         notes.append(f"the corpus has {train_n} training characters, fewer than one window of "
-                     f"--seq-len {cfg.seq_len} + 1: using --seq-len {train_n - 1}")
+                     f"{option('seq_len', cfg.seq_len)} + 1: using "
+                     f"{option('seq_len', train_n - 1)}")
         cfg = cfg.replace(seq_len=train_n - 1)
     fit = (train_n - 1) // cfg.seq_len
     if fit < cfg.batch_size:
         notes.append(f"the corpus has {train_n:,} training characters, enough for {fit:,} "
-                     f"stream{'' if fit == 1 else 's'} of --seq-len {cfg.seq_len}: using "
-                     f"--batch-size {fit} instead of {cfg.batch_size}")
+                     f"stream{'' if fit == 1 else 's'} of {option('seq_len', cfg.seq_len)}: "
+                     f"using {option('batch_size', fit)} instead of {cfg.batch_size}")
         cfg = cfg.replace(batch_size=fit)
     return cfg, notes
 
@@ -127,16 +128,16 @@ def _resume_refusal(ck: checkpoint.Checkpoint, corpus: Corpus, path: Path) -> st
     """Why the model file cannot continue a run on this corpus, or None."""
     if ck.resume is None:
         return (f"cannot resume: {path} holds no training state (it was saved for sampling "
-                "only); use --force to start a new model")
+                f"only); use {option('force', True)} to start a new model")
     # a fine-tuned model's vocabulary may hold characters of its base that the corpus lacks
     if ck.model.vocab.unknown("".join(corpus.vocab.chars)):
         return (f"cannot resume: the corpus's characters differ from the model's vocabulary "
                 f"({len(corpus.vocab)} vs {len(ck.model.vocab)} characters); train on the same "
-                "text or start a new model with --force")
+                f"text or start a new model with {option('force', True)}")
     if ck.corpus and ck.corpus.get("sha256") != corpus.sha256:
         return (f"cannot resume: the corpus differs from the one {path} was trained on "
                 f"({ck.corpus.get('name')}, sha256 {str(ck.corpus.get('sha256'))[:12]}...); "
-                "train on the same text or start a new model with --force")
+                f"train on the same text or start a new model with {option('force', True)}")
     return None
 
 
@@ -148,22 +149,22 @@ def resumed_run(ck: checkpoint.Checkpoint, corpus: Corpus, model_options: dict[s
     if problem := _resume_refusal(ck, corpus, path):
         raise UsageError(problem)
     rs, cfg = ck.resume, ck.model.config
-    differs = [f"--{k.replace('_', '-')} {v} (model has {getattr(cfg, k)})"
+    differs = [f"{option(k, v)} (model has {getattr(cfg, k)})"
                for k, v in model_options.items() if getattr(cfg, k) != v]
     notes = []
     if train_options.get("seed", rs.train_config.seed) != rs.train_config.seed:
-        notes.append(f"--seed {train_options['seed']} is left aside: a resumed run goes on with "
-                     f"the random state saved in {path.name} (the run's seed is "
+        notes.append(f"{option('seed', train_options['seed'])} is left aside: a resumed run "
+                     f"goes on with the random state saved in {path.name} (the run's seed is "
                      f"{rs.train_config.seed})")
     train_options = {k: v for k, v in train_options.items() if k != "seed"}
-    # --max-time limits one invocation: a resumed run has none unless given again
+    # max_time limits one invocation: a resumed run has none unless given again
     tcfg = rs.train_config.replace(**{"max_time": 0.0, **train_options})
     # options the first run shrank to fit the corpus compare as shrunk the same way
     tcfg, fitted = fit_to_corpus(tcfg, len(corpus))
     notes += fitted
     for k in ("batch_size", "seq_len", "val_frac"):
         if getattr(tcfg, k) != getattr(rs.train_config, k):
-            differs.append(f"--{k.replace('_', '-')} {getattr(tcfg, k)} (the run uses "
+            differs.append(f"{option(k, getattr(tcfg, k))} (the run uses "
                            f"{getattr(rs.train_config, k)}; it fixes the data layout)")
     if differs:
         raise UsageError("cannot resume with different options: " + "; ".join(differs))
@@ -171,7 +172,7 @@ def resumed_run(ck: checkpoint.Checkpoint, corpus: Corpus, model_options: dict[s
     optimizer = make_optimizer(rs.train_config.optimizer, model.params)
     optimizer.load_state_dict(rs.optimizer_state)
     if tcfg.optimizer != rs.train_config.optimizer:
-        raise UsageError(f"cannot resume with --optimizer {tcfg.optimizer}: the run "
+        raise UsageError(f"cannot resume with {option('optimizer', tcfg.optimizer)}: the run "
                          f"uses {rs.train_config.optimizer}")
     rng = np.random.default_rng()
     rng.bit_generator.state = rs.rng_state
@@ -197,25 +198,26 @@ class Base:
 
 def finetune_base(init_from: Any, model_options: dict[str, Any], *, resume: bool = False,
                   output: str | Path | None = None) -> Base:
-    """The base of a fine-tuning run, once what such a run cannot take is refused: --resume,
+    """The base of a fine-tuning run, once what such a run cannot take is refused: ``resume``,
     the options that fix the network's shape (it is the base's), the base's file as output.
 
     ``init_from`` is a model file's path (read by ``checkpoint.load``, as every model file is,
     then hashed), a loaded ``Checkpoint`` (its file at ``path`` is hashed), a ``CharRNN`` (no
     file: the record names none) or a ``Base`` (checked again)."""
     if resume:
-        raise UsageError("--init-from starts a new model from a base and --resume continues "
-                         "the one in --output; give one of them")
+        raise UsageError(f"{option('init_from')} starts a new model from a base and "
+                         f"{option('resume', True)} continues the one in {option('output')}; "
+                         "give one of them")
     if shape := [k for k in SHAPE_OPTIONS if k in model_options]:
-        raise UsageError(", ".join("--" + k.replace("_", "-") for k in shape) + " cannot be "
-                         "given with --init-from: the network's shape is the base model's")
+        raise UsageError(f"{', '.join(map(option, shape))} cannot be given with "
+                         f"{option('init_from')}: the network's shape is the base model's")
     base = init_from if isinstance(init_from, Base) else _read_base(init_from)
     if base.model.vocab is None:
         raise ConfigError("the base model has no vocabulary (set model.vocab)")
     if output is not None and base.path is not None and Path(output).exists() \
             and os.path.samefile(base.path, output):
-        raise UsageError(f"{output} is the base model (--init-from); write the fine-tuned "
-                         "model to another file with -o/--output")
+        raise UsageError(f"{output} is the base model ({option('init_from')}); write the "
+                         f"fine-tuned model to another file with {option('output')}")
     return base
 
 

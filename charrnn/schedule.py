@@ -8,7 +8,7 @@ from .config import TrainConfig
 
 __all__ = ["COSINE_FLOOR", "lr_at"]
 
-COSINE_FLOOR = 0.05  # the cosine schedule ends at this fraction of --lr
+COSINE_FLOOR = 0.05  # the cosine schedule ends at this fraction of ``lr``
 
 
 def lr_at(cfg: TrainConfig, step: int, progress: float) -> float:
@@ -16,7 +16,7 @@ def lr_at(cfg: TrainConfig, step: int, progress: float) -> float:
 
     constant: ``lr * lr_decay ** (step // lr_decay_every)`` (step decay, if set).
     cosine: ``lr * (m + (1 - m) * (1 + cos(pi * progress)) / 2)`` with m = COSINE_FLOOR, where
-    progress in [0, 1] is how far the run is towards its step/epoch limit or its --max-time,
+    progress in [0, 1] is how far the run is towards its step/epoch limit or its ``max_time``,
     whichever is further (no limit: progress stays 0, a constant rate).
     """
     if cfg.lr_schedule == "cosine":

@@ -326,7 +326,7 @@ def train(corpus: Corpus, output: str | Path, *, model_options: dict[str, Any] |
     check_threads(threads)
     base = None if init_from is None else finetune_base(init_from, model_options,
                                                         resume=resume, output=path)
-    check_output(path, resume=resume, force=force)
+    check_output(path, resume=resume, force=force, sources=corpus.sources)
     if resume:
         state, cfg, notes = resumed_run(checkpoint.load(path), corpus, model_options,
                                         train_options, path)

@@ -17,7 +17,7 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from .errors import ConfigError, DataError, VocabularyError
+from .errors import ConfigError, DataError, VocabularyError, option
 
 __all__ = ["MAX_NAMED", "UNKNOWN_POLICIES", "Vocab", "apply_unknown_policy", "encode_corpus",
            "escape_char", "leave_out", "left_out_note"]
@@ -93,7 +93,7 @@ def apply_unknown_policy(vocab: Vocab, counts: Mapping[str, int], policy: str,
 
     counts: {char: occurrences} of the text; what: its name in the message ("prime", "text").
     Returns {char: occurrences} of the unknown characters, in code point order ({} if none).
-    The message's remedy names the command line's option, ``--unknown skip``.
+    The message's remedy is ``option("unknown", "skip")``: ``--unknown skip`` on the command line.
     """
     if policy not in UNKNOWN_POLICIES:
         raise ConfigError(f"the policy for unknown characters is one of "
@@ -102,8 +102,8 @@ def apply_unknown_policy(vocab: Vocab, counts: Mapping[str, int], policy: str,
     if missing and policy == "error":
         err = VocabularyError(
             f"the {what} has {sum(missing.values()):,} character(s) the model never saw, "
-            f"{len(missing)} distinct: {_listing(list(missing), missing)}; pass --unknown skip "
-            "to leave them out")
+            f"{len(missing)} distinct: {_listing(list(missing), missing)}; pass "
+            f"{option('unknown', 'skip')} to leave them out")
         err.unknown = list(missing)
         raise err
     return missing

@@ -141,7 +141,7 @@ def test_a_run_follows_the_load_or_holds_a_pinned_count_and_restores_it(
     # following the load: one thread, and a try of two from the fourth step
     assert counts == ([1, 1, 2] if threads in (None, "auto") else [threads] * 3)
     assert fake.n == 2 and fake.changes[-1] == 2  # restored, though stopped early
-    assert notes == ([] if threads != 3 else ["threads 3 is more than this machine's 2 core(s): "
+    assert notes == ([] if threads != 3 else ["threads=3 is more than this machine's 2 core(s): "
                                               "threads beyond the cores wait for each other, "
                                               "which makes training slower"])
 

@@ -503,7 +503,7 @@ def test_whole_archive_compression_ratio_is_bounded(tmp_path, monkeypatch):
     """Members each under the ratio limit, over 100x the file in all (limits scaled down)."""
     path = tmp_path / "m.npz"
     vocab = Vocab.from_text(SPECIAL)
-    cfg = ModelConfig(vocab_size=len(vocab), hidden_size=256)
+    cfg = ModelConfig(cell="lstm", vocab_size=len(vocab), hidden_size=256)
     zeros = {k: np.zeros(s, np.float32) for k, s in cfg.parameter_shapes().items()}
     save(path, CharRNN(cfg, zeros, vocab=vocab))  # a valid model of zeros: deflates ~1000x
     write_members(path, members(path), zipfile.ZIP_DEFLATED)
@@ -598,7 +598,7 @@ def _set(path, value):
 @pytest.mark.parametrize("path,value,fragments", [
     (["model_config", "cell"], "transformer",
      ["model config: cell must be one of rnn, gru, lstm, not 'transformer'"]),
-    (["model_config", "hidden_size"], -3, ["model config: hidden size must be"]),
+    (["model_config", "hidden_size"], -3, ["model config: hidden_size must be"]),
     (["model_config", "vocab_size"], 13, ["'vocab' has shape (12,), expected (13,)"]),
     (["model_config", "num_layers"], 1, ["unexpected member 'params/layers.1."]),
     (["model_config", "color"], "red", ["unknown ModelConfig field(s): color"]),
@@ -629,7 +629,7 @@ def _set(path, value):
     (["resume", "optimizer"], "sgd", ["unexpected member 'resume/optim/m/"]),
     (["resume", "train_config", "batch_size"], 4, ["'resume/hidden' has shape (2, 2, 3, 8), "
                                                    "expected (2, 2, 4, 8)"]),
-    (["resume", "train_config", "lr"], 0, ["resume train config: learning rate must be"]),
+    (["resume", "train_config", "lr"], 0, ["resume train config: lr must be"]),
     (["resume", "rng_state", "state", "state"], 2**130, ["not a PCG64 state"]),
     (["resume", "rng_state", "bit_generator"], "MT19937", ["not a PCG64 state"]),
     (["resume", "elapsed"], None, ["resume elapsed must be a number"]),
@@ -1104,7 +1104,7 @@ DISK_FULL = """
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # so that write() fails with EFBIG
     resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))  # files up to 1 MiB
     vocab = Vocab.from_text("abc")
-    cfg = ModelConfig(vocab_size=3, hidden_size=256, num_layers=2)  # 3 MB of weights
+    cfg = ModelConfig(cell="lstm", vocab_size=3, hidden_size=256, num_layers=2)  # 3 MB
     params = {k: np.ones(s, np.float32) for k, s in cfg.parameter_shapes().items()}
     model = CharRNN(cfg, params, vocab=vocab)
     try:

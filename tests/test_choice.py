@@ -10,6 +10,7 @@ import charrnn
 from charrnn import checkpoint, choice, runs
 from charrnn.choice import CHOSEN, choose
 from charrnn.cli import main
+from charrnn.config import FINETUNE_DEFAULTS, ModelConfig, TrainConfig
 from charrnn.data import read_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,3 +154,53 @@ def test_the_library_chooses_too_and_takes_the_options_it_is_given(text, tmp_pat
                        train_options=limits))
     b = checkpoint.load(tmp_path / "b.npz")
     assert b.model.config.dropout == 0.25 and "dropout" not in (b.chosen or {}).get("options", {})
+
+
+# ---------------------------------------------------------------- one home per default
+
+
+def test_the_library_defaults_are_the_model_and_the_passes_the_rule_starts_from():
+    model, train = ModelConfig(), TrainConfig()
+    assert (model.cell, model.hidden_size, model.num_layers) == ("gru", 256, 2)
+    assert (choice.CELL, choice.WIDTHS[0], choice.MODELS[-1]) == (model.cell, model.hidden_size,
+                                                                   (0, 256, model.num_layers))
+    assert train.epochs == choice.MAX_PASSES == 15
+    small = chosen_options(24_995)  # the poems, no limit: the smallest model, every pass
+    assert (small["cell"], small["hidden_size"], small["num_layers"], small["epochs"]) == (
+        model.cell, model.hidden_size, model.num_layers, train.epochs)
+    assert FINETUNE_DEFAULTS == {"lr": 5e-4, "eval_every": 50, "epochs": 20}
+
+
+def test_help_shows_the_defaults_from_their_one_home():
+    r = run(["train", "--help"])
+    assert r.exit_code == 0
+    shown = "".join(r.output.split())  # as wrapped at any width
+    train = TrainConfig()
+    for text in (f"[default:chosen:{choice.CELL}]",
+                 f"chosen:{choice.WIDTHS[0]},or{choice.WIDTHS[1]}wheretheruncantrainon10M",
+                 f"chosen:{choice.MAX_PASSES:g}(atmost50Mcharacters",
+                 f"{FINETUNE_DEFAULTS['epochs']:g}with--init-from;x>=0]",
+                 f"[default:{train.lr:g},{FINETUNE_DEFAULTS['lr']:g}with--init-from;x>0]",
+                 f"[default:{train.seq_len};", f"[default:{train.optimizer}]",
+                 "Unlessgiven,--lris0.0005,--eval-everyis50,--epochsis20."):
+        assert text in shown, text
+
+
+def test_an_option_given_at_its_default_value_still_wins(text, tmp_path):
+    out = tmp_path / "m.npz"
+    r = run(["train", text, "-o", out, "--max-steps", "3", "--cell", "gru", "--epochs", "15",
+             *TINY])
+    assert r.exit_code == 0, r.output
+    assert set(checkpoint.load(out).chosen["options"]) == {"dropout"}
+    assert "; --dropout to choose yourself)" in r.output
+
+
+def test_the_command_and_the_library_train_the_same_run(text, tmp_path):
+    r = run(["train", text, "-o", tmp_path / "cli.npz", "--max-steps", "3", *TINY])
+    assert r.exit_code == 0, r.output
+    list(charrnn.train(read_corpus([text]), tmp_path / "lib.npz",
+                       model_options={"hidden_size": 8, "num_layers": 1},
+                       train_options={"max_steps": 3, "batch_size": 4, "seq_len": 16}))
+    cli, lib = checkpoint.load(tmp_path / "cli.npz"), checkpoint.load(tmp_path / "lib.npz")
+    assert cli.model.config == lib.model.config and cli.chosen == lib.chosen
+    assert cli.resume.train_config == lib.resume.train_config

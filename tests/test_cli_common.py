@@ -19,7 +19,9 @@ from charrnn.cli.common import (
     apply_unknown_option,
     errors_to_exit,
     exit_status,
+    given_options,
     interrupt_message,
+    library_option,
 )
 from charrnn.errors import ConfigError, DataError, VocabularyError
 from charrnn.vocab import Vocab
@@ -46,6 +48,26 @@ def test_the_unknown_option_refuses_without_a_note(capsys):
                                               r"saw, 1 distinct: '€' \(U\+20AC, once\); "):
         apply_unknown_option(VOCAB, Counter("a\u20ac"), "error", "prime")
     assert capsys.readouterr() == ("", "")
+
+
+# ---------------------------------------------------------------- library options
+
+
+def test_a_library_option_is_given_or_none_and_its_help_shows_the_librarys_default():
+    @click.command()
+    @library_option("--seq-len", type=int, shown="64", help="Window.")
+    @library_option("--lr", type=float, shown="0.004, 0.0005 with --init-from", help="Rate.")
+    @click.pass_context
+    def command(ctx, seq_len, lr):
+        click.echo(given_options(ctx, ["seq_len", "lr"]))
+
+    runner = CliRunner()
+    assert runner.invoke(command, []).output == "{}\n"
+    assert runner.invoke(command, ["--lr", "0.004"]).output == "{'lr': 0.004}\n"  # given
+    shown = " ".join(runner.invoke(command, ["--help"]).output.split())
+    assert "Window. [default: 64]" in shown
+    assert "Rate. [default: 0.004, 0.0005 with --init-from]" in shown
+    assert runner.invoke(command, []).output == "{}\n"  # --help left the default None
 
 
 # ---------------------------------------------------------------- errors -> exit codes

@@ -73,22 +73,22 @@ def test_plain_makes_json_ready_data():
 def test_an_integer_too_large_for_a_float_is_refused_like_any_bad_value():
     with pytest.raises(ConfigError, match=r"^dropout must be at least 0 and below 1, not 1000"):
         ModelConfig(dropout=10**400)
-    with pytest.raises(ConfigError, match=r"^learning rate must be positive, not 1000"):
+    with pytest.raises(ConfigError, match=r"^lr must be a positive number, not 1000"):
         TrainConfig(lr=10**400)
-    with pytest.raises(ConfigError, match=r"^hidden size must be an integer from 1 to 16384, "
+    with pytest.raises(ConfigError, match=r"^hidden_size must be an integer from 1 to 16384, "
                                           r"not np\.int64\(8\)$"):
         ModelConfig(hidden_size=np.int64(8))  # a config holds Python numbers only (JSON's)
 
 
 @pytest.mark.parametrize("option,cls,field,limit,message", [
     ("--hidden-size", ModelConfig, "hidden_size", MAX_HIDDEN_SIZE,
-     f"hidden size must be an integer from 1 to {MAX_HIDDEN_SIZE}, not"),
+     f"hidden_size must be an integer from 1 to {MAX_HIDDEN_SIZE}, not"),
     ("--num-layers", ModelConfig, "num_layers", MAX_LAYERS,
-     f"number of layers must be an integer from 1 to {MAX_LAYERS}, not"),
+     f"num_layers must be an integer from 1 to {MAX_LAYERS}, not"),
     ("--seq-len", TrainConfig, "seq_len", MAX_SEQ_LEN,
-     f"sequence length must be an integer from 1 to {MAX_SEQ_LEN:,}, not"),
+     f"seq_len must be an integer from 1 to {MAX_SEQ_LEN:,}, not"),
     ("--batch-size", TrainConfig, "batch_size", MAX_BATCH_SIZE,
-     f"batch size must be an integer from 1 to {MAX_BATCH_SIZE:,}, not"),
+     f"batch_size must be an integer from 1 to {MAX_BATCH_SIZE:,}, not"),
     ("--seed", TrainConfig, "seed", MAX_SEED, "seed must be a non-negative integer, not"),
 ])
 def test_the_command_line_takes_exactly_the_configs_range(tmp_path, option, cls, field, limit,

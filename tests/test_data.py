@@ -29,8 +29,8 @@ from charrnn.errors import DataError, VocabularyError
 # extension-B ideograph (astral), BOM inside the text, a noncharacter and the last code point
 TRICKY = ("a\x00b\r\n\rc 😀 e\u0301 \U0001F468\u200d\U0001F469 \U00020000"
           "\ufeff\uffff\U0010FFFF z\t\x1b")
-UNDECODABLE_HINT = ("is not valid utf-8; pass --encoding latin-1 (or the file's real encoding), "
-                    "or convert the file to UTF-8")
+UNDECODABLE_HINT = ("is not valid utf-8; pass encoding='latin-1' (or the file's real "
+                    "encoding), or convert the file to UTF-8")
 
 
 def vocab_of_size(n):
@@ -276,6 +276,7 @@ def test_stdin(monkeypatch):
     raw = b"to be\r\nor not"
     corpus = from_stdin(raw)
     assert (corpus.name, corpus.files, corpus.text) == ("<stdin>", ("<stdin>",), "to be\nor not")
+    assert corpus.sources == ("-",)  # what the output guard compares with standard input
     assert corpus.sha256 == hashlib.sha256(raw).hexdigest() and corpus.size_bytes == len(raw)
     with pytest.raises(DataError, match=r"standard input \('-'\) can be read only once"):
         read_corpus(["-", "-"], stdin=io.BytesIO(raw))
@@ -302,7 +303,16 @@ def test_files_and_directories_mix_in_the_order_given(tmp_path):
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "x.txt").write_text("X")
     (tmp_path / "y.txt").write_text("Y")
-    assert read_corpus([tmp_path / "y.txt", tmp_path / "d"]).text == "YX"
+    corpus = read_corpus([tmp_path / "y.txt", tmp_path / "d"])
+    assert corpus.text == "YX"
+    assert corpus.sources == (str(tmp_path / "y.txt"), str(tmp_path / "d" / "x.txt"))
+
+
+def test_sources_are_the_paths_opened_and_files_their_printable_names(tmp_path):
+    path = tmp_path / "a\x1bb.txt"
+    path.write_text("text")
+    corpus = read_corpus([path])
+    assert corpus.files == (str(tmp_path / "a\\x1bb.txt"),) and corpus.sources == (str(path),)
 
 
 def test_named_file_with_nul_bytes_is_read(tmp_path):
@@ -376,14 +386,14 @@ def test_binary_file_is_named_as_such(tmp_path):
         read_corpus([path])
     assert str(err.value) == (f"{path}: looks like a binary file, not text (NUL bytes; "
                               "byte 0xb7 at offset 16 is not valid utf-8); if it is text, pass "
-                              "its --encoding (e.g. utf-16)")
+                              "its encoding (e.g. utf-16)")
     assert err.value.exit_code == 1
 
 
 def test_utf16_text_read_as_utf8_is_pointed_to_its_encoding(tmp_path):
     path = tmp_path / "utf16.txt"
     path.write_bytes("Shall I compare thee\n".encode("utf-16"))
-    with pytest.raises(DataError, match=r"pass its --encoding \(e\.g\. utf-16\)"):
+    with pytest.raises(DataError, match=r"pass its encoding \(e\.g\. utf-16\)"):
         read_corpus([path])
     assert read_corpus([path], encoding="utf-16").text == "Shall I compare thee\n"
 
@@ -444,7 +454,7 @@ def test_split_train_val_is_a_tail_of_views():
     assert split_train_val(ids, 0.29)[1].size == 29  # rounded, not floored from 28.999...
     assert split_train_val(ids, 0)[1].size == 0
     for bad in (1.0, -0.1):
-        with pytest.raises(DataError, match="validation fraction"):
+        with pytest.raises(DataError, match="^val_frac must be at least 0 and below 1"):
             split_train_val(ids, bad)
 
 
@@ -482,7 +492,7 @@ def test_stream_batches_too_little_text():
     assert min_chars(2, 3) == 7
     assert len(StreamBatches(np.arange(7), 2, 3)) == 1
     with pytest.raises(DataError, match=r"^the training text has 6 characters, but one batch "
-                                        r"of 2 x 3 needs 7; lower --batch-size or --seq-len$"):
+                                        r"of 2 x 3 needs 7; lower batch_size or seq_len$"):
         StreamBatches(np.arange(6), 2, 3)
     with pytest.raises(DataError, match="has 0 characters"):
         StreamBatches(np.arange(0), 1, 1)
@@ -496,7 +506,7 @@ def test_windows_tile_the_streams(n, B, T, val_frac):
     train, val = split_train_val(ids, val_frac)
     assert np.array_equal(np.concatenate([train, val]), ids)
     if len(train) < min_chars(B, T):
-        with pytest.raises(DataError, match="lower --batch-size or --seq-len"):
+        with pytest.raises(DataError, match="lower batch_size or seq_len"):
             StreamBatches(train, B, T)
         return
     batches = StreamBatches(train, B, T)

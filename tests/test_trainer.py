@@ -134,7 +134,7 @@ def test_divergence_after_a_save_names_the_intact_file(corpus, tmp_path, monkeyp
     before = (tmp_path / "m.npz").read_bytes()
     t.state.model.params["head.b"][0] = np.nan  # as an update that overflowed would leave it
     with pytest.raises(DivergenceError, match=r"training diverged at step [23]: .*m\.npz "
-                       r"\(step 2\) is intact\. Try a lower lr or grad_clip, then resume$"):
+                       r"\(step 2\) is intact\. Try a lower lr or grad_clip, then resume=True$"):
         list(reports)
     assert (tmp_path / "m.npz").read_bytes() == before
 

@@ -5,7 +5,7 @@ from collections import Counter
 
 import pytest
 
-from charrnn.errors import ConfigError, VocabularyError
+from charrnn.errors import ConfigError, VocabularyError, speaking_in_flags
 from charrnn.vocab import (
     MAX_NAMED,
     UNKNOWN_POLICIES,
@@ -38,9 +38,12 @@ def test_error_names_each_unknown_character_with_its_count():
         apply_unknown_policy(VOCAB, Counter("a\u202ebé\x1bé c\u202e\u202e"), "error", "prime")
     assert str(err.value) == (
         "the prime has 6 character(s) the model never saw, 3 distinct: '\\x1b' (U+001B, once), "
-        "'é' (U+00E9, 2 times), U+202E (3 times); pass --unknown skip to leave them out")
+        "'é' (U+00E9, 2 times), U+202E (3 times); pass unknown='skip' to leave them out")
     assert err.value.exit_code == 2
     assert err.value.unknown == ["\x1b", "é", "\u202e"]
+    with pytest.raises(VocabularyError) as err, speaking_in_flags():  # the command line's words
+        apply_unknown_policy(VOCAB, Counter("é"), "error", "prime")
+    assert str(err.value).endswith("'é' (U+00E9, once); pass --unknown skip to leave them out")
 
 
 def test_error_names_the_first_twenty_and_counts_the_rest():
@@ -51,7 +54,7 @@ def test_error_names_the_first_twenty_and_counts_the_rest():
     assert message.startswith("the text has 1,559 character(s) the model never saw, 26 distinct: "
                               "'x' (U+0078, 1,234 times), 'Ā' (U+0100, once), "
                               "'ā' (U+0101, 2 times), ")
-    assert message.endswith(", 'Ē' (U+0112, 19 times), and 6 more; pass --unknown skip to "
+    assert message.endswith(", 'Ē' (U+0112, 19 times), and 6 more; pass unknown='skip' to "
                             "leave them out")
     assert message.count(" (U+") == MAX_NAMED
 

@@ -10,10 +10,9 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 
 import click
-from click.core import ParameterSource
 
 from .. import __version__
-from ..errors import CharRNNError, DataError
+from ..errors import CharRNNError, DataError, speaking_in_flags
 from ..vocab import apply_unknown_policy, left_out_note
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -66,10 +65,32 @@ class Encoding(click.ParamType):
 ENCODING = Encoding()
 
 
+class _LibraryDefault(click.Option):
+    """An option whose default is None, so that the library applies its own; --help shows
+    that default, ``shown``, in words."""
+
+    def __init__(self, param_decls, *, shown: str, **attrs):
+        super().__init__(param_decls, default=None, show_default=True, **attrs)
+        self.shown = shown
+
+    def get_help_record(self, ctx):
+        self.default = self.shown  # only while its line of --help is written
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.default = None
+
+
+def library_option(*param_decls: str, shown: str, **attrs):
+    """A Click option for a library parameter (a config field): None unless given, so that
+    `given_options` passes on only what the user gave; ``shown`` is the library's default."""
+    return click.option(*param_decls, cls=_LibraryDefault, shown=shown, **attrs)
+
+
 def given_options(ctx: click.Context, names) -> dict:
-    """The options the user set explicitly (command line or environment), by field name."""
-    return {n: ctx.params[n] for n in names
-            if ctx.get_parameter_source(n) not in (ParameterSource.DEFAULT, None)}
+    """The options the user set (on the command line or in the environment), by field name:
+    those not None, as such an option's default is None and its library's default applies."""
+    return {n: ctx.params[n] for n in names if ctx.params.get(n) is not None}
 
 
 _DEBUG = ContextVar("charrnn_debug", default=False)  # this invocation's --debug
@@ -162,7 +183,8 @@ class _Group(click.Group):
     """The command group: the one place where errors become exit codes (`errors_to_exit`),
     for what a command raises, caught before Click's own handlers (which say "Aborted!" to
     Ctrl-C and exit 1 on a closed pipe), and for output failing outside any command
-    (`charrnn --help` into a full disk)."""
+    (`charrnn --help` into a full disk); and where messages start naming options as flags
+    (`--max-time`, not the library's `max_time`), for the invocation."""
 
     command_class = _Command
 
@@ -173,7 +195,7 @@ class _Group(click.Group):
     def main(self, *args, **kwargs):
         token = _DEBUG.set(False)
         try:
-            with errors_to_exit():
+            with speaking_in_flags(), errors_to_exit():
                 return super().main(*args, **kwargs)
         finally:
             _DEBUG.reset(token)

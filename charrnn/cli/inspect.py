@@ -69,7 +69,7 @@ def inspect(model_path, text_file, prime, neuron, layer, top_neurons, max_chars,
     import os
 
     from .. import diagnostics, display
-    from ..train_threads import one_thread
+    from ..blas import one_thread
     from . import inspect_html
 
     if text_file is not None and prime is not None:

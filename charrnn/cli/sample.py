@@ -3,13 +3,16 @@ quietly: see common._Group)."""
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 from contextlib import suppress
 
 import click
 
-from ..train_threads import one_thread
+from ..blas import one_thread
+from ..errors import flag
+from ..sampling import Stream
 from ..vocab import UNKNOWN_POLICIES, leave_out
 from .common import (
     CONTEXT,
@@ -17,12 +20,15 @@ from .common import (
     apply_unknown_option,
     debug_option,
     given_options,
+    library_option,
     load_model,
     main,
     normalised,
     option_range,
     read_text,
 )
+
+_STREAM = inspect.signature(Stream).parameters  # the library's defaults of sampling
 
 
 def _same_file(a, b) -> bool:
@@ -82,9 +88,10 @@ class _Out:
               envvar="CHARRNN_MODEL", show_envvar=True, help="Model file to sample from.")
 @click.option("-n", "--length", type=option_range(click.IntRange, 0), default=1000,
               show_default=True, help="Characters to generate (after the prime).")
-@click.option("-t", "--temperature", "--temp", type=option_range(click.FloatRange, 0, lo_open=True),
-              default=1.0, show_default=True,
-              help="Below 1: safer, more repetitive text; above 1: wilder.")
+@library_option("-t", "--temperature", "--temp",
+                type=option_range(click.FloatRange, 0, lo_open=True),
+                shown=f"{_STREAM['temperature'].default:g}",
+                help="Below 1: safer, more repetitive text; above 1: wilder.")
 @click.option("--top-k", type=option_range(click.IntRange, 1), default=None,
               help="Draw only from the K likeliest characters.")
 @click.option("--top-p", type=option_range(click.FloatRange, 0, 1, lo_open=True), default=None,
@@ -111,9 +118,9 @@ def sample(model_path, length, temperature, top_k, top_p, greedy, prime, prime_f
     import json
     from collections import Counter
 
+    drawing = given_options(click.get_current_context(), ["temperature", "top_k", "top_p"])
     if greedy:
-        given = given_options(click.get_current_context(), ["temperature", "top_k", "top_p"])
-        clash = ["--" + name.replace("_", "-") for name in given]
+        clash = [flag(name) for name in drawing]
         if clash:
             raise click.UsageError(f"--greedy always takes the likeliest character; "
                                    f"it cannot be combined with {', '.join(clash)}")
@@ -134,9 +141,8 @@ def sample(model_path, length, temperature, top_k, top_p, greedy, prime, prime_f
             click.echo(f"seed {seed} (--seed {seed} gives this text again)", err=True)
     missing = apply_unknown_option(model.vocab, Counter(prime), unknown, "prime")
     with one_thread():  # one character at a time
-        stream = model.stream(length, prime=prime, temperature=temperature, top_k=top_k,
-                              top_p=top_p, greedy=greedy, seed=seed, num_samples=num_samples,
-                              skip_unknown=True)
+        stream = model.stream(length, prime=prime, greedy=greedy, seed=seed,
+                              num_samples=num_samples, skip_unknown=True, **drawing)
         kept = leave_out(prime, missing)
         head = "" if no_echo_prime else kept
         out = _Out(model.vocab.chars, json=as_json)

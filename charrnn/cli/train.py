@@ -19,7 +19,7 @@ from ..choice import (
     MAX_CHARS,
     MAX_DROPOUT,
     MAX_PASSES,
-    WIDTHS,
+    MODELS,
 )
 from ..config import (
     CELLS,
@@ -32,9 +32,9 @@ from ..config import (
     MAX_SEQ_LEN,
     MAX_THREADS,
     OPTIMIZERS,
-    ModelConfig,
     TrainConfig,
 )
+from ..errors import flag
 from .common import (
     CONTEXT,
     ENCODING,
@@ -42,12 +42,29 @@ from .common import (
     debug_option,
     given_options,
     interrupt_message,
+    library_option,
     main,
     option_range,
     silence,
 )
 
-_MD, _TD = ModelConfig(), TrainConfig()
+_TD = TrainConfig()
+(_, WIDE, _), (_, _, DEEP), (_, NARROW, LAYERS) = MODELS  # the wide, deep and base models
+
+
+def _millions(chars: int) -> str:
+    return f"{chars // 1_000_000}M"
+
+
+def _default(name: str) -> str:
+    """A TrainConfig field's default as --help shows it, and fine-tuning's where it differs."""
+    def text(value) -> str:
+        return value if isinstance(value, str) else f"{value:g}"
+
+    shown = text(getattr(_TD, name))
+    if name in FINETUNE_DEFAULTS:
+        shown += f", {text(FINETUNE_DEFAULTS[name])} with {flag('init_from')}"
+    return shown
 
 
 class _Threads(click.ParamType):
@@ -70,75 +87,72 @@ class _Threads(click.ParamType):
 @click.argument("corpus", nargs=-1, required=True, metavar="CORPUS...")
 @click.option("-o", "--output", default="model.npz", show_default=True,
               help="Model file to write (atomically, at every evaluation).")
-@click.option("--cell", type=click.Choice(CELLS), default=CELL, show_default=f"chosen: {CELL}",
-              help="Recurrent cell.")
-@click.option("--hidden-size", type=option_range(click.IntRange, 1, MAX_HIDDEN_SIZE),
-              default=_MD.hidden_size,
-              show_default=f"chosen: {WIDTHS[0]}, or {WIDTHS[1]} where the run can train on "
-                           f"{BIG_BUDGET // 1_000_000}M characters or more",
-              help="Units per layer.")
-@click.option("--num-layers", type=option_range(click.IntRange, 1, MAX_LAYERS),
-              default=_MD.num_layers,
-              show_default=f"chosen: 2, or 3 where the run can train on "
-                           f"{DEEP_BUDGET // 1_000_000}M to {BIG_BUDGET // 1_000_000}M characters",
-              help="Stacked recurrent layers.")
-@click.option("--dropout", type=option_range(click.FloatRange, 0, 1, hi_open=True),
-              default=_MD.dropout,
-              show_default=f"chosen: {DROPOUT_PER_PASS} per pass the run allows, at most "
-                           f"{MAX_DROPOUT}",
-              help="Dropout rate between layers and before the output (training only).")
-@click.option("--seq-len", type=option_range(click.IntRange, 1, MAX_SEQ_LEN),
-              default=_TD.seq_len, show_default=True,
-              help="Characters per backpropagation-through-time window.")
-@click.option("--batch-size", type=option_range(click.IntRange, 1, MAX_BATCH_SIZE),
-              default=_TD.batch_size, show_default=True, help="Parallel streams per step.")
-@click.option("--lr", type=option_range(click.FloatRange, 0, lo_open=True), default=_TD.lr,
-              show_default=True, help="Learning rate.")
-@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=_TD.optimizer,
-              show_default=True, help="Optimizer.")
-@click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default=_TD.lr_schedule,
-              show_default=True,
-              help="constant (with --lr-decay steps), or cosine: decay to 5% of --lr by the end "
-                   "of the run (--max-steps, --epochs or --max-time).")
-@click.option("--lr-decay", type=option_range(click.FloatRange, 0, 1, lo_open=True),
-              default=_TD.lr_decay, show_default=True,
-              help="Multiply the learning rate by this every --lr-decay-every steps.")
-@click.option("--lr-decay-every", type=option_range(click.IntRange, 0), default=_TD.lr_decay_every,
-              show_default=True, help="Steps between learning-rate decays (0: never).")
-@click.option("--grad-clip", type=option_range(click.FloatRange, 0), default=_TD.grad_clip,
-              show_default=True, help="Clip the global gradient norm to this (0: off).")
-@click.option("--epochs", type=option_range(click.FloatRange, 0), default=MAX_PASSES,
-              show_default=f"chosen: {MAX_PASSES:g}, and at most {MAX_CHARS // 1_000_000}M "
-                           "characters without --max-time or --max-steps; "
-                           f"{_TD.epochs:g} with --init-from",
-              help="Passes over the training text (0: no limit).")
-@click.option("--max-steps", type=option_range(click.IntRange, 0), default=_TD.max_steps,
-              show_default=True, help="Total steps of the run, resumes included (0: no limit).")
-@click.option("--max-time", type=Duration(), default=_TD.max_time,
-              help="Stop after this much training time in this invocation: 90s, 10m, 1h (0: no "
-                   "limit).")
-@click.option("--patience", type=option_range(click.IntRange, 0), default=_TD.patience,
-              show_default=True,
-              help="Stop after this many evaluations without a better validation loss (0: off).")
-@click.option("--val-frac", type=option_range(click.FloatRange, 0, 1, hi_open=True),
-              default=_TD.val_frac, show_default=True,
-              help="Fraction of the text (its end) held out for validation.")
-@click.option("--eval-every", type=option_range(click.IntRange, 0), default=_TD.eval_every,
-              show_default=True,
-              help="Steps between validation + checkpoint (0: at least 60, more where the "
-                   "validation text is long, so that validation costs at most ~4% of the time).")
-@click.option("--sample-every", type=option_range(click.IntRange, 0), default=_TD.sample_every,
-              show_default=True, help="Steps between progress samples (0: none).")
-@click.option("--sample-length", type=option_range(click.IntRange, 1), default=_TD.sample_length,
-              show_default=True, help="Characters per progress sample.")
-@click.option("--seed", type=option_range(click.IntRange, 0, MAX_SEED), default=_TD.seed,
-              show_default=True, help="Seed for initialisation, dropout and samples.")
+@library_option("--cell", type=click.Choice(CELLS), shown=f"chosen: {CELL}",
+                help="Recurrent cell.")
+@library_option("--hidden-size", type=option_range(click.IntRange, 1, MAX_HIDDEN_SIZE),
+                shown=f"chosen: {NARROW}, or {WIDE} where the run can train on "
+                      f"{_millions(BIG_BUDGET)} characters or more",
+                help="Units per layer.")
+@library_option("--num-layers", type=option_range(click.IntRange, 1, MAX_LAYERS),
+                shown=f"chosen: {LAYERS}, or {DEEP} where the run can train on "
+                      f"{_millions(DEEP_BUDGET)} to {_millions(BIG_BUDGET)} characters",
+                help="Stacked recurrent layers.")
+@library_option("--dropout", type=option_range(click.FloatRange, 0, 1, hi_open=True),
+                shown=f"chosen: {DROPOUT_PER_PASS:g} per pass the run allows, at most "
+                      f"{MAX_DROPOUT:g}",
+                help="Dropout rate between layers and before the output (training only).")
+@library_option("--seq-len", type=option_range(click.IntRange, 1, MAX_SEQ_LEN),
+                shown=_default("seq_len"),
+                help="Characters per backpropagation-through-time window.")
+@library_option("--batch-size", type=option_range(click.IntRange, 1, MAX_BATCH_SIZE),
+                shown=_default("batch_size"), help="Parallel streams per step.")
+@library_option("--lr", type=option_range(click.FloatRange, 0, lo_open=True),
+                shown=_default("lr"), help="Learning rate.")
+@library_option("--optimizer", type=click.Choice(OPTIMIZERS), shown=_default("optimizer"),
+                help="Optimizer.")
+@library_option("--lr-schedule", type=click.Choice(LR_SCHEDULES), shown=_default("lr_schedule"),
+                help="constant (with --lr-decay steps), or cosine: decay to 5% of --lr by the "
+                     "end of the run (--max-steps, --epochs or --max-time).")
+@library_option("--lr-decay", type=option_range(click.FloatRange, 0, 1, lo_open=True),
+                shown=_default("lr_decay"),
+                help="Multiply the learning rate by this every --lr-decay-every steps.")
+@library_option("--lr-decay-every", type=option_range(click.IntRange, 0),
+                shown=_default("lr_decay_every"),
+                help="Steps between learning-rate decays (0: never).")
+@library_option("--grad-clip", type=option_range(click.FloatRange, 0),
+                shown=_default("grad_clip"), help="Clip the global gradient norm to this (0: off).")
+@library_option("--epochs", type=option_range(click.FloatRange, 0),
+                shown=f"chosen: {MAX_PASSES:g} (at most {_millions(MAX_CHARS)} characters "
+                      f"without --max-time or --max-steps), {FINETUNE_DEFAULTS['epochs']:g} with "
+                      f"{flag('init_from')}",
+                help="Passes over the training text (0: no limit).")
+@library_option("--max-steps", type=option_range(click.IntRange, 0), shown=_default("max_steps"),
+                help="Total steps of the run, resumes included (0: no limit).")
+@library_option("--max-time", type=Duration(), shown=_default("max_time"),
+                help="Stop after this much training time in this invocation: 90s, 10m, 1h (0: no "
+                     "limit).")
+@library_option("--patience", type=option_range(click.IntRange, 0), shown=_default("patience"),
+                help="Stop after this many evaluations without a better validation loss "
+                     "(0: off).")
+@library_option("--val-frac", type=option_range(click.FloatRange, 0, 1, hi_open=True),
+                shown=_default("val_frac"),
+                help="Fraction of the text (its end) held out for validation.")
+@library_option("--eval-every", type=option_range(click.IntRange, 0), shown=_default("eval_every"),
+                help="Steps between validation + checkpoint (0: at least 60, more where the "
+                     "validation text is long, so that validation costs at most ~4% of the "
+                     "time).")
+@library_option("--sample-every", type=option_range(click.IntRange, 0),
+                shown=_default("sample_every"), help="Steps between progress samples (0: none).")
+@library_option("--sample-length", type=option_range(click.IntRange, 1),
+                shown=_default("sample_length"), help="Characters per progress sample.")
+@library_option("--seed", type=option_range(click.IntRange, 0, MAX_SEED), shown=_default("seed"),
+                help="Seed for initialisation, dropout and samples.")
 @click.option("--resume", is_flag=True, help="Continue training the model in --output.")
 @click.option("--init-from", default=None, metavar="MODEL",
               help="Fine-tune: start from this trained model's best weights, its shape and its "
                    "vocabulary, grown by the corpus's new characters. Unless given, "
-                   + ", ".join(f"--{k.replace('_', '-')} is {v:g}"
-                               for k, v in FINETUNE_DEFAULTS.items()) + ".")
+                   + ", ".join(f"{flag(k)} is {v:g}" for k, v in FINETUNE_DEFAULTS.items())
+                   + ".")
 @click.option("--force", is_flag=True, help="Overwrite an existing --output.")
 @click.option("--encoding", type=ENCODING, default="utf-8", show_default=True,
               help="Text encoding of the corpus files (e.g. latin-1, cp1252).")
@@ -161,9 +175,11 @@ def train(ctx, corpus, output, resume, force, init_from, encoding, threads, no_c
     validation loss. A new model's cell, width, layers, dropout and --epochs, unless given, are
     chosen for the text and the time (--max-time); the start line says what was chosen.
     """
+    from pathlib import Path
+
     from .. import display, training
     from ..data import corpus_files, read_corpus
-    from ..output_guard import is_corpus_file
+    from ..output_guard import check_output
 
     # only the options set explicitly: the rest are chosen for a new model (charrnn.choice),
     # come from the model file of a resumed one, or are the fine-tuning defaults
@@ -173,12 +189,10 @@ def train(ctx, corpus, output, resume, force, init_from, encoding, threads, no_c
     console = display.make_console(no_color=no_color)
     stop = _StopFlag(console)
     with interrupt_message("interrupted; files are as they were at the last save"):
-        # a base that cannot serve is refused before the corpus is read
+        # a base or an output that cannot serve is refused before the corpus is read
         base = None if init_from is None else training.finetune_base(
             init_from, model_options, resume=resume, output=output)
-        if is_corpus_file(output, corpus_files(corpus)):
-            raise click.BadParameter(f"{click.format_filename(output)} is a file of the corpus",
-                                     param_hint="-o/--output")
+        check_output(Path(output), resume=resume, force=force, sources=corpus_files(corpus))
         text = read_corpus(corpus, encoding=encoding, stdin=sys.stdin.buffer)
         run = training.train(text, output, model_options=model_options,
                              train_options=train_options, resume=resume, force=force,

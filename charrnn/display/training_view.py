@@ -12,6 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 from rich.text import Text
 
+from ..errors import option
 from .base import (
     added_text,
     bpc,
@@ -160,7 +161,7 @@ def start_summary(r) -> Text:
 def chosen_text(chosen: dict) -> str:
     """"(chosen for 96k characters of text and 2 minutes; --dropout, --epochs to choose
     yourself)": what charrnn chose for the run, and the options that override it."""
-    names = ", ".join("--" + k.replace("_", "-") for k in chosen["options"])
+    names = ", ".join(map(option, chosen["options"]))
     return f"(chosen for {safe(chosen['reason'])}; {names} to choose yourself)"
 
 
