@@ -1,62 +1,13 @@
 """The model file: save, load and describe a versioned `.npz`, with no pickle anywhere.
 
-**Format 2.** A zip archive of `.npy` arrays (what `np.savez` writes; charrnn stores them
-uncompressed, deflated members are read too). Every member below must be present with exactly
-this dtype and shape, and no other member may be. F is the float dtype named by `dtype` in
-the metadata (`<f4` float32 or `<f8` float64); V vocabulary size, H hidden size, G gate
-blocks (RNN 1, GRU 3, LSTM 4), L layers, S state parts (LSTM 2, else 1), B the run's batch size.
-
-| member                          | dtype | shape        | holds                                |
-|---------------------------------|-------|--------------|--------------------------------------|
-| `meta.npy`                      | `u1`  | (n,)         | UTF-8 JSON text, schema below        |
-| `vocab.npy`                     | `<i4` | (V,)         | code point of each id's character    |
-| `params/<p>.npy`                | F     | shape of <p> | best-validation weights              |
-| `resume/params/<p>.npy`         | F     | shape of <p> | latest weights                       |
-| `resume/optim/<slot>/<p>.npy`   | F     | shape of <p> | optimizer moments                    |
-| `resume/optim/t.npy`            | `<i8` | ()           | optimizer step count                 |
-| `resume/hidden.npy`             | F     | (L, S, B, H) | hidden state carried between windows |
-
-`<p>`: `layers.{l}.W_x` (D, G*H) with D = V for l = 0, else H; `layers.{l}.W_h` (H, G*H);
-`layers.{l}.b` (G*H,); GRU only: `layers.{l}.b_hn` (H,); `head.W` (H, V); `head.b` (V,).
-`<slot>`: adam `m`, `v`; rmsprop `ms`; adagrad `mem`; sgd `v`. The `resume/` members are there
-exactly when `resume` in the metadata is not null. `meta.npy` holds strict JSON (no NaN)::
-
-    {"format": "charrnn-model", "format_version": 1, "charrnn_version": "0.1.0",
-     "dtype": "float32" | "float64",
-     "model_config": {"cell", "vocab_size", "hidden_size", "num_layers", "dropout"},
-     "best": null | {"step": int, "val_loss": number | null, ...},
-     "history": [{"step": int, "time": seconds, "train_loss": number,
-                  "val_loss": number | null, "lr": number, ...}, ...],
-     "corpus": null | {"name": str, "size": bytes, "sha256": hex, "chars": int,
-                       "files": [str], ...},
-    ("..." are optional extra keys holding plain values: number, string, bool, null)
-     "validation": null | {"chars": int, "of": int[, "pieces": int, "piece_chars": int]},
-     "resume": null | {"train_config": {every TrainConfig field}, "optimizer": name,
-                       "step": int, "elapsed": seconds, "window": int, "epoch": int,
-                       "rng_state": PCG64 bit_generator.state (128-bit ints),
-                       "spent": {phase: seconds}},
-     "origin": null | {"name": str | null, "sha256": hex | null, "steps": int | null,
-                       "val_loss": number | null, "added": str, ...},
-     "chosen": null | {"options": {option: number | str}, "reason": str}}
-
-Format 2 added `validation` (what every val_loss scored), `resume.spent` (the run's seconds per
-phase) and `origin`, which names the base of a fine-tuned model: its file's name and sha256, the
-steps it had trained and its best validation loss, and the characters added to its vocabulary.
-Format 3 added `chosen`: the options that charrnn chose for the run because the user did not
-(``charrnn.choice``), and why, in words.
-
-**Versions.** Any change an older reader could misread increases `format_version`. A reader
-loads every version up to its own and refuses a newer file, naming the charrnn that wrote it;
-`meta.npy` and its first three keys keep their meaning in every version.
-
-**Safety.** Before any array is allocated, the zip directory (size, duplicate names, compression
-ratio, sizes against the file's) and every member's npy header (at most 10,000 bytes; dtype,
-shape, byte count) are checked against what the metadata implies; weights must be finite. Any
-failure is a one-line `CheckpointError` naming the file. The metadata is bounded to what a real
-run writes, with room to spare: `MAX_META` bytes, `MAX_META_VALUES` JSON values (counted before
-it is parsed), `MAX_HISTORY_ROWS` history rows and `MAX_TEXT` characters of corpus name and
-digest. A save checks the same, writes a temporary file in the same folder, fsyncs it and
-renames it over the target.
+docs/model-file.md is the format's one description: its members, their dtypes and shapes, the
+metadata's keys, the versions and the safety checks (a test holds it to this module). This
+module writes format FORMAT_VERSION and reads every version up to it. Before any array is
+allocated, the zip directory and every member's npy header are checked against what the
+metadata implies (``npzfile``), and the metadata is bounded by MAX_META bytes, MAX_META_VALUES
+JSON values, MAX_HISTORY_ROWS rows and MAX_TEXT characters; any failure is a one-line
+``CheckpointError`` naming the file. A save checks what it writes as ``load`` would, then writes
+atomically.
 """
 
 from __future__ import annotations

@@ -1220,3 +1220,36 @@ def test_the_validation_record_and_the_time_split_round_trip(tmp_path):
          history=HISTORY, corpus=CORPUS, best=BEST, validation=record)
     ck = load(tmp_path / "m.npz")
     assert ck.validation == record and ck.resume.spent == spent
+
+
+# ----------------------------------------------------------------------------- the description
+
+def test_docs_model_file_describes_the_format_the_code_writes(tmp_path):
+    """docs/model-file.md is the format's one description: its version, its members and the
+    metadata's keys are what this charrnn writes and reads."""
+    import re
+
+    doc = (REPO / "docs" / "model-file.md").read_text()
+    block = doc[doc.index("## meta.npy"):doc.index("## Versions")]
+    assert f'"format_version": {ckpt.FORMAT_VERSION}' in block
+    added = {k for top, _ in ckpt._ADDED.values() for k in top}
+    schema, depth, documented = block.split("```")[1], 0, set()
+    for m in re.finditer(r'[{}]|"(\w+)":', schema):  # the keys of the outermost object
+        depth += {"{": 1, "}": -1}.get(m.group(), 0)
+        if m.group(1) and depth == 1:
+            documented.add(m.group(1))
+    assert documented == ckpt._KEYS | added
+    versions = doc[doc.index("## Versions"):]
+    assert [int(v) for v in re.findall(r"Version (\d+) added", versions)] == \
+        list(range(2, ckpt.FORMAT_VERSION + 1))
+    # the members of a trained model's file, named as the table names them
+    path = tmp_path / "m.npz"
+    model = save_full(path)
+    params, slots = set(model.params), {"m", "v"}
+    kinds = set()
+    for name in members(path):
+        parts = name.removesuffix(".npy").split("/")
+        parts = ["<p>" if p in params else "<slot>" if p in slots else p for p in parts]
+        kinds.add("/".join(parts) + ".npy")
+    table = doc[doc.index("## Members"):doc.index("The letters")]
+    assert set(re.findall(r"^\| `([^`]+)` \|", table, re.M)) == kinds

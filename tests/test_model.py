@@ -319,6 +319,8 @@ ALLOWED = {
     "sampling": {"cells", "data", "config", "errors"},
     "config": {"errors"},
     "blas": {"config", "errors"},
+    "copies": {"errors"},
+    "references": {"errors"},
     "errors": set(),
 }
 THIRD_PARTY = {"click": {"cli"}, "rich": {"display"}}
