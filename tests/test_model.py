@@ -2,6 +2,7 @@
 
 import ast
 import math
+import re
 import warnings
 from pathlib import Path
 
@@ -285,44 +286,18 @@ def test_ids_must_be_batch_by_time():
 # ----------------------------------------------------------------------------- layout
 
 PACKAGE = Path(__file__).resolve().parents[1] / "charrnn"
-# who may import whom: cli on top, numpy at the bottom
-ALLOWED = {
-    "cli": {"display", "training", "choice", "blas", "evaluation", "output_guard",
-            "atomic",
-            "corpus_text", "checkpoint", "diagnostics", "model", "data", "vocab", "sampling",
-            "config", "errors"},
-    "display": {"data", "config", "errors"},
-    "diagnostics": {"data", "model", "config", "errors"},
-    "corpus_text": {"data", "errors"},
-    "training": {"runs", "run_file", "progress", "reports", "divergence", "timing", "schedule",
-                 "evaluation", "output_guard", "checkpoint", "data", "sampling", "blas", "optim",
-                 "config", "errors"},
-    "run_file": {"runs", "checkpoint", "model", "config"},
-    "progress": {"reports"},
-    "divergence": {"errors"},
-    "timing": set(),
-    "reports": set(),
-    "schedule": {"config"},
-    "runs": {"checkpoint", "choice", "transfer", "model", "data", "optim", "config", "errors"},
-    "choice": {"data", "config"},
-    "transfer": {"model", "vocab", "errors"},
-    "evaluation": {"model"},
-    "checkpoint": {"npzfile", "model", "data", "optim", "config", "errors"},
-    "npzfile": {"atomic", "errors"},
-    "atomic": {"output_guard", "errors"},
-    "output_guard": {"errors"},
-    "model": {"cells", "data", "sampling", "config", "errors"},
-    "optim": {"config", "errors"},
-    "cells": {"config", "errors"},
-    "data": {"vocab", "config", "errors"},
-    "vocab": {"config", "errors"},
-    "sampling": {"cells", "data", "config", "errors"},
-    "config": {"errors"},
-    "blas": {"config", "errors"},
-    "copies": {"errors"},
-    "references": {"errors"},
-    "errors": set(),
-}
+HOW_IT_WORKS = (PACKAGE.parent / "docs" / "how-it-works.md").read_text()
+
+
+def _documented_imports() -> dict[str, set[str]]:
+    """docs/how-it-works.md's table of who may import whom: cli on top, numpy at the bottom."""
+    table = HOW_IT_WORKS[HOW_IT_WORKS.index("### The direction of imports"):]
+    rows = re.findall(r"^\| `(\w+)` \| ([^|]+) \|$", table, re.M)
+    return {name: set() if may.strip() == "nothing of charrnn" else
+            {m.strip() for m in may.split(",")} for name, may in rows}
+
+
+ALLOWED = _documented_imports()
 THIRD_PARTY = {"click": {"cli"}, "rich": {"display"}}
 
 
@@ -348,10 +323,15 @@ def _module_files(module: str) -> list[Path]:
     return sorted(folder.glob("*.py")) if folder.is_dir() else [PACKAGE / f"{module}.py"]
 
 
-def test_every_module_is_in_the_table():
+def test_every_module_is_in_the_table_and_the_map_once():
+    """The package map and the import table in docs/how-it-works.md name every module, and
+    nothing else."""
     found = {p.stem for p in PACKAGE.glob("*.py")} | {p.name for p in PACKAGE.iterdir()
                                                        if (p / "__init__.py").exists()}
     assert found - {"__init__", "__main__"} == set(ALLOWED)
+    block = HOW_IT_WORKS[HOW_IT_WORKS.index("## The package"):].split("```")[1]
+    mapped = re.findall(r"^  (\w+)(?:\.py|/) ", block, re.M)
+    assert sorted(mapped) == sorted(found)
 
 
 @pytest.mark.parametrize("module", sorted(ALLOWED))
