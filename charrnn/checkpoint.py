@@ -4,8 +4,8 @@ docs/model-file.md is the format's one description: its members, their dtypes an
 metadata's keys, the versions and the safety checks (a test holds it to this module). This
 module writes format FORMAT_VERSION and reads every version up to it. Before any array is
 allocated, the zip directory and every member's npy header are checked against what the
-metadata implies (``npzfile``), and the metadata is bounded by MAX_META bytes, MAX_META_VALUES
-JSON values, MAX_HISTORY_ROWS rows and MAX_TEXT characters; any failure is a one-line
+metadata implies (``npzfile``), and the metadata against its format's keys and bounds
+(``model_meta``); any failure is a one-line
 ``CheckpointError`` naming the file. A save checks what it writes as ``load`` would, then writes
 atomically.
 """
@@ -17,7 +17,6 @@ import math
 import os
 import stat
 import struct
-import sys
 import zipfile
 import zlib
 from contextlib import contextmanager
@@ -27,9 +26,18 @@ from typing import Any
 
 import numpy as np
 
-from .config import OPTIMIZERS, ModelConfig, TrainConfig, is_int, is_number, plain
+from .config import ModelConfig, TrainConfig, plain
 from .errors import CheckpointError, ConfigError, DataError
 from .model import CharRNN
+from .model_meta import (
+    FLOATS,
+    FORMAT_VERSION,
+    MAGIC,
+    MAX_META,
+    check_meta_text,
+    package_version,
+    parse_meta,
+)
 from .npzfile import (
     MAX_TOTAL_BYTES,
     Invalid,
@@ -46,26 +54,8 @@ from .npzfile import (
 __all__ = ["FORMAT_VERSION", "Checkpoint", "ResumeState", "ModelNotFound", "save", "load",
            "describe"]
 
-FORMAT_VERSION = 3  # 2 adds the validation record, the origin and the resume time split; 3 chosen
-MAGIC = "charrnn-model"
-# The metadata's limits: what a real run writes, with room to spare (a row per evaluation, and
-# every save rewrites them all), and no more, so that no file's metadata makes a command use
-# more than ~150 MB whatever it holds
-MAX_META = 12 << 20  # bytes of JSON (50,000 history rows take 6.5 to 8.3 MB)
-MAX_META_VALUES = 1_000_000  # JSON values, keys included (11 per history row)
-MAX_HISTORY_ROWS = 50_000  # evaluations: 10 million steps at eval_every 200
-MAX_TEXT = 65_536  # characters of the corpus name or digest, which inspect shows
-_FLOATS = {"float32": "<f4", "float64": "<f8"}
-
-
 class ModelNotFound(CheckpointError):
     """No model file at the path (the CLI then says how to train one)."""
-
-
-def _version() -> str:
-    from . import __version__  # late: charrnn/__init__ imports this module
-
-    return __version__
 
 
 @dataclass
@@ -97,171 +87,10 @@ class Checkpoint:
     validation: dict[str, int] | None = None  # what each val_loss scored: chars, of[, pieces]
     origin: dict[str, Any] | None = None  # a fine-tuned model's base: name, sha256, steps, ...
     chosen: dict[str, Any] | None = None  # the options charrnn chose for the run, and why
+    references: dict[str, Any] | None = None  # the n-gram references' validation losses
     format_version: int = FORMAT_VERSION
-    charrnn_version: str = field(default_factory=_version)  # the version that wrote it
+    charrnn_version: str = field(default_factory=package_version)  # the version that wrote it
     path: Path | None = None
-
-
-# ----------------------------------------------------------------------------- metadata
-
-
-def _check_meta_text(text: str) -> None:
-    """The metadata's text, bounded before json parses it (json builds every value before the
-    schema is checked: 12 MB of `[],` would be 270 MB of lists): at most MAX_META bytes of
-    memory and MAX_META_VALUES JSON values."""
-    # a str holds every character at the width of its widest: one beyond U+FFFF makes it 4 bytes
-    size = sys.getsizeof(text) - sys.getsizeof("")
-    check(size <= MAX_META, f"member 'meta' takes {size:,} bytes as text (limit {MAX_META:,})")
-    # each value but the first follows one of , : [ { (counted in strings too: an upper bound)
-    n = 1 + sum(map(text.count, ",:[{"))
-    check(n <= MAX_META_VALUES,
-          f"member 'meta' has up to {n:,} JSON values (limit {MAX_META_VALUES:,})")
-
-
-def _kind(test, noun: str):
-    """A check(value, what) that the JSON value passes test."""
-    def validate(v: Any, what: str) -> None:
-        check(test(v), lambda: f"{what} must be {noun}, not {shown(v)}")
-    return validate
-
-
-_int = _kind(lambda v: is_int(v) and v >= 0, "a non-negative integer")
-_num = _kind(is_number, "a number")
-_num_or_null = _kind(lambda v: v is None or is_number(v), "a number or null")
-
-
-def _str(v: Any, what: str) -> None:
-    check(isinstance(v, str), lambda: f"{what} must be a string, not {shown(v)}")
-    check(len(v) <= MAX_TEXT, f"{what} has {len(v):,} characters (limit {MAX_TEXT:,})")
-
-
-_int_or_null = _kind(lambda v: v is None or is_int(v) and v >= 0,
-                     "a non-negative integer or null")
-_str_or_null = _kind(lambda v: v is None or isinstance(v, str) and len(v) <= MAX_TEXT,
-                     "a string (at most 65,536 characters) or null")
-
-
-def _is_plain(x: Any) -> bool:
-    return x is None or isinstance(x, str | bool) or is_number(x)
-
-
-def _flat(d: Any, what: str, required: dict, lists: bool = False) -> None:
-    """A flat JSON object: required keys pass their checks; the others hold plain values."""
-    check(isinstance(d, dict), lambda: f"{what} must be a JSON object, not {shown(d)}")
-    for k, validate in required.items():
-        check(k in d, f"{what} has no {k!r}")
-        validate(d[k], f"{what} {k}")
-    for k, v in d.items():
-        check(k in required or _is_plain(v)
-              or lists and isinstance(v, list) and all(map(_is_plain, v)),
-              lambda k=k, v=v: f"{what} {shown(k)} must be a plain value, not {shown(v)}")
-
-
-def _config(cls, d: Any, what: str):
-    try:
-        return cls.from_dict(d)
-    except ConfigError as e:
-        raise Invalid(f"{what}: {e}") from None
-
-
-_KEYS = {"format", "format_version", "charrnn_version", "dtype", "model_config", "best",
-         "history", "corpus", "resume"}
-_RESUME = {"train_config", "optimizer", "step", "elapsed", "window", "epoch", "rng_state"}
-_ADDED = {2: ({"validation", "origin"}, {"spent"}),  # keys a version adds: (top, resume)
-          3: ({"chosen"}, set())}
-_VALIDATION = {"chars": _int, "of": _int}  # and, for a sample of pieces, pieces, piece_chars
-_PHASES = ("steps", "validation", "saving", "samples", "other")
-
-
-def _keys(version: int) -> tuple[set[str], set[str]]:
-    """The metadata's keys and the resume section's keys in a format version."""
-    top, resume = set(_KEYS), set(_RESUME)
-    for v, (more_top, more_resume) in _ADDED.items():
-        if version >= v:
-            top, resume = top | more_top, resume | more_resume
-    return top, resume
-
-
-def _check_validation(v: Any) -> None:
-    check(isinstance(v, dict) and set(_VALIDATION) <= set(v)
-          <= {*_VALIDATION, "pieces", "piece_chars"}
-          and all(is_int(x) and x >= 0 for x in v.values()),
-          f"validation must be a JSON object of counts (chars, of[, pieces, piece_chars]), "
-          f"not {shown(v)}")
-
-
-def _check_chosen(v: Any) -> None:
-    options = v.get("options") if isinstance(v, dict) else None
-    check(isinstance(v, dict) and set(v) == {"options", "reason"} and isinstance(v["reason"], str)
-          and len(v["reason"]) <= MAX_TEXT and isinstance(options, dict)
-          and len(options) <= 64 and all(
-              isinstance(k, str) and len(k) <= 64 and (is_number(x) or isinstance(x, str))
-              and not isinstance(x, bool) for k, x in options.items()),
-          lambda: f"chosen must be a JSON object of options and a reason, not {shown(v)}")
-
-
-def _check_spent(v: Any) -> None:
-    check(isinstance(v, dict) and set(v) <= set(_PHASES)
-          and all(is_number(x) and x >= 0 for x in v.values()),
-          f"resume spent must be a JSON object of seconds per phase, not {shown(v)}")
-_ROW = {"step": _int, "time": _num, "train_loss": _num, "val_loss": _num_or_null, "lr": _num}
-_ORIGIN = {"name": _str_or_null, "sha256": _str_or_null, "steps": _int_or_null,
-           "val_loss": _num_or_null, "added": _str}
-
-
-def _parse_meta(meta: Any) -> dict:
-    """Check the metadata's JSON; return it with the configs as objects."""
-    check(isinstance(meta, dict) and meta.get("format") == MAGIC,
-           "not a charrnn model file (meta.npy has no charrnn format tag)")
-    version, writer = meta.get("format_version"), meta.get("charrnn_version")
-    check(isinstance(writer, str) and len(writer) <= 40,
-           lambda: f"charrnn_version must be a short string, not {shown(writer)}")
-    _int(version, "format_version")
-    check(version <= FORMAT_VERSION, f"written by charrnn {shown(writer)[1:-1]} (format "
-           f"{version}); this charrnn {_version()} reads format {FORMAT_VERSION} — upgrade charrnn")
-    top, resume_keys = _keys(version)
-    check(set(meta) == top, lambda: f"metadata keys differ from format {version}: "
-           f"{shown(sorted(set(meta) ^ top))}")
-    if meta.get("validation") is not None:
-        _check_validation(meta["validation"])
-    check(meta["dtype"] in list(_FLOATS), lambda: f"dtype must be float32 or float64, not "
-           f"{shown(meta['dtype'])}")
-    out = dict(meta, model_config=_config(ModelConfig, meta["model_config"], "model config"))
-    if meta["best"] is not None:
-        _flat(meta["best"], "best", {"step": _int, "val_loss": _num_or_null})
-    check(isinstance(meta["history"], list), "history must be a JSON list")
-    check(len(meta["history"]) <= MAX_HISTORY_ROWS, f"history has {len(meta['history']):,} "
-           f"rows (limit {MAX_HISTORY_ROWS:,})")
-    for i, row in enumerate(meta["history"]):
-        _flat(row, f"history row {i}", _ROW)
-    if meta["corpus"] is not None:
-        _flat(meta["corpus"], "corpus", {"name": _str, "size": _int, "sha256": _str}, True)
-    if meta.get("origin") is not None:
-        _flat(meta["origin"], "origin", _ORIGIN)
-    if meta.get("chosen") is not None:
-        _check_chosen(meta["chosen"])
-    r = meta["resume"]
-    if r is not None:
-        check(isinstance(r, dict) and set(r) == resume_keys,
-               f"resume must be a JSON object with the keys {sorted(resume_keys)}")
-        if "spent" in r:
-            _check_spent(r["spent"])
-        check(r["optimizer"] in OPTIMIZERS, lambda: f"resume optimizer must be one of "
-               f"{', '.join(OPTIMIZERS)}, not {shown(r['optimizer'])}")
-        for k in ("step", "window", "epoch"):
-            _int(r[k], f"resume {k}")
-        _num(r["elapsed"], "resume elapsed")
-        s = r["rng_state"]
-        check(isinstance(s, dict) and s.get("bit_generator") == "PCG64"
-               and set(s) == {"bit_generator", "state", "has_uint32", "uinteger"}
-               and isinstance(s["state"], dict) and set(s["state"]) == {"state", "inc"}
-               and all(is_int(x) and 0 <= x < 2**128 for x in s["state"].values())
-               and s["has_uint32"] in (0, 1) and is_int(s["uinteger"])
-               and 0 <= s["uinteger"] < 2**32, "resume rng_state is not a PCG64 state")
-        np.random.PCG64().state = s  # and the generator's own checks
-        out["resume"] = dict(r, train_config=_config(TrainConfig, r["train_config"],
-                                                     "resume train config"))
-    return out
 
 
 def _expected(meta: dict) -> dict[str, tuple[str, tuple[int, ...]]]:
@@ -269,7 +98,7 @@ def _expected(meta: dict) -> dict[str, tuple[str, tuple[int, ...]]]:
     from .optim import optimizer_class
 
     cfg: ModelConfig = meta["model_config"]
-    f, shapes, r = _FLOATS[meta["dtype"]], cfg.parameter_shapes(), meta["resume"]
+    f, shapes, r = FLOATS[meta["dtype"]], cfg.parameter_shapes(), meta["resume"]
     out = {"vocab": ("<i4", (cfg.vocab_size,)), **{f"params/{k}": (f, s)
                                                    for k, s in shapes.items()}}
     if r is not None:
@@ -303,7 +132,7 @@ def _scan(zf, infos) -> tuple[dict, dict[str, tuple]]:
     """Check all but the arrays' values; return the metadata and {key: (dtype, shape, hlen)}."""
     info = infos.get("meta.npy")
     check(info is not None, "not a charrnn model file (no meta.npy member)")
-    meta = _parse_meta(_read_json(zf, info))
+    meta = parse_meta(_read_json(zf, info))
     want = _expected(meta)
     names = {k + ".npy" for k in want} | {"meta.npy"}
     missing, extra = sorted(names - set(infos)), sorted(set(infos) - names)
@@ -333,7 +162,7 @@ def _read_json(zf, info) -> Any:
     raw = read_member(zf, info, dtype, shape, hlen)
     text = str(raw.data, "utf-8")
     del raw
-    _check_meta_text(text)
+    check_meta_text(text)
     return json.loads(text, parse_constant=_no_constant)
 
 
@@ -393,7 +222,7 @@ def load(path, *, resume: bool = True) -> Checkpoint:
     return Checkpoint(model=model, resume=state, history=meta["history"], corpus=meta["corpus"],
                       best=meta["best"], validation=meta.get("validation"),
                       origin=meta.get("origin"), chosen=meta.get("chosen"),
-                      format_version=meta["format_version"],
+                      references=meta.get("references"), format_version=meta["format_version"],
                       charrnn_version=meta["charrnn_version"], path=Path(path))
 
 
@@ -418,17 +247,19 @@ def describe(path) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- writing
 
-def _pack(model: CharRNN, resume, history, corpus, best, validation, origin, chosen
-          ) -> tuple[bytes, dict]:
+def _pack(model: CharRNN, resume, history, corpus, best, validation, origin, chosen,
+          references) -> tuple[bytes, dict]:
     check(isinstance(model, CharRNN), f"expected a CharRNN, not {type(model).__name__}")
     check(model.vocab is not None, "the model has no vocabulary (set model.vocab)")
     if corpus is not None and not isinstance(corpus, dict):  # a charrnn.data.Corpus
         corpus = {"name": corpus.name, "size": corpus.size_bytes, "sha256": corpus.sha256,
                   "chars": len(corpus), "files": list(corpus.files)}
-    meta = {"format": MAGIC, "format_version": FORMAT_VERSION, "charrnn_version": _version(),
+    meta = {"format": MAGIC, "format_version": FORMAT_VERSION,
+            "charrnn_version": package_version(),
             "dtype": model.dtype.name, "model_config": model.config.to_dict(),
             "best": best, "history": list(history), "corpus": corpus, "resume": None,
-            "validation": validation, "origin": origin, "chosen": chosen}
+            "validation": validation, "origin": origin, "chosen": chosen,
+            "references": references}
     arrays = {"vocab": model.vocab.codepoints(),
               **{f"params/{k}": v for k, v in model.params.items()}}
     if resume is not None:
@@ -445,10 +276,10 @@ def _pack(model: CharRNN, resume, history, corpus, best, validation, origin, cho
               for k, a in arrays.items()}
     # ASCII: any str survives; a NaN is kept, so that the check below names it
     text = json.dumps(plain(meta, keep_non_finite=True), separators=(",", ":"))
-    _check_meta_text(text)
+    check_meta_text(text)
     # check all as load will (NaN in the JSON included), so that a save never replaces a good
     # file with one that does not load
-    want = _expected(_parse_meta(json.loads(text)))
+    want = _expected(parse_meta(json.loads(text)))
     check(set(want) == set(arrays), f"arrays differ from the format: "
            f"{shown(sorted(set(want) ^ set(arrays)))}")
     for k, w in want.items():
@@ -458,18 +289,20 @@ def _pack(model: CharRNN, resume, history, corpus, best, validation, origin, cho
 
 
 def save(path, model, *, resume: ResumeState | None = None, history=(), corpus=None,
-         best=None, validation=None, origin=None, chosen=None) -> Path:
+         best=None, validation=None, origin=None, chosen=None, references=None) -> Path:
     """Write a model file atomically.
 
     ``corpus`` is a dict of facts or a ``charrnn.data.Corpus``; ``validation`` says what the
     validation losses scored (``evaluation.validation_sample``); ``origin`` the record of a
     fine-tuned model's base (``runs.finetuned_run``); ``chosen`` the options charrnn chose
-    (``charrnn.choice``). Everything is first checked
-    as ``load`` checks it, so a save never replaces a good file with one that does not load.
+    (``charrnn.choice``); ``references`` what the n-gram references score on the validation
+    text (``references.reference_losses``). Everything is first checked as ``load`` checks
+    it, so a save never replaces a good file with one that does not load.
     """
     path = Path(path)
     try:
-        meta, arrays = _pack(model, resume, history, corpus, best, validation, origin, chosen)
+        meta, arrays = _pack(model, resume, history, corpus, best, validation, origin, chosen,
+                             references)
     except (Invalid, ConfigError, DataError, TypeError, ValueError, AttributeError) as e:
         raise CheckpointError(f"cannot save {os.fspath(path)}: {short_message(e)}") from None
     write_atomic(path, meta, arrays)

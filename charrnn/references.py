@@ -234,7 +234,8 @@ def reference_losses(train_ids: np.ndarray, val_ids: np.ndarray, vocab_size: int
             "predictions": int(unigram.size)}
 
 
-def reference_note(references: dict[str, float | int]) -> str:
-    """"a 5-gram model of this text: 2.05; character frequencies: 3.21" (nats/char)."""
-    return (f"a {references['order']}-gram model of this text: {references['ngram']:.2f}; "
+def reference_note(references: dict[str, float | int], text: str = "this text") -> str:
+    """"a 5-gram model of this text: 2.05; character frequencies: 3.21" (nats/char); ``text``
+    names what the references were fitted to."""
+    return (f"a {references['order']}-gram model of {text}: {references['ngram']:.2f}; "
             f"character frequencies: {references['unigram']:.2f}")

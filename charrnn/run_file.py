@@ -28,4 +28,5 @@ def save_run(path: Path, state: RunState, cfg: TrainConfig, *, corpus: dict[str,
         rng_state=s.rng.bit_generator.state, hidden=s.hidden, train_config=cfg, step=s.step,
         elapsed=elapsed, window=s.window, epoch=s.epoch, spent=spent)
     checkpoint.save(path, best_model, resume=resume, history=s.history, corpus=corpus,
-                    best=s.best, validation=validation, origin=s.origin, chosen=s.chosen)
+                    best=s.best, validation=validation, origin=s.origin, chosen=s.chosen,
+                    references=s.references)

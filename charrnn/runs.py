@@ -51,6 +51,7 @@ class RunState:
     best: dict[str, Any] | None = None  # {"step", "val_loss"} of the best evaluation
     origin: dict[str, Any] | None = None  # the base of a fine-tuned model (Base.origin + added)
     chosen: dict[str, Any] | None = None  # the options charrnn chose, and why (choice.Choice)
+    references: dict[str, Any] | None = None  # the references' validation losses (Trainer)
 
 
 def check_option_names(what: str, options: dict[str, Any], config: type,
@@ -180,7 +181,8 @@ def resumed_run(ck: checkpoint.Checkpoint, corpus: Corpus, model_options: dict[s
                      epoch=rs.epoch, elapsed_before=rs.elapsed, spent_before=rs.spent,
                      history=list(ck.history),
                      best_params={k: v.copy() for k, v in ck.model.params.items()},
-                     best=ck.best, origin=ck.origin, chosen=ck.chosen)
+                     best=ck.best, origin=ck.origin, chosen=ck.chosen,
+                     references=ck.references)  # fitted to the same text: kept, not refitted
     return state, tcfg, notes
 
 

@@ -28,6 +28,7 @@ from .evaluation import evaluate, predictions, validation_sample
 from .optim import clip_grad_norm
 from .output_guard import check_output
 from .progress import Progress, SmoothedLoss
+from .references import reference_losses
 from .reports import Report
 from .run_file import save_run
 from .runs import (
@@ -255,12 +256,18 @@ class Trainer:
 
     def _opening(self) -> Iterator[Report]:
         s = self.state
+        if s.references is None and s.step == 0 and len(self.val_ids) >= MIN_VAL_CHARS:
+            # a new run (a resumed one keeps its own): the loss of simple models of the training
+            # text on what validation scores, for the network's in context (0.1 s for 1 MB)
+            s.references = reference_losses(self.train_ids, self.val_scored,
+                                            s.model.config.vocab_size)
         yield self.report("start", info={
             "model": s.model.config, "train": self.cfg, "parameters": s.model.num_parameters,
             "corpus": self.facts, "train_chars": len(self.train_ids),
             "val_chars": len(self.val_ids), "validation": self.val_record,
             "eval_every": self.eval_every, "steps_per_epoch": len(self.batches),
-            "resumed_at": s.step, "origin": s.origin, "chosen": s.chosen})
+            "resumed_at": s.step, "origin": s.origin, "chosen": s.chosen,
+            "references": s.references})
         notes = list(self.notes)
         if self.total_steps is not None and s.step >= self.total_steps:
             notes.append(f"the run is already at step {s.step}, at or past its limit of "

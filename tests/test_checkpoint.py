@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 import charrnn
 from charrnn import checkpoint as ckpt
-from charrnn import npzfile
+from charrnn import model_meta, npzfile
 from charrnn.checkpoint import Checkpoint, ModelNotFound, ResumeState, describe, load, save
 from charrnn.config import ModelConfig, TrainConfig
 from charrnn.data import Vocab
@@ -172,7 +172,7 @@ def test_round_trip_is_exact(tmp_path, cell, optimizer, dtype):
     ck = load(path)
 
     assert isinstance(ck, Checkpoint) and ck.path == path
-    assert ck.format_version == ckpt.FORMAT_VERSION == 3 and ck.charrnn_version == "0.1.0"
+    assert ck.format_version == ckpt.FORMAT_VERSION == 4 and ck.charrnn_version == "0.1.0"
     assert ck.model.config == model.config and ck.model.dtype == dtype
     assert ck.model.vocab == model.vocab and "".join(ck.model.vocab.chars) == "".join(
         sorted(set(SPECIAL)))
@@ -281,7 +281,7 @@ def test_describe_reads_only_json_headers_and_vocab(tmp_path, monkeypatch):
     assert d["model_config"] == model.config.to_dict() and d["dtype"] == "float32"
     assert d["vocab"] == "".join(model.vocab.chars) and d["num_parameters"] == model.num_parameters
     assert d["history"] == HISTORY and d["corpus"] == CORPUS and d["best"] == BEST
-    assert d["format_version"] == 3 and d["charrnn_version"] == "0.1.0"
+    assert d["format_version"] == 4 and d["charrnn_version"] == "0.1.0"
     assert d["file_size"] == path.stat().st_size and d["path"] == str(path)
     assert d["arrays"]["params/head.W"] == {"shape": (8, model.config.vocab_size),
                                             "dtype": "float32"}
@@ -608,7 +608,7 @@ def _set(path, value):
     (["format"], "something-else", ["not a charrnn model file"]),
     (["format_version"], "1", ["format_version must be a non-negative integer"]),
     (["charrnn_version"], 7, ["charrnn_version must be a short string"]),
-    (["surprise"], 1, ["metadata keys differ from format 3: ['surprise']"]),
+    (["surprise"], 1, ["metadata keys differ from format 4: ['surprise']"]),
     (["validation"], {"chars": 5}, ["validation must be a JSON object of counts"]),
     (["validation"], {"chars": 5, "of": -1}, ["validation must be a JSON object of counts"]),
     (["validation"], {"chars": 5, "of": 9, "why": 1}, ["validation must be a JSON object"]),
@@ -650,8 +650,9 @@ def history_rows(n: int) -> list[dict]:
 
 def test_a_history_at_the_row_limit_loads_and_one_row_more_is_refused(tmp_path, good):
     path = tmp_path / "m.npz"
-    write_members(path, with_meta(good, _set(["history"], history_rows(ckpt.MAX_HISTORY_ROWS))))
-    assert len(load(path).history) == ckpt.MAX_HISTORY_ROWS == 50_000
+    rows = history_rows(model_meta.MAX_HISTORY_ROWS)
+    write_members(path, with_meta(good, _set(["history"], rows)))
+    assert len(load(path).history) == model_meta.MAX_HISTORY_ROWS == 50_000
     write_members(path, with_meta(good, _set(["history"], history_rows(50_001))))
     rejected(path, "history has 50,001 rows (limit 50,000)")
     with pytest.raises(CheckpointError, match=r"^cannot save .*: history has 50,001 rows "
@@ -674,9 +675,9 @@ def _padded(good, size: int, char: str = "a"):
 
 def test_metadata_at_the_byte_limit_loads_and_one_byte_more_is_refused(tmp_path, good):
     path = tmp_path / "m.npz"
-    write_members(path, _padded(good, ckpt.MAX_META))
+    write_members(path, _padded(good, model_meta.MAX_META))
     assert len(load(path).corpus["pad"]) > 12_000_000
-    write_members(path, _padded(good, ckpt.MAX_META + 1))
+    write_members(path, _padded(good, model_meta.MAX_META + 1))
     rejected(path, "member 'meta' has 12,582,913 bytes (limit 12,582,912)")
 
 
@@ -684,25 +685,26 @@ def test_text_beyond_u_ffff_counts_four_bytes_a_character(tmp_path, good):
     """Python holds a str at the width of its widest character: one emoji makes 4 MB of ASCII
     take 16 MB."""
     path = tmp_path / "m.npz"
-    write_members(path, _padded(good, ckpt.MAX_META // 4 - 100, "\U0001F600"))
+    write_members(path, _padded(good, model_meta.MAX_META // 4 - 100, "\U0001F600"))
     assert load(path).corpus["pad"][0] == "\U0001F600"
-    write_members(path, _padded(good, ckpt.MAX_META // 4 + 100, "\U0001F600"))
+    write_members(path, _padded(good, model_meta.MAX_META // 4 + 100, "\U0001F600"))
     msg = rejected(path, "member 'meta' takes ", " bytes as text (limit 12,582,912)")
-    assert int(msg.split("takes ")[1].split(" ")[0].replace(",", "")) > ckpt.MAX_META
+    assert int(msg.split("takes ")[1].split(" ")[0].replace(",", "")) > model_meta.MAX_META
     with pytest.raises(CheckpointError, match=r"^cannot save .*: member 'meta' takes 12,58"):
-        save(tmp_path / "new.npz", make_model(), corpus={**CORPUS, "pad": "a" * ckpt.MAX_META})
+        save(tmp_path / "new.npz", make_model(),
+             corpus={**CORPUS, "pad": "a" * model_meta.MAX_META})
 
 
 def test_json_values_are_counted_before_the_parse(tmp_path, good, monkeypatch):
     path = tmp_path / "m.npz"
     write_members(path, with_meta(good, _set(["corpus", "files"], [0] * 2000)))
-    monkeypatch.setattr(ckpt, "MAX_META_VALUES", 10)
+    monkeypatch.setattr(model_meta, "MAX_META_VALUES", 10)
     msg = rejected(path, "member 'meta' has up to ", " JSON values (limit 10)")
     count = int(msg.split("up to ")[1].split(" ")[0].replace(",", ""))
     assert 2000 < count < 2200  # the list's values and the rest of the metadata's
-    monkeypatch.setattr(ckpt, "MAX_META_VALUES", count)
+    monkeypatch.setattr(model_meta, "MAX_META_VALUES", count)
     assert len(load(path).corpus["files"]) == 2000
-    monkeypatch.setattr(ckpt, "MAX_META_VALUES", count - 1)
+    monkeypatch.setattr(model_meta, "MAX_META_VALUES", count - 1)
     rejected(path, f"member 'meta' has up to {count:,} JSON values (limit {count - 1:,})")
 
 
@@ -712,11 +714,11 @@ def test_json_values_are_counted_before_the_parse(tmp_path, good, monkeypatch):
     ('["a,b:c"]', 4),  # 2 values: separators in strings count too
 ])
 def test_the_value_count_is_an_upper_bound_from_the_separators(monkeypatch, text, counted):
-    monkeypatch.setattr(ckpt, "MAX_META_VALUES", counted)
-    ckpt._check_meta_text(text)
-    monkeypatch.setattr(ckpt, "MAX_META_VALUES", counted - 1)
+    monkeypatch.setattr(model_meta, "MAX_META_VALUES", counted)
+    model_meta.check_meta_text(text)
+    monkeypatch.setattr(model_meta, "MAX_META_VALUES", counted - 1)
     with pytest.raises(npzfile.Invalid, match=rf"^member 'meta' has up to {counted} JSON values"):
-        ckpt._check_meta_text(text)
+        model_meta.check_meta_text(text)
 
 
 def test_the_real_limits_hold_a_long_real_run():
@@ -724,18 +726,18 @@ def test_the_real_limits_hold_a_long_real_run():
     them, with the largest steps and the longest floats, fit with room to spare."""
     rows = [{"step": 10**12 + i, "time": 1234567.8901234567, "train_loss": 1.2345678901234567,
              "val_loss": 1.2345678901234567e-05, "lr": 0.0012345678901234567}
-            for i in range(ckpt.MAX_HISTORY_ROWS)]
+            for i in range(model_meta.MAX_HISTORY_ROWS)]
     text = json.dumps({"history": rows, "corpus": {"char_counts": [10**9] * 100_000}},
                       separators=(",", ":"))
-    assert len(text) < 0.8 * ckpt.MAX_META
-    ckpt._check_meta_text(text)  # values: 11 a row, one a character of the vocabulary
+    assert len(text) < 0.8 * model_meta.MAX_META
+    model_meta.check_meta_text(text)  # values: 11 a row, one a character of the vocabulary
 
 
 @pytest.mark.parametrize("key", ["name", "sha256"])
 def test_the_corpus_name_and_digest_are_bounded(tmp_path, good, key):
     path = tmp_path / "m.npz"
-    write_members(path, with_meta(good, _set(["corpus", key], "n" * ckpt.MAX_TEXT)))
-    assert len(load(path).corpus[key]) == ckpt.MAX_TEXT == 65_536
+    write_members(path, with_meta(good, _set(["corpus", key], "n" * model_meta.MAX_TEXT)))
+    assert len(load(path).corpus[key]) == model_meta.MAX_TEXT == 65_536
     write_members(path, with_meta(good, _set(["corpus", key], "n" * 65_537)))
     rejected(path, f"corpus {key} has 65,537 characters (limit 65,536)")
 
@@ -743,9 +745,9 @@ def test_the_corpus_name_and_digest_are_bounded(tmp_path, good, key):
 def counted_values(text: str) -> int:
     """The JSON values the limit counts in a text (from the message of a limit of 0)."""
     with pytest.MonkeyPatch.context() as m:
-        m.setattr(ckpt, "MAX_META_VALUES", 0)
+        m.setattr(model_meta, "MAX_META_VALUES", 0)
         with pytest.raises(npzfile.Invalid, match="JSON values") as info:
-            ckpt._check_meta_text(text)
+            model_meta.check_meta_text(text)
     return int(str(info.value).split("up to ")[1].split(" ")[0].replace(",", ""))
 
 
@@ -756,13 +758,13 @@ def at_every_limit(good) -> dict[str, bytes]:
     meta = meta_of(good)
     meta["history"] = [{"step": 10**12 + i, "time": 1234567.8901234567 + i,
                         "train_loss": 1.2345678901234567, "val_loss": 1.2345678901234567e-05,
-                        "lr": 0.0012345678901234567} for i in range(ckpt.MAX_HISTORY_ROWS)]
+                        "lr": 0.0012345678901234567} for i in range(model_meta.MAX_HISTORY_ROWS)]
     meta["corpus"].update(files=["0"], pad="")
-    strings = ckpt.MAX_META_VALUES - counted_values(json.dumps(meta)) + 1
+    strings = model_meta.MAX_META_VALUES - counted_values(json.dumps(meta)) + 1
     meta["corpus"]["files"] = [f"{i:x}" for i in range(strings)]
     text = json.dumps(meta)
-    text = text.replace('"pad": ""', '"pad": "' + "p" * (ckpt.MAX_META - len(text)) + '"')
-    assert len(text) == ckpt.MAX_META and counted_values(text) == ckpt.MAX_META_VALUES
+    text = text.replace('"pad": ""', '"pad": "' + "p" * (model_meta.MAX_META - len(text)) + '"')
+    assert len(text) == model_meta.MAX_META and counted_values(text) == model_meta.MAX_META_VALUES
     return {**good, "meta.npy": npy(np.frombuffer(text.encode(), np.uint8))}
 
 
@@ -818,13 +820,13 @@ def test_huge_configuration_is_refused_before_reading_arrays(tmp_path, good):
 
 def test_newer_format_says_which_version_wrote_it(tmp_path, good):
     def future(meta):
-        meta.update(format_version=4, charrnn_version="0.9", new_field={"x": 1})
+        meta.update(format_version=5, charrnn_version="0.9", new_field={"x": 1})
 
     items = with_meta(good, future)
     items["tensors/blob.bin"] = b"formats to come may hold anything"
     write_members(tmp_path / "model.npz", items)
-    rejected(tmp_path / "model.npz", "written by charrnn 0.9 (format 4); this charrnn 0.1.0 "
-             "reads format 3 — upgrade charrnn")
+    rejected(tmp_path / "model.npz", "written by charrnn 0.9 (format 5); this charrnn 0.1.0 "
+             "reads format 4 — upgrade charrnn")
 
 
 def test_a_format_1_file_loads_without_the_keys_format_2_added(tmp_path, good):
@@ -834,28 +836,75 @@ def test_a_format_1_file_loads_without_the_keys_format_2_added(tmp_path, good):
         del meta["resume"]["spent"]
         del meta["origin"]
         del meta["chosen"]
+        del meta["references"]
 
     write_members(tmp_path / "m.npz", with_meta(good, older))
     ck = load(tmp_path / "m.npz")
     assert ck.format_version == 1 and ck.validation is None and ck.resume.spent == {}
-    assert ck.origin is None
+    assert ck.origin is None and ck.references is None
 
     def mixed(meta):
         meta["format_version"] = 1  # but with a key of format 2
 
     write_members(tmp_path / "m.npz", with_meta(good, mixed))
-    rejected(tmp_path / "m.npz",
-             "metadata keys differ from format 1: ['chosen', 'origin', 'validation']")
+    rejected(tmp_path / "m.npz", "metadata keys differ from format 1: "
+             "['chosen', 'origin', 'references', 'validation']")
 
 
 def test_a_format_2_file_loads_without_the_record_of_chosen_options(tmp_path, good):
     def older(meta):
         meta["format_version"] = 2
         del meta["chosen"]
+        del meta["references"]
 
     write_members(tmp_path / "m.npz", with_meta(good, older))
     ck = load(tmp_path / "m.npz")
     assert ck.format_version == 2 and ck.chosen is None
+
+
+REFERENCES = {"unigram": 3.125, "ngram": 2.0625, "order": 5, "uniform": 4.125,
+              "fit_chars": 86085, "predictions": 9564}
+
+
+def test_the_references_round_trip_and_a_format_3_file_loads_without_them(tmp_path, good):
+    save_full(tmp_path / "m.npz", references=REFERENCES)
+    assert load(tmp_path / "m.npz").references == REFERENCES
+    assert describe(tmp_path / "m.npz")["references"] == REFERENCES
+    assert load(tmp_path / "m.npz", resume=False).references == REFERENCES
+    assert load(tmp_path / "good.npz").references is None  # a run without validation
+
+    def older(meta):
+        meta["format_version"] = 3
+        del meta["references"]
+
+    write_members(tmp_path / "old.npz", with_meta(good, older))
+    ck = load(tmp_path / "old.npz")
+    assert ck.format_version == 3 and ck.references is None and ck.chosen is None
+    write_members(tmp_path / "old.npz", with_meta(good, lambda meta: meta.update(
+        format_version=3, references=REFERENCES)))
+    rejected(tmp_path / "old.npz", "metadata keys differ from format 3: ['references']")
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"ngram": -1.0}, "references ngram must be a non-negative number, not -1.0"),
+    ({"unigram": "low"}, "references unigram must be a non-negative number, not 'low'"),
+    ({"unigram": None}, "references unigram must be a non-negative number, not None"),
+    ({"order": 0}, "references order must be an integer from 1 to 64, not 0"),
+    ({"order": 5.0}, "references order must be an integer from 1 to 64, not 5.0"),
+    ({"fit_chars": -2}, "references fit_chars must be a non-negative integer"),
+    ({"note": {"a": 1}}, "references 'note' must be a plain value"),
+    ("predictions", "references has no 'predictions'"),
+])
+def test_the_references_are_checked_on_load_and_on_save(tmp_path, good, change, message):
+    references = ({k: v for k, v in REFERENCES.items() if k != change}
+                  if isinstance(change, str) else {**REFERENCES, **change})
+    write_members(tmp_path / "m.npz", with_meta(good, _set(["references"], references)))
+    rejected(tmp_path / "m.npz", message)
+    with pytest.raises(CheckpointError, match="references"):
+        save_full(tmp_path / "n.npz", references=references)
+    assert not (tmp_path / "n.npz").exists()
+    write_members(tmp_path / "m.npz", with_meta(good, _set(["references"], [3.1, 2.0])))
+    rejected(tmp_path / "m.npz", "references must be a JSON object, not [3.1, 2.0]")
 
 
 @pytest.mark.parametrize("chosen, message", [
@@ -1232,13 +1281,13 @@ def test_docs_model_file_describes_the_format_the_code_writes(tmp_path):
     doc = (REPO / "docs" / "model-file.md").read_text()
     block = doc[doc.index("## meta.npy"):doc.index("## Versions")]
     assert f'"format_version": {ckpt.FORMAT_VERSION}' in block
-    added = {k for top, _ in ckpt._ADDED.values() for k in top}
+    added = {k for top, _ in model_meta.ADDED.values() for k in top}
     schema, depth, documented = block.split("```")[1], 0, set()
     for m in re.finditer(r'[{}]|"(\w+)":', schema):  # the keys of the outermost object
         depth += {"{": 1, "}": -1}.get(m.group(), 0)
         if m.group(1) and depth == 1:
             documented.add(m.group(1))
-    assert documented == ckpt._KEYS | added
+    assert documented == model_meta.KEYS | added
     versions = doc[doc.index("## Versions"):]
     assert [int(v) for v in re.findall(r"Version (\d+) added", versions)] == \
         list(range(2, ckpt.FORMAT_VERSION + 1))

@@ -137,7 +137,7 @@ def test_finetuning_grows_the_vocabulary_says_so_and_records_the_base(base, new_
     line = (f"vocabulary: {len(b.model.vocab)} from the base ({unused} not in this corpus) + "
             f"{len(added)} new: " + " ".join(repr(c) for c in added))
     assert line in r.output and f"fine-tuned from {base.name} (sha256 " in r.output
-    assert ck.format_version == 3 and ck.origin == {
+    assert ck.format_version == checkpoint.FORMAT_VERSION and ck.origin == {
         "name": base.name, "sha256": hashlib.sha256(base.read_bytes()).hexdigest(),
         "steps": 12, "val_loss": b.best["val_loss"], "added": "".join(added)}
     assert ck.model.config.hidden_size == 16 and ck.model.config.num_layers == 2
@@ -352,5 +352,6 @@ def test_a_file_with_an_origin_needs_format_2(base, tmp_path):
                 data = buffer.getvalue()
             zf.writestr(name, data)
     with pytest.raises(charrnn.CheckpointError,
-                       match=r"keys differ from format 1: \[.chosen., .origin., .validation.\]"):
+                       match=r"keys differ from format 1: "
+                       r"\[.chosen., .origin., .references., .validation.\]"):
         checkpoint.load(tmp_path / "v1.npz")

@@ -58,7 +58,8 @@ def test_summary_names_the_file_network_and_every_tensor(trained):
     ck = checkpoint.load(trained)
     out = r.stdout
     assert str(trained) in out and f"{trained.stat().st_size:,} bytes" in out
-    assert "charrnn model format 3" in out and "charrnn 0.1.0" in out and "float32" in out
+    assert f"charrnn model format {checkpoint.FORMAT_VERSION}" in out
+    assert "charrnn 0.1.0" in out and "float32" in out
     assert "LSTM: 2 layer(s) x 8 units" in out and f"vocabulary {len(ck.model.vocab)}" in out
     assert f"{ck.model.num_parameters:,}" in out
     for name, p in ck.model.params.items():
@@ -74,7 +75,8 @@ def test_json_parameters_match_numpy_on_the_loaded_arrays(trained):
                             "vocab_size": len(ck.model.vocab), "dropout": 0.0,
                             "parameters": ck.model.num_parameters}
     assert doc["file"]["size"] == trained.stat().st_size
-    assert doc["file"]["format_version"] == 3 and doc["file"]["dtype"] == "float32"
+    assert doc["file"]["format_version"] == checkpoint.FORMAT_VERSION
+    assert doc["file"]["dtype"] == "float32"
     assert [t["name"] for t in doc["tensors"]] == list(ck.model.params)
     assert sum(t["count"] for t in doc["tensors"]) == doc["model"]["parameters"]
     for t in doc["tensors"]:

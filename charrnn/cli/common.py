@@ -254,6 +254,20 @@ def read_text(paths, encoding: str, what: str, max_chars: int | None = None):
         raise DataError(f"the {what} is empty: {str(e).split(': ', 1)[-1]}") from None
 
 
+def corpus_note(record: dict | None, corpus, model_path: str, given: str,
+                going_on: str) -> str | None:
+    """A note when a corpus given to a command (``given``: how, e.g. "--check") is not the
+    one the model file records (by sha256, as a resumed run compares them), saying what the
+    command does anyway; None when it is, or when the file records no corpus."""
+    from ..display.base import one_line
+
+    if not record or record.get("sha256") == corpus.sha256:
+        return None
+    return (f"{given} {one_line(corpus.name)} (sha256 {corpus.sha256[:12]}...) is not the "
+            f"corpus {one_line(model_path)} was trained on ({one_line(record.get('name'))}, "
+            f"sha256 {one_line(record.get('sha256'))[:12]}...); {going_on}")
+
+
 def apply_unknown_option(vocab, counts, policy: str, what: str) -> dict[str, int]:
     """The --unknown option on a text ({char: occurrences}): `vocab.apply_unknown_policy`,
     and a note on stderr naming what it leaves out."""

@@ -29,6 +29,33 @@ def _encode(model, text: str, unknown: str, what: str):
     return text, model.vocab.encode(text)
 
 
+def _given_text(model, text_file, prime, encoding: str, unknown: str, max_chars: int,
+                whole: bool):
+    """((text, ids, where it comes from), the whole --text or None) of --text or --prime: at
+    most max_chars characters, and with ``whole`` the --text file read whole as a
+    data.Corpus (the page checks its samples against it: charrnn.copies)."""
+    what = "prime" if prime is not None else "text"
+    read = None
+    if prime is not None:
+        text = normalised(prime)
+    else:  # one character past the limit tells whether the text goes on
+        read = read_text([text_file], encoding, what, None if whole else max_chars + 1)
+        text = read.vocab.decode(read.ids[:max_chars + 1])
+    if len(text) > max_chars:
+        click.echo(f"note: showing the first {max_chars:,} characters of the {what} "
+                   "(--max-chars)", err=True)
+        text = text[:max_chars]
+    given = len(text)
+    text, ids = _encode(model, text, unknown, what)
+    if not len(ids):
+        raise DataError(f"the {what} is empty" if not given else
+                        f"the {what} has no characters the model knows")
+    where = ("The text given with --prime" if prime is not None else
+             "The text read from standard input" if text_file == "-" else
+             f"The text of {click.format_filename(text_file)}")
+    return (text, ids, where), read if whole else None
+
+
 @main.command(context_settings=CONTEXT,
               short_help="What is inside a model: parameters, history, diagnostics, text.")
 @click.argument("model_path", default="model.npz", envvar="CHARRNN_MODEL", metavar="[MODEL]",
@@ -93,29 +120,18 @@ def inspect(model_path, text_file, prime, neuron, layer, top_neurons, max_chars,
         if bad:
             raise click.BadParameter(f"unit {bad[0]} does not exist; layers have units 0 to "
                                      f"{cfg.hidden_size - 1}", param_hint="--neuron")
-        report = diagnostics.model_report(ck, os.path.getsize(model_path))
-        chosen = None  # (text, ids, where it comes from) of --text or --prime
+        # the references' losses on the validation text (format 4 on), beside the model's
+        report = dict(diagnostics.model_report(ck, os.path.getsize(model_path)),
+                      references=ck.references)
+        chosen, whole = None, None  # (text, ids, where it comes from) of --text or --prime
         if text_file is not None or prime is not None:
-            what = "prime" if prime is not None else "text"
-            # one character past the limit tells whether the text goes on
-            text = normalised(prime) if prime is not None else \
-                read_text([text_file], encoding, what, max_chars + 1).text
-            if len(text) > max_chars:
-                click.echo(f"note: showing the first {max_chars:,} characters of the {what} "
-                           "(--max-chars)", err=True)
-                text = text[:max_chars]
-            given = len(text)
-            text, ids = _encode(ck.model, text, unknown, what)
-            if not len(ids):
-                raise DataError(f"the {what} is empty" if not given else
-                                f"the {what} has no characters the model knows")
-            chosen = text, ids, ("The text given with --prime" if prime is not None else
-                                 "The text read from standard input" if text_file == "-" else
-                                 f"The text of {click.format_filename(text_file)}")
+            chosen, whole = _given_text(ck.model, text_file, prime, encoding, unknown,
+                                        max_chars, whole=html_path is not None)
         if html_path is not None:
             inspect_html.write_page(html_path, ck, report, chosen, model_path=model_path,
                                     force=force, layer=layer, neurons=neuron,
-                                    top_neurons=top_neurons, max_chars=max_chars)
+                                    top_neurons=top_neurons, max_chars=max_chars,
+                                    check=whole)
             return
         text_rep = None if chosen is None else diagnostics.text_report(
             ck.model, *chosen[:2], layer=layer, neurons=neuron, top_neurons=top_neurons)

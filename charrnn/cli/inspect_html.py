@@ -2,15 +2,21 @@
 
 The page's text is the one given (--text, --prime); else the start of the model's own
 validation text when its corpus is found (``corpus_text``); else a sample of the model.
-Its samples are seeded, and the page shows the `charrnn sample` command that repeats each.
+Its samples are seeded, and the page shows the `charrnn sample` command that repeats each;
+they are checked against the whole --text file, or the model's corpus when found
+(charrnn.copies: their copied spans marked).
 """
 
 from __future__ import annotations
 
 import shlex
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from ..data import Corpus
 
 PAGE_MAX_CHARS = 10_000  # characters of text a page shows: bounds its size (~90 bytes each)
 PAGE_NEURONS = 8  # units shown when --top-neurons is not given
@@ -50,16 +56,28 @@ def sample_command(model_path: str, length: int, temperature: float, seed: int) 
             f"--temp {temperature:g} --seed {seed}")
 
 
-def _samples(model, model_path: str) -> list[dict]:
-    return [{"temperature": t, "seed": SAMPLE_SEED, "length": SAMPLE_CHARS,
-             "text": model.sample(SAMPLE_CHARS, temperature=t, seed=SAMPLE_SEED),
-             "command": sample_command(model_path, SAMPLE_CHARS, t, SAMPLE_SEED)}
-            for t in SAMPLE_TEMPERATURES]
+def _samples(model, model_path: str, check: Corpus | None) -> list[dict]:
+    """The page's samples; with a corpus to ``check`` (a data.Corpus), each with its copy
+    report (copies.CopyReport.to_dict() and its summary)."""
+    from ..copies import CopyIndex
+
+    samples = [{"temperature": t, "seed": SAMPLE_SEED, "length": SAMPLE_CHARS,
+                "text": model.sample(SAMPLE_CHARS, temperature=t, seed=SAMPLE_SEED),
+                "command": sample_command(model_path, SAMPLE_CHARS, t, SAMPLE_SEED)}
+               for t in SAMPLE_TEMPERATURES]
+    if check is not None:
+        index = CopyIndex.from_ids(check.ids, check.vocab.chars)
+        for s, report in zip(samples, index.check_all([s["text"] for s in samples]),
+                             strict=True):
+            s["copies"] = {**report.to_dict(), "summary": report.summary()}
+    return samples
 
 
-def default_text(ck, model_path: str, max_chars: int) -> tuple[str, str, Path | None]:
-    """(text, where it comes from, the corpus file it was read from or None): the start of
-    the model's validation text if its corpus is found, else a sample of the model."""
+def default_text(ck, model_path: str, max_chars: int
+                 ) -> tuple[str, str, Path | None, Corpus | None]:
+    """(text, where it comes from, the corpus file it was read from or None, that corpus as
+    a data.Corpus or None): the start of the model's validation text if its corpus is found,
+    else a sample of the model."""
     from ..corpus_text import corpus_folders, find_corpus, validation_text
 
     model, record = ck.model, ck.corpus
@@ -76,17 +94,20 @@ def default_text(ck, model_path: str, max_chars: int) -> tuple[str, str, Path | 
             text = validation_text(corpus, val_frac, max_chars)
             if text and not model.vocab.unknown(text):
                 return (text, f"The first {len(text):,} characters of the validation text "
-                              f"of {path}, which training held out", path)
+                              f"of {path}, which training held out", path, corpus)
     text = model.sample(max_chars, temperature=1.0, seed=SAMPLE_SEED)
     command = sample_command(model_path, max_chars, 1.0, SAMPLE_SEED)
-    return text, f"A sample of the model ({command}), as {why}", None
+    return text, f"A sample of the model ({command}), as {why}", None, None
 
 
 def write_page(html_path: str, ck, report: dict, chosen, *, model_path: str, force: bool,
-               layer: int | None, neurons, top_neurons: int, max_chars: int) -> None:
+               layer: int | None, neurons, top_neurons: int, max_chars: int,
+               check: Corpus | None = None) -> None:
     """Gather the page's figures, render it and write it atomically; say where and how big.
 
     chosen: (text, ids, where it comes from) of --text/--prime, or None for the default text.
+    check: the data.Corpus the samples are checked against (the whole --text), or None: the
+    model's corpus when the default text is read from it, else no check.
     """
     from .. import diagnostics, display
     from ..atomic import replace_file
@@ -94,7 +115,7 @@ def write_page(html_path: str, ck, report: dict, chosen, *, model_path: str, for
 
     model = ck.model
     if chosen is None:
-        text, source, corpus_path = default_text(ck, model_path, max_chars)
+        text, source, corpus_path, check = default_text(ck, model_path, max_chars)
         if corpus_path is not None:  # the page is made from that file too
             check_page_output(Path(html_path), force=force, inputs=[corpus_path])
         chosen = (text, model.vocab.encode(text), source)
@@ -104,7 +125,8 @@ def write_page(html_path: str, ck, report: dict, chosen, *, model_path: str, for
     page = display.render_page({
         "title": Path(model_path).name, "report": report, "text": text_rep,
         "histograms": diagnostics.tensor_histograms(model.params), "text_source": source,
-        "samples": _samples(model, model_path)})
+        "samples": _samples(model, model_path, check),
+        "copies_source": None if check is None else check.name})
     data = page.encode("utf-8", "backslashreplace")  # a lone surrogate shows as \udc80
     replace_file(html_path, lambda f: f.write(data))
     click.echo(f"wrote {click.format_filename(html_path)} ({len(data) / 1000:,.0f} KB)", err=True)

@@ -20,6 +20,7 @@ from .text_view import (
     SURPRISE_BG,
     activation_level,
     colored_text,
+    copy_lines,
     eval_lines,
     eval_progress,
     surprise_level,
@@ -28,5 +29,5 @@ from .text_view import (
 from .training_view import TrainingView, training_summary
 
 __all__ = ["ACTIVATION_BG", "SURPRISE_BG", "TrainingView", "activation_level", "colored_text",
-           "eval_lines", "eval_progress", "line_chart", "make_console", "render_inspect",
-           "render_page", "surprise_level", "text_views", "training_summary"]
+           "copy_lines", "eval_lines", "eval_progress", "line_chart", "make_console",
+           "render_inspect", "render_page", "surprise_level", "text_views", "training_summary"]

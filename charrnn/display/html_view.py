@@ -53,6 +53,9 @@ def _tiles(rep: dict) -> str:
                   ("-" if best["perplexity"] is None else f"{best['perplexity']:.2f}",
                    "perplexity"),
                   (f"{best['bits_per_char']:.3f}", "bits per character")]
+    refs = rep.get("references")
+    if refs is not None:  # the model's loss in context: a simple model's on the same text
+        tiles.append((f"{refs['ngram']:.2f}", f"a {refs['order']}-gram model of the training text"))
     tiles.append((f"{m['parameters']:,}", "parameters"))
     if t and t.get("steps") is not None:
         tiles.append((f"{t['steps']:,}", "steps"))
@@ -92,15 +95,32 @@ def _command(command: str) -> str:
     return " ".join(f'<span class="word">{value(w)}</span>' for w in command.split(" "))
 
 
-def _samples(samples: list[dict]) -> str:
+def _marked(sample: str, spans) -> str:
+    """The sample escaped, each of its copied runs ((start, end) pairs, in order) in <mark>."""
+    out, at = [], 0
+    for start, end in spans:
+        out.append(f"{text(sample[at:start])}<mark>{text(sample[start:end])}</mark>")
+        at = end
+    return "".join(out) + text(sample[at:])
+
+
+def _samples(samples: list[dict], copies_source: str | None) -> str:
+    """The samples, each above its command; with a copy check (each sample's ``copies``: a
+    copies.CopyReport's to_dict() and summary()), its figures and its copied runs marked."""
     cards = "".join(
         f'<figure class="sample"><figcaption>temperature {s["temperature"]:g}</figcaption>'
-        f'<pre data-temperature="{s["temperature"]:g}">{text(s["text"])}</pre>'
+        + (f'<p class="copies">{value(s["copies"]["summary"])}</p>' if s.get("copies") else "")
+        + f'<pre data-temperature="{s["temperature"]:g}">'
+        f'{_marked(s["text"], s["copies"]["spans"] if s.get("copies") else ())}</pre>'
         f"<code>{_command(s['command'])}</code></figure>" for s in samples)
     seed = samples[0]["seed"] if samples else "-"
+    checked = next((s["copies"] for s in samples if s.get("copies")), None)
+    marked = "" if checked is None else (
+        f" Marked: the characters inside spans of {checked['min_span']} or more characters "
+        f"found verbatim in {value(copies_source)}.")
     return (f'<section id="samples"><h2>3 · Samples</h2><p class="note">{len(samples)} '
             f"samples of {samples[0]['length'] if samples else 0:,} characters, seed "
-            f"{value(seed)}: below each, the command that writes it again.</p>"
+            f"{value(seed)}: below each, the command that writes it again.{marked}</p>"
             f'<div class="samples">{cards}</div></section>')
 
 
@@ -237,12 +257,14 @@ def render_page(page: dict) -> str:
     """The whole page as one string. ``page``: title (the model file's name), report
     (model_report), histograms (tensor_histograms), text (text_report with ``next``),
     text_source (a sentence saying where the text comes from), samples ([{temperature,
-    seed, length, text, command}])."""
+    seed, length, text, command[, copies]}]), copies_source (the name of the corpus the
+    samples were checked against, e.g. "sonnets.txt"; None without a copy check)."""
     rep, tr = page["report"], page["text"]
     css, js = _asset("report.css"), _asset("report.js")
     data = script_json(_script_data(tr, rep["vocab"]))
     body = "".join([_header(rep, page["title"]), "<main>", _card(rep), _losses(rep),
-                    _samples(page["samples"]), _text(tr, page["text_source"]), _neurons(tr),
+                    _samples(page["samples"], page.get("copies_source")),
+                    _text(tr, page["text_source"]), _neurons(tr),
                     _weights(rep, page["histograms"]), "</main>"])
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.text import Text
 
+from ..references import reference_note
 from .base import LN2, bpc, figures_text, one_line, ppl
 
 # ----------------------------------------------------------------------------- text views
@@ -154,4 +155,36 @@ def eval_lines(result: dict) -> str:
     lines += [f"loss         {result['loss']:.4f} nats/char",
               f"perplexity   {ppl(result['loss'])}",
               f"bits/char    {bpc(result['loss'])}"]
+    refs = result.get("references")
+    if refs is not None:
+        lines += [f"references   {reference_note(refs, 'the training text')} (nats/char)",
+                  f"fitted to    {fitted_text(refs)}"]
     return "\n".join(lines)
+
+
+def fitted_text(refs: dict) -> str:
+    """What ``eval --corpus`` fitted its references to: "sonnets.txt: 86,085 training
+    characters, without the last 9,565, which the model's run held out"."""
+    fitted = f"{one_line(refs['corpus'])}: {refs['training_chars']:,} training characters"
+    if refs["fit_chars"] < refs["training_chars"]:
+        fitted += f", the last {refs['fit_chars']:,} of them"
+    if refs["held_out"]:
+        fitted += f", without the last {refs['held_out']:,}, which the model's run held out"
+    return fitted
+
+
+# ----------------------------------------------------------------------------- copy check
+
+SHOWN_SPAN = 72  # characters of a sample's longest verbatim span quoted by the copy check
+
+
+def copy_lines(reports, corpus: str) -> list[str]:
+    """The copy check of ``charrnn sample --check`` (for stderr): per sample, a
+    ``copies.CopyReport``'s summary and the start of its longest verbatim span, escaped."""
+    lines = [f"copy check against {one_line(corpus)} (the generated text, not the prime):"]
+    for i, report in enumerate(reports, 1):
+        lines.append(f"  sample {i}: {report.summary()}")
+        if report.longest:
+            more = " ..." if report.longest > SHOWN_SPAN else ""
+            lines.append(f'    longest: "{one_line(report.longest_text[:SHOWN_SPAN])}"{more}')
+    return lines

@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..errors import option
+from ..references import reference_note
 from .base import (
     added_text,
     bpc,
@@ -152,6 +153,9 @@ def start_summary(r) -> Text:
     if info["val_chars"]:
         lines.append(f"validation every {info['eval_every']:,} steps, on "
                      f"{validation_text(info['validation'])}")
+    if info.get("references"):  # a run without validation has none
+        lines.append(f"references on the same text, nats/char: "
+                     f"{reference_note(info['references'])}")
     if origin and not info["resumed_at"]:
         lines.insert(2, vocabulary_line(origin["added"], m.vocab_size,
                                         m.vocab_size - distinct))
