@@ -1,38 +1,42 @@
-"""Recurrent cells over a whole sequence: forward with a cache, exact backward (BPTT).
+"""Recurrent cells: one step's maths, the sequence forward built on it, exact backward (BPTT).
 
-Shapes: T time, B batch, H hidden, G gate blocks (RNN 1, GRU 3, LSTM 4). Sequences are
-time-major so that every step is one contiguous slab.
+Shapes: T time, B batch (or N sampled streams), H hidden, G gate blocks (RNN 1, GRU 3, LSTM 4).
+Sequences are time-major so that every step is one contiguous slab.
 
-A cell never sees the layer input itself: the model computes the input projection
-``xw = x W_x + b`` for all T*B positions in one matmul (or a row gather for one-hot input)
-and hands the cell ``xw`` of shape (T, B, G*H). The cell runs the recurrence, which needs
-only ``h W_h`` per step, and its backward returns ``dxw``, from which the model gets
-``dW_x``, ``db`` and the gradient to the layer below, again in one matmul each.
+`GATE_NAMES` is the gate layout: the order of the H-wide column blocks of W_x, W_h, b and of all
+computed from them (``xw``, a step's preactivations, ``dxw``); `gate_slice` finds a block.
 
-Every ``forward(xw, state, params, for_backward=True, work=None) -> (hs, final_state, cache)``
-where state is a tuple of (B, H) arrays (``(h,)``, or ``(h, c)`` for the LSTM), hs is (T, B, H)
-and cache is None unless ``for_backward``. Every ``backward(dhs, dfinal, cache)
--> (dxw, dstate0, dparams)`` where dfinal matches the state tuple (or None), dparams holds
-``W_h`` (and ``b_hn`` for the GRU). One backward per forward: the GRU and LSTM write their
-gradients over the cache's buffers (``dxw`` may be one of them). ``work`` is a `Workspace`
-that the cell takes its scratch and cache buffers from (default: a fresh one, i.e. new
-arrays); with a kept workspace, the next forward reuses the buffers of the last one's cache,
-hs included when it is part of the cache (``for_backward``).
+The model hands a cell the input projection ``xw = x W_x + b`` (T, B, G*H), one matmul (or row
+gather) over all positions. A cell's ``step`` advances the state by one time step from that
+step's products, in buffers from ``buffers(B, H, dtype)``; ``forward`` is the loop ``for t:
+product with W_h; step; store the backward's factors (GRU, LSTM)``, and
+`charrnn.sampling.Stepper` calls the same ``step`` once per character. A step reads:
+
+    RNN   a = xw_t + h W_h           (B, H)     h' = tanh(a)
+    GRU   hh = -(h W_h), xw_t        (B, 3H)    apart: r multiplies h W_hn, not x W_xn
+    LSTM  -a = -(xw_t + h W_h)       (B, 4H)
+
+``forward(xw, state, params, for_backward=True, work=None) -> (hs, final_state, cache)``: state
+is a tuple of (B, H) arrays (``(h,)``, or ``(h, c)`` for the LSTM), hs is (T, B, H), cache None
+unless ``for_backward``. ``backward(dhs, dfinal, cache) -> (dxw, dstate0, dparams)``: dfinal
+matches the state tuple (or None), dparams holds ``W_h`` (and the GRU's ``b_hn``). One backward
+per forward: the GRU and LSTM write their gradients over the cache's buffers (``dxw`` may be one
+of them). ``work`` is a `Workspace` for the scratch and cache buffers (default: a fresh one);
+with a kept one, the next forward reuses the buffers of the last one's cache (hs included
+when ``for_backward``).
 
 Speed notes (why the code looks the way it does):
-- Sigmoid gates are ``s(a) = 1 / (1 + exp(-a))``, as fast as ``0.5 tanh(a/2) + 0.5`` (see
-  docs/performance.md). The recurrent product is taken with ``-W_h`` so that ``-a`` comes out of
-  the matmul, which saves the negation. ``exp`` overflows to inf for a << 0, which gives the right
-  limit, s = 0. (The tanh gates stay ``np.tanh``: ``2 s(2a) - 1`` would lose their relative
-  precision near 0.)
-- The factors of the backward pass that depend only on forward values (e.g.
-  ``o * (1 - tanh(c)^2)``) are computed by the forward, step by step, while that step's
-  values are still in cache: computed afterwards over all steps they cost several passes
-  through memory that no longer fits in cache. The backward loop is then a few in-place
-  ufuncs and one ``dG @ W_h^T`` per step, writing the gradients over those factors.
-- Per-step scratch arrays are (B, .) and reused, so a step works in cache; only what the
-  backward needs is stored per step, and nothing when the forward is not for training.
-  (The RNN's one factor, ``1 - h^2``, is two cheap passes over (T, B, H) in its backward.)
+- Sigmoids are ``s(a) = 1 / (1 + exp(-a))``, as fast as ``0.5 tanh(a/2) + 0.5`` (see
+  docs/performance.md). The gated cells take the recurrent product with ``-W_h`` (their
+  ``sign``), so ``-a`` comes out of the matmul. ``exp`` overflows to inf for a << 0, giving the
+  right limit s = 0, so their steps run under ``np.errstate(over="ignore")``. (Tanh gates stay
+  ``np.tanh``: ``2 s(2a) - 1`` would lose their relative precision near 0.)
+- A step works in its reused (B, .) buffers, in cache. The backward's factors that depend only
+  on forward values (e.g. ``o (1 - tanh(c')^2)``) are stored right after each step, while its
+  values are still in cache (afterwards they would cost passes through memory that no longer
+  fits in cache); nothing is stored when the forward is not for training. The backward loop
+  is then a few in-place ufuncs and one ``dG @ W_h^T`` per step, over those factors. (The
+  RNN's one factor, ``1 - h^2``, is two cheap passes over (T, B, H) in its backward.)
 - ``dW_h = H_prev^T dG`` is one matmul over all steps after the loop: the forward keeps the
   states in one (T+1, B, H) buffer whose first T slabs are exactly H_prev.
 """
@@ -40,20 +44,33 @@ Speed notes (why the code looks the way it does):
 from __future__ import annotations
 
 import math
+from collections import namedtuple
 
 import numpy as np
 
-__all__ = ["CELLS", "RNNCell", "GRUCell", "LSTMCell", "Workspace"]
+__all__ = ["CELLS", "GATE_NAMES", "SIGMOID_GATES", "GRUCell", "LSTMCell", "RNNCell", "Workspace",
+           "gate_slice"]
+
+#: the gate blocks of W_x, W_h and b, in column order (block k is columns k*H .. (k+1)*H)
+GATE_NAMES = {"rnn": ("h",), "gru": ("r", "z", "n"), "lstm": ("i", "f", "g", "o")}
+#: the gates squashed by a sigmoid (the others by tanh)
+SIGMOID_GATES = {"rnn": (), "gru": ("r", "z"), "lstm": ("i", "f", "o")}
+
+
+def gate_slice(cell: str, first: str, last: str | None = None, width: int = 1) -> slice:
+    """Where the gate blocks first..last (adjacent in `GATE_NAMES`) sit along a gate axis of
+    blocks ``width`` wide: width H for columns of W_x, W_h, b; 1 for the block axis of a
+    (..., G, H) view. E.g. ``gate_slice("lstm", "f", width=H)`` is ``slice(H, 2H)``."""
+    names = GATE_NAMES[cell]
+    return slice(names.index(first) * width, (names.index(last or first) + 1) * width)
 
 
 class Workspace:
-    """Scratch arrays kept from call to call, by name.
+    """Scratch arrays kept from call to call, by name; one is valid until its name is taken again.
 
-    A training step's large temporaries (the backward factors, the LSTM's cell states, the
-    input projection) have the same size every step. Allocated fresh each time they are
-    paged in again by the kernel: measured on an LSTM 2x256 B=32 step, ~3,600 page faults and
-    ~10% of the step. An array taken under a name is valid until that name is taken again.
-    """
+    A training step's large temporaries (backward factors, LSTM cell states, input projection)
+    have the same size every step; allocated fresh, each is paged in again by the kernel (an
+    LSTM 2x256 B=32 step: ~3,600 page faults, ~10% of the step)."""
 
     def __init__(self) -> None:
         self._flat: dict[str, np.ndarray] = {}
@@ -68,11 +85,8 @@ class Workspace:
 
 
 def _states_buffer(T: int, h0: np.ndarray, work: Workspace | None) -> np.ndarray:
-    """A (T+1, B, H) buffer whose slab 0 is h0; slab t+1 will hold the state after step t.
-
-    Taken from ``work`` when the states go into a cache (they live as long as it does), new
-    otherwise (the caller keeps them).
-    """
+    """A (T+1, B, H) buffer whose slab 0 is h0; slab t+1 will hold the state after step t. Taken
+    from ``work`` when the states go into a cache (they live as long as it), else new (kept)."""
     shape = (T + 1,) + h0.shape
     hs = np.empty(shape, h0.dtype) if work is None else work.take("hs", shape, h0.dtype)
     hs[0] = h0
@@ -99,8 +113,18 @@ class RNNCell:
     """
 
     name = "rnn"
-    gates = 1
-    state_parts = 1
+    gates, state_parts = len(GATE_NAMES[name]), 1
+    sign = 1.0  # the step reads a = +(xw + h W_h): tanh needs no negation
+
+    @staticmethod
+    def buffers(B, H, dtype):
+        """The step's one buffer: a (B, H), the preactivation."""
+        return np.empty((B, H), dtype)
+
+    @staticmethod
+    def step(a, h_new):
+        """``h' = tanh(a)``, a = xw_t + h W_h (B, H); h_new may be a."""
+        np.tanh(a, out=h_new)
 
     @staticmethod
     def forward(xw, state, params, for_backward=True, work=None):
@@ -110,10 +134,10 @@ class RNNCell:
         T = xw.shape[0]
         hs = _states_buffer(T, h0, work if for_backward else None)
         for t in range(T):
-            h = hs[t + 1]
-            np.matmul(hs[t], W_h, out=h)
-            h += xw[t]
-            np.tanh(h, out=h)
+            a = hs[t + 1]  # the preactivation, then (in place) the state
+            np.matmul(hs[t], W_h, out=a)
+            a += xw[t]
+            RNNCell.step(a, a)
         cache = (hs, W_h, work) if for_backward else None
         return hs[1:], (hs[T].copy(),), cache
 
@@ -133,6 +157,20 @@ class RNNCell:
         return dpre, (dh,), {"W_h": _weight_grad(hs[:-1], dpre)}
 
 
+def _sigmoid_of_negated(x: np.ndarray, one: np.ndarray) -> None:
+    """``s(a) = 1 / (1 + exp(-a))`` in place over x = -a. ``one`` is 1 as a 0-d array of x's
+    dtype: the Python float costs ~0.4 us more per call, which shows at batch 1 (sampling)."""
+    np.exp(x, out=x)
+    x += one
+    np.divide(one, x, out=x)
+
+
+#: A GRU step's buffers, (B, .), views made once: hh (B, 3H) -(h W_h), written by the caller, and
+#: its views hh_rz, hh_n; rz (B, 2H) s(a), views r, z; hn = h W_hn + b_hn, n, h_n = h - n (B, H);
+#: one; the columns rz_cols, n_cols of r z and of n (in hh, xw and W_h).
+GRUBuffers = namedtuple("GRUBuffers", "hh hh_rz hh_n rz r z hn n h_n one rz_cols n_cols")
+
+
 class GRUCell:
     """GRU in the cuDNN/PyTorch form, gate blocks ``r z n`` (xw already holds ``b``)::
 
@@ -147,62 +185,78 @@ class GRUCell:
         dh_prev = dh * z + [da_r, da_z, dhn] W_h^T
 
     The forward stores, per step, P = [hn r(1-r) A, (h-n) z(1-z), r A, A] with
-    A = (1-z)(1-n^2), so that the backward's d = dh * P = [da_r, da_z, dhn, da_n] is one
-    multiply.
+    A = (1-z)(1-n^2) (blocks r z n in W_h's layout, then A), so that the backward's
+    d = dh * P = [da_r, da_z, dhn, da_n] is one multiply.
     """
 
     name = "gru"
-    gates = 3
-    state_parts = 1
+    gates, state_parts = len(GATE_NAMES[name]), 1
+    sign = -1.0  # the step reads hh = -(h W_h), taken with -W_h
+
+    @staticmethod
+    def buffers(B, H, dtype) -> GRUBuffers:
+        rz_cols, n_cols = gate_slice("gru", "r", "z", width=H), gate_slice("gru", "n", width=H)
+        hh, rz = np.empty((B, 3 * H), dtype), np.empty((B, 2 * H), dtype)
+        r, z = (rz[:, gate_slice("gru", gate, width=H)] for gate in "rz")
+        return GRUBuffers(hh, hh[:, rz_cols], hh[:, n_cols], rz, r, z,
+                          *(np.empty((B, H), dtype) for _ in range(3)), np.ones((), dtype),
+                          rz_cols, n_cols)
+
+    @staticmethod
+    def step(buf: GRUBuffers, xw_rz, xw_n, b_hn, h, h_new):
+        """One step: buf.hh = -(h W_h) (B, 3H); xw_rz (B, 2H), xw_n (B, H) the r z and the n
+        columns of x W_x + b; b_hn (H,); h (B, H) -> h_new (B, H) (may be h).
+        Run under ``np.errstate(over="ignore")``."""
+        _, hh_rz, hh_n, rz, r, z, hn, n, h_n, one, _, _ = buf
+        np.subtract(hh_rz, xw_rz, out=rz)  # -a
+        _sigmoid_of_negated(rz, one)
+        np.subtract(b_hn, hh_n, out=hn)
+        np.multiply(r, hn, out=n)
+        n += xw_n
+        np.tanh(n, out=n)
+        np.subtract(h, n, out=h_n)
+        np.multiply(h_n, z, out=h_new)
+        h_new += n
+
+    @staticmethod
+    def _store_factors(buf: GRUBuffers, d):
+        """P of the step just taken into d (B, 4H) (see the class docstring)."""
+        _, _, _, rz, r, _, hn, n, h_n, _, rz_cols, n_cols = buf
+        H = n.shape[1]
+        d_r, d_z = (d[:, gate_slice("gru", gate, width=H)] for gate in "rz")
+        d_rz, A = d[:, rz_cols], d[:, 3 * H:]  # A: P's fourth block, after W_h's three
+        np.subtract(1.0, rz, out=d_rz)  # 1 - s, times s below
+        np.square(n, out=A)
+        np.subtract(1.0, A, out=A)
+        A *= d_z  # 1 - z
+        d_rz *= rz  # s(1 - s)
+        d_z *= h_n
+        d_r *= hn
+        d_r *= A
+        np.multiply(A, r, out=d[:, n_cols])
 
     @staticmethod
     def forward(xw, state, params, for_backward=True, work=None):
         (h0,) = state
-        W_h, b_hn = params["W_h"], params["b_hn"]
+        b_hn = params["b_hn"]
         work = work or Workspace()
         T, B, G3 = xw.shape
         H = G3 // 3
-        dt = xw.dtype
-        W_neg = np.negative(W_h, out=work.take("W_neg", W_h.shape, dt))  # hh = -h W_h
+        W_neg = np.negative(params["W_h"], out=work.take("W_neg", (H, G3), xw.dtype))  # sign -1
         hs = _states_buffer(T, h0, work if for_backward else None)
-        hh = np.empty((B, G3), dtype=dt)
-        rz = np.empty((B, 2 * H), dtype=dt)
-        hn = np.empty((B, H), dtype=dt)
-        n = np.empty((B, H), dtype=dt)
-        r, z = rz[:, :H], rz[:, H:]
+        buf = GRUCell.buffers(B, H, xw.dtype)
+        xw_rz, xw_n = xw[:, :, buf.rz_cols], xw[:, :, buf.n_cols]
         if for_backward:
-            P = work.take("P", (T, B, 4 * H), dt)
-            Z = work.take("Z", (T, B, H), dt)
+            P = work.take("P", (T, B, 4 * H), xw.dtype)
+            Z = work.take("Z", (T, B, H), xw.dtype)
         with np.errstate(over="ignore"):  # exp(-a) = inf for a << 0 gives the limit s = 0
             for t in range(T):
-                np.matmul(hs[t], W_neg, out=hh)
-                np.subtract(hh[:, :2 * H], xw[t, :, :2 * H], out=rz)  # -a
-                np.exp(rz, out=rz)
-                rz += 1.0
-                np.divide(1.0, rz, out=rz)  # s(a) = 1 / (1 + exp(-a))
+                np.matmul(hs[t], W_neg, out=buf.hh)
+                GRUCell.step(buf, xw_rz[t], xw_n[t], b_hn, hs[t], hs[t + 1])
                 if for_backward:
-                    d = P[t]
-                    np.subtract(1.0, rz, out=d[:, :2 * H])  # 1 - s, times s below
-                np.subtract(b_hn, hh[:, 2 * H:], out=hn)
-                np.multiply(r, hn, out=n)
-                n += xw[t, :, 2 * H:]
-                np.tanh(n, out=n)
-                h = hs[t + 1]
-                np.subtract(hs[t], n, out=h)
-                if for_backward:
-                    A = d[:, 3 * H:]
-                    np.square(n, out=A)
-                    np.subtract(1.0, A, out=A)
-                    A *= d[:, H:2 * H]  # 1 - z
-                    d[:, :2 * H] *= rz  # s(1 - s)
-                    d[:, H:2 * H] *= h  # h - n
-                    d[:, :H] *= hn
-                    d[:, :H] *= A
-                    np.multiply(A, r, out=d[:, 2 * H:3 * H])
-                    Z[t] = z
-                h *= z
-                h += n
-        cache = (hs, P, Z, W_h, work) if for_backward else None
+                    GRUCell._store_factors(buf, P[t])
+                    Z[t] = buf.z
+        cache = (hs, P, Z, params["W_h"], work) if for_backward else None
         return hs[1:], (hs[T].copy(),), cache
 
     @staticmethod
@@ -220,11 +274,17 @@ class GRUCell:
             np.matmul(P[t, :, :3 * H], W_hT, out=tmp)
             dh *= Z[t]
             dh += tmp
-        dhh = P[:, :, :3 * H]
-        dxw = np.concatenate((P[:, :, :2 * H], P[:, :, 3 * H:]), axis=2,
-                             out=work.take("dxw", (T, B, 3 * H), P.dtype))
-        grads = {"W_h": _weight_grad(hs[:-1], dhh), "b_hn": P4[:, :, 2].sum(axis=(0, 1))}
+        dxw = np.concatenate((P[:, :, gate_slice("gru", "r", "z", width=H)], P[:, :, 3 * H:]),
+                             axis=2, out=work.take("dxw", (T, B, 3 * H), P.dtype))  # da_n
+        dhn = P[:, :, gate_slice("gru", "n", width=H)]
+        grads = {"W_h": _weight_grad(hs[:-1], P[:, :, :3 * H]), "b_hn": dhn.sum(axis=(0, 1))}
         return dxw, (dh,), grads
+
+
+#: An LSTM step's buffers, (B, .) each, views made once by `LSTMCell.buffers`: a (B, 4H) -a,
+#: written by the caller, then s(a) in the i f o blocks; its views i, f, a_g, o; g = tanh(a_g),
+#: ig = i * g, tc = tanh(c') (B, H); one.
+LSTMBuffers = namedtuple("LSTMBuffers", "a i f a_g o g ig tc one")
 
 
 class LSTMCell:
@@ -245,26 +305,59 @@ class LSTMCell:
     """
 
     name = "lstm"
-    gates = 4
-    state_parts = 2
+    gates, state_parts = len(GATE_NAMES[name]), 2
+    sign = -1.0  # the step reads -a = -(xw + h W_h), taken with -W_h
+
+    @staticmethod
+    def buffers(B, H, dtype) -> LSTMBuffers:
+        a = np.empty((B, 4 * H), dtype)
+        i, f, a_g, o = (a[:, gate_slice("lstm", gate, width=H)] for gate in "ifgo")
+        return LSTMBuffers(a, i, f, a_g, o, *(np.empty((B, H), dtype) for _ in range(3)),
+                           np.ones((), dtype))
+
+    @staticmethod
+    def step(buf: LSTMBuffers, c, c_new, h_new):
+        """One step: buf.a = -a (B, 4H), c (B, H) -> c_new, h_new (B, H) (c_new may be c).
+        Run under ``np.errstate(over="ignore")``."""
+        a, i, f, a_g, o, g, ig, tc, one = buf
+        np.negative(a_g, out=g)
+        np.tanh(g, out=g)
+        _sigmoid_of_negated(a, one)  # for i, f, o (the g block of a is not used)
+        np.multiply(f, c, out=c_new)
+        np.multiply(i, g, out=ig)
+        c_new += ig
+        np.tanh(c_new, out=tc)
+        np.multiply(o, tc, out=h_new)
+
+    @staticmethod
+    def _store_factors(buf: LSTMBuffers, c, h_new, d, q):
+        """P and Q of the step just taken (from c, its input state) into d (B, 4H), q (B, H)."""
+        a, i, _, _, o, g, ig, tc, _ = buf
+        d_i, d_f, d_g, d_o = (d[:, gate_slice("lstm", gate, width=g.shape[1])]
+                              for gate in "ifgo")
+        np.subtract(1.0, a, out=d)
+        d *= a  # s(1 - s) (the g block is overwritten below)
+        d_i *= g
+        d_f *= c
+        np.multiply(ig, g, out=d_g)
+        np.subtract(i, d_g, out=d_g)  # i (1 - g^2) = i - (i g) g
+        d_o *= tc
+        np.multiply(h_new, tc, out=q)
+        np.subtract(o, q, out=q)  # o (1 - tanh(c')^2) = o - h' tanh(c')
 
     @staticmethod
     def forward(xw, state, params, for_backward=True, work=None):
         h0, c0 = state
-        W_h = params["W_h"]
         work = work or Workspace()
         T, B, G4 = xw.shape
         H = G4 // 4
         dt = xw.dtype
-        W_neg = np.negative(W_h, out=work.take("W_neg", W_h.shape, dt))  # a = -(h W_h + xw)
+        W_neg = np.negative(params["W_h"], out=work.take("W_neg", (H, G4), dt))  # sign -1
         hs = _states_buffer(T, h0, work if for_backward else None)
         cs = work.take("cs", (T + 1,) + c0.shape, dt)  # only the final c leaves the cell
         cs[0] = c0
-        a = np.empty((B, G4), dtype=dt)
-        g = np.empty((B, H), dtype=dt)
-        ig = np.empty((B, H), dtype=dt)
-        tc = np.empty((B, H), dtype=dt)  # tanh(c')
-        i, f, o = a[:, :H], a[:, H:2 * H], a[:, 3 * H:]
+        buf = LSTMCell.buffers(B, H, dt)
+        a = buf.a
         if for_backward:
             P = work.take("P", (T, B, G4), dt)
             Q = work.take("Q", (T, B, H), dt)
@@ -272,34 +365,12 @@ class LSTMCell:
         with np.errstate(over="ignore"):  # exp(-a) = inf for a << 0 gives the limit s = 0
             for t in range(T):
                 np.matmul(hs[t], W_neg, out=a)
-                a -= xw[t]  # -a
-                np.negative(a[:, 2 * H:3 * H], out=g)
-                np.tanh(g, out=g)
-                np.exp(a, out=a)
-                a += 1.0
-                np.divide(1.0, a, out=a)  # s(a) for i, f, o (the g block of a is not used)
+                a -= xw[t]  # -a = -(h W_h) - xw
+                LSTMCell.step(buf, cs[t], cs[t + 1], hs[t + 1])
                 if for_backward:
-                    d = P[t]
-                    np.subtract(1.0, a, out=d)
-                    d *= a  # s(1 - s) (the g block is overwritten below)
-                c = cs[t + 1]
-                np.multiply(f, cs[t], out=c)
-                np.multiply(i, g, out=ig)
-                c += ig
-                np.tanh(c, out=tc)
-                np.multiply(o, tc, out=hs[t + 1])
-                if for_backward:
-                    d[:, :H] *= g
-                    d[:, H:2 * H] *= cs[t]
-                    dg = d[:, 2 * H:3 * H]
-                    np.multiply(ig, g, out=dg)
-                    np.subtract(i, dg, out=dg)  # i (1 - g^2) = i - (i g) g
-                    d[:, 3 * H:] *= tc
-                    q = Q[t]
-                    np.multiply(hs[t + 1], tc, out=q)
-                    np.subtract(o, q, out=q)  # o (1 - tanh(c')^2) = o - h' tanh(c')
-                    F[t] = f
-        cache = (hs, P, Q, F, W_h, work) if for_backward else None
+                    LSTMCell._store_factors(buf, cs[t], hs[t + 1], P[t], Q[t])
+                    F[t] = buf.f
+        cache = (hs, P, Q, F, params["W_h"], work) if for_backward else None
         return hs[1:], (hs[T].copy(), cs[T].copy()), cache
 
     @staticmethod
@@ -308,18 +379,17 @@ class LSTMCell:
         hs, P, Q, F, W_h, work = cache
         T, B, H = dhs.shape
         P4 = P.reshape(T, B, 4, H)
-        if dfinal is None:
-            dh, dc = np.zeros_like(hs[0]), np.zeros_like(hs[0])
-        else:
-            dh, dc = dfinal[0].copy(), dfinal[1].copy()
+        by_dc, o = gate_slice("lstm", "i", "g"), gate_slice("lstm", "o", width=H)
+        dh, dc = ((np.zeros_like(hs[0]) for _ in range(2)) if dfinal is None
+                  else (d.copy() for d in dfinal))
         tmp = np.empty_like(dh)
         W_hT = _transposed(W_h, work)
         for t in range(T - 1, -1, -1):
             dh += dhs[t]
             np.multiply(dh, Q[t], out=tmp)
             dc += tmp
-            P4[t, :, :3] *= dc[:, None, :]
-            P4[t, :, 3] *= dh  # now da[t]
+            P4[t, :, by_dc] *= dc[:, None, :]
+            P[t, :, o] *= dh  # now da[t]
             dc *= F[t]
             np.matmul(P[t], W_hT, out=dh)
         return P, (dh, dc), {"W_h": _weight_grad(hs[:-1], P)}

@@ -23,15 +23,12 @@ import numpy as np
 
 from .config import plain  # the commands print reports through it
 from .data import escape_char, validation_chars
+from .model import GATE_NAMES, SIGMOID_GATES, gate_slice  # the layout of charrnn.cells
 
 __all__ = ["GATE_NAMES", "char_counts", "figures", "gate_biases", "model_report", "plain",
            "recurrent_spectra", "steps_per_epoch", "tensor_histograms", "tensor_stats",
            "text_report", "unknown_chars", "vocabulary"]
 
-#: the gate blocks of W_x, W_h and b, in column order (the order charrnn.cells computes them in)
-GATE_NAMES = {"rnn": ("h",), "gru": ("r", "z", "n"), "lstm": ("i", "f", "g", "o")}
-#: gates squashed by a sigmoid (their bias sets how open they are at rest)
-SIGMOID_GATES = {"rnn": (), "gru": ("r", "z"), "lstm": ("i", "f", "o")}
 MAX_EXP = math.log(np.finfo(np.float64).max)  # exp of more overflows (709.78...)
 TEXT_CHUNK = 1024  # characters per forward call when reading a text: bounds the cache's memory
 LN2 = math.log(2)
@@ -97,7 +94,7 @@ def recurrent_spectra(model) -> list[dict[str, Any]]:
     out = []
     for layer in range(cfg.num_layers):
         W = model.params[f"layers.{layer}.W_h"]
-        blocks = {g: _sigma_max(W[:, k * H:(k + 1) * H]) for k, g in enumerate(names)}
+        blocks = {g: _sigma_max(W[:, gate_slice(cfg.cell, g, width=H)]) for g in names}
         out.append({"layer": layer, "sigma_max": _sigma_max(W) if len(names) > 1
                     else blocks[names[0]], "gates": blocks if len(names) > 1 else {}})
     return out
@@ -116,8 +113,8 @@ def gate_biases(model) -> list[dict[str, Any]]:
     out = []
     for layer in range(cfg.num_layers):
         b = np.asarray(model.params[f"layers.{layer}.b"], np.float64)
-        for k, g in enumerate(GATE_NAMES[cfg.cell]):
-            block = b[k * H:(k + 1) * H]
+        for g in GATE_NAMES[cfg.cell]:
+            block = b[gate_slice(cfg.cell, g, width=H)]
             row = {"layer": layer, "gate": g, "mean": float(block.mean()),
                    "std": float(block.std()), "resting": None, "b_hn_mean": None}
             if g in SIGMOID_GATES[cfg.cell]:

@@ -18,11 +18,13 @@ from __future__ import annotations
 import numpy as np
 
 from . import sampling
-from .cells import CELLS, Workspace
+from .cells import CELLS, GATE_NAMES, SIGMOID_GATES, Workspace, gate_slice
 from .config import ModelConfig
 from .errors import ConfigError
 
-__all__ = ["CharRNN", "init_params", "softmax_cross_entropy"]
+# the parameters' gate layout (charrnn.cells'), for the modules that read it through the model
+__all__ = ["GATE_NAMES", "SIGMOID_GATES", "CharRNN", "gate_slice", "init_params",
+           "softmax_cross_entropy"]
 
 EMBEDDING_STD = 0.4  # initial std of layer 0's input weights (see init_params)
 
@@ -56,7 +58,7 @@ def init_params(config: ModelConfig, rng: np.random.Generator, dtype=np.float32)
         else:
             value = np.zeros(shape)
             if config.cell == "lstm" and kind == "b":
-                value[H:2 * H] = 1.0
+                value[gate_slice("lstm", "f", width=H)] = 1.0
         params[name] = np.ascontiguousarray(value, dtype=dtype)
     return params
 

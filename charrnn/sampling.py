@@ -11,7 +11,9 @@ Shapes: N parallel samples, V vocab, H hidden, L layers, G gate blocks, S state 
     greedy: x_t = argmax logits_t           (no randomness; N greedy samples are identical)
 
 The model is taken duck-typed (`.config`, `.params`, `.dtype`, `.vocab`, `.forward`,
-`.initial_state`), so this module sits below `charrnn.model` and never imports it.
+`.initial_state`), so this module sits below `charrnn.model` and never imports it. The cells'
+maths is `charrnn.cells`': `Stepper` advances each layer by its cell's ``step``, the training
+forward's own, and lays out only the matrix products that feed it.
 
 A prime is read by `model.forward` (one matmul per layer over the whole prime, in chunks).
 An empty prime starts from the zero state as if the text began after a line break: the model
@@ -25,10 +27,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from .cells import CELLS, GRUCell, LSTMCell, RNNCell
 from .config import check as _check
 from .config import is_int, is_number
 from .errors import CharRNNError
@@ -141,75 +144,40 @@ def probabilities(logits, temperature=1.0, top_k=None, top_p=None) -> np.ndarray
     return x
 
 
-class _RNNLayer(NamedTuple):
-    """What an RNN layer's step reads and writes: ``h' = tanh(x W_x + h W_h + b)``."""
+class _Layer(NamedTuple):
+    """One layer of the `Stepper`: the weights of the products feeding its cell's step, its
+    views of the state buffer and its buffers. The step loops unpack the fields in this order."""
 
     first: bool  # layer 0: its one-hot input is a row gather from W_in
-    W_in: np.ndarray  # layer 0: (V, H) W_x + b; above: (2H, H) [W_x; W_h] (+ a row b on top)
-    W_h: np.ndarray  # (H, H)
-    b: np.ndarray | None  # (H,), added after a middle layer's matmul; None on top (in W_in)
-    xh: np.ndarray | None  # above layer 0: the state view [h_{k-1} | h_k] (| 1 on top)
+    W_in: np.ndarray  # layer 0: (V, G*H) table s (W_x + b); above: see `Stepper`
+    W_h: np.ndarray | None  # (H, G*H) sign W_h, for h's own product (layer 0, the GRU's)
+    b: np.ndarray | None  # added after a product above layer 0 that does not fold it in
+    x: np.ndarray | None  # above layer 0: the product's input, a view of the state buffer
     h: np.ndarray  # (N, H) this layer's state, a view of the state buffer
-    a: np.ndarray  # (N, H) the pre-activation
-    buf: np.ndarray  # (N, H) layer 0's gathered rows
-
-
-class _LSTMLayer(NamedTuple):
-    """What an LSTM layer's step reads and writes, gate blocks in the order i f o g (i f o
-    pre-halved): ``c' = f c + i g``, ``h' = o tanh(c')``."""
-
-    first: bool  # layer 0: its one-hot input is a row gather from W_in
-    W_in: np.ndarray  # layer 0: (V, 4H) W_x + b; above: (2H, 4H) [W_x; W_h] (+ a row b on top)
-    W_h: np.ndarray  # (H, 4H)
-    b: np.ndarray | None  # (4H,), added after a middle layer's matmul; None on top (in W_in)
-    xh: np.ndarray | None  # above layer 0: the state view [h_{k-1} | h_k] (| 1 on top)
-    h: np.ndarray  # (N, H) this layer's state, a view of the state buffer
-    a: np.ndarray  # (N, 4H) pre-activations, then activations in place
-    buf: np.ndarray  # (N, 4H) layer 0's gathered rows
-    sig: np.ndarray  # (N, 3H) the sigmoid blocks i f o of a
-    gates: tuple[np.ndarray, ...]  # (i, f, o, g): (N, H) blocks of a
-    c: np.ndarray  # (N, H) this layer's cell state
-    tmp: np.ndarray  # (N, H) scratch
-
-
-class _GRULayer(NamedTuple):
-    """What a GRU layer's step reads and writes, gate blocks r z n (r z pre-halved):
-    ``n = tanh(x W_xn + b_n + r (h W_hn + b_hn))``, ``h' = n + z (h - n)``."""
-
-    first: bool  # layer 0: its one-hot input is a row gather from W_in
-    W_in: np.ndarray  # layer 0: (V, 3H) W_x + b; above: (H, 3H) W_x
-    W_h: np.ndarray  # (H, 3H)
-    b: np.ndarray  # (3H,), added to x W_x above layer 0 (layer 0's is in W_in)
-    x: np.ndarray | None  # above layer 0: the state view h_{k-1}
-    h: np.ndarray  # (N, H) this layer's state, a view of the state buffer
-    a: np.ndarray  # (N, 3H) h W_h, then the activations in place
-    xw: np.ndarray  # (N, 3H) x W_x + b
-    rz: np.ndarray  # (N, 2H) the sigmoid blocks r z of a
-    xw_rz: np.ndarray  # (N, 2H) the r z blocks of xw
-    xw_n: np.ndarray  # (N, H) the n block of xw
-    gates: tuple[np.ndarray, ...]  # (r, z, n): (N, H) blocks of a
-    b_hn: np.ndarray  # (H,)
-
-
-#: per cell: gate blocks reordered so the sigmoid ones come first, and how many those are
-_SIGMOID_FIRST = {"lstm": ((0, 1, 3, 2), 3), "gru": ((0, 1, 2), 2), "rnn": ((0,), 0)}
+    xw: np.ndarray  # (N, G*H) layer 0's gathered rows; the GRU's x W_x + b
+    buffers: Any  # the cell's step buffers (``cell.buffers``): RNN a (N, H), GRU-, LSTMBuffers
+    c: np.ndarray | None  # LSTM: (N, H) the cell state, a view of `Stepper.c`
+    gru: tuple | None  # GRU: (xw_rz, xw_n, b_hn): views of xw's r z and n columns; (H,)
 
 
 class Stepper:
     """The network unrolled one character at a time for N parallel streams; no gradients.
 
-    On construction each layer's weights are re-laid once, so that a step is one matmul and a
-    handful of in-place ufuncs on (N, G*H) per layer, with no allocation:
-    - sigmoid gate columns come first and are pre-halved: ``s(a) = tanh(a/2)/2 + 1/2``, so one
-      tanh covers every gate and one multiply-add the sigmoid block;
-    - layer 0's one-hot input is a row gather from the table ``W_x + b`` (V, G*H);
-    - the state lives in one buffer ``[h_0 | h_1 | ... | h_{L-1} | 1]`` (N, L*H + 1), so LSTM
-      and RNN layers above 0 read ``[h_{l-1} | h_l]`` as one view and do one matmul with
-      ``[W_x; W_h]`` (the top layer's view also takes the 1, folding in its bias), and the head
-      is ``[h_{L-1} | 1] @ [W; b]``. The GRU needs ``h W_hn`` apart from ``x W_xn`` (r
-      multiplies it), so its upper layers take two matmuls.
-    `layers` holds each layer's weights, views and buffers by name (`_RNNLayer`, `_GRULayer`,
-    `_LSTMLayer`). `logits` (N, V) is a buffer overwritten by every step.
+    Each layer advances by its cell's ``step`` (`charrnn.cells`), the code the training forward
+    runs at every time step, on buffers allocated once. What is laid out for one step, on
+    construction, is only the products that feed it (s = the cell's ``sign``, -1 for the gated
+    cells, whose steps read their products negated; the GRU's ``xw`` is not negated):
+    - layer 0's one-hot input is a row gather from the table ``s (W_x + b)`` (V, G*H), added
+      to ``h (s W_h)`` as in the forward;
+    - the state lives in one buffer ``[h_0 | h_1 | ... | h_{L-1} | 1]`` (N, L*H + 1), so an RNN
+      or LSTM layer above 0 gets its whole ``s (x W_x + h W_h + b)`` from one matmul of the view
+      ``[h_{l-1} | h_l]`` with ``s [W_x; W_h]`` (the top layer's view also takes the 1, folding
+      in its bias), and the head is ``[h_{L-1} | 1] @ [W; b]``. The GRU's step takes
+      ``x W_x + b`` and ``-(h W_h)`` apart (r multiplies ``h W_hn``), so its upper layers take
+      two matmuls, as the forward's do.
+    The fused products sum in another order than the forward's, so the logits agree with
+    `model.forward` on the same text to float rounding, not bit for bit.
+    `layers` holds each layer's `_Layer`. `logits` (N, V) is a buffer overwritten by every step.
     """
 
     def __init__(self, model, batch_size: int = 1):
@@ -226,39 +194,32 @@ class Stepper:
         self.layers = [self._layer(k) for k in range(L)]
         # the step loops unpack these exact tuples: CPython unpacks a NamedTuple slower
         self._rows = [tuple(layer) for layer in self.layers]
-        self._step = {"lstm": self._lstm, "gru": self._gru, "rnn": self._rnn}[cfg.cell]
+        self._advance = {"lstm": self._lstm, "gru": self._gru, "rnn": self._rnn}[cfg.cell]
 
-    def _layer(self, k: int) -> _RNNLayer | _GRULayer | _LSTMLayer:
+    def _layer(self, k: int) -> _Layer:
         """Layer k's step structure: its re-laid weights, its views of the state, its buffers."""
         cfg, p, dt = self.model.config, self.model.params, self.h.dtype
-        H, L, G, N = cfg.hidden_size, cfg.num_layers, cfg.gates, self.batch_size
-        order, n_sig = _SIGMOID_FIRST[cfg.cell]
-        cols = np.concatenate([np.arange(j * H, (j + 1) * H) for j in order])
-        scale = np.ones(G * H, dt)
-        scale[:n_sig * H] = 0.5
-        W_x, W_h, b = (p[f"layers.{k}.{n}"][..., cols] * scale for n in ("W_x", "W_h", "b"))
-        h = self.h[:, k * H:(k + 1) * H]
-        a = np.empty((N, G * H), dt)  # pre-activations, then activations in place
-        buf = np.empty((N, G * H), dt)  # layer-0 gather / GRU x-projection
-        if k == 0:
-            W_in, x = W_x + b, None  # (V, G*H) table: W_x[id] + b
-        elif cfg.cell == "gru":
-            W_in, x = W_x, self.h[:, (k - 1) * H:k * H]
+        H, L, N, cell = cfg.hidden_size, cfg.num_layers, self.batch_size, CELLS[cfg.cell]
+        W_x, W_h, b = (p[f"layers.{k}.{name}"] for name in ("W_x", "W_h", "b"))
+        s = 1.0 if cell is GRUCell else cell.sign  # W_in's sign: the GRU's xw is not negated
+        x = b_in = None
+        W_own = cell.sign * W_h  # h's own product (layer 0, the GRU); else W_in holds s W_h
+        if k == 0:  # (V, G*H): row id is s (W_x + b)[id], the forward's gather
+            W_in = s * (W_x + b)
+        elif cell is GRUCell:  # x W_x + b as the forward computes it, from x = h_{k-1}
+            W_in, x, b_in = W_x, self.h[:, (k - 1) * H:k * H], b
         elif k == L - 1:  # (2H+1, G*H) against the (N, 2H+1) view [h_{k-1} | h_k | 1]
-            W_in, x, b = np.concatenate([W_x, W_h, b[None]]), self.h[:, (k - 1) * H:], None
-        else:  # (2H, G*H) against the (N, 2H) view [h_{k-1} | h_k]
-            W_in, x = np.concatenate([W_x, W_h]), self.h[:, (k - 1) * H:(k + 1) * H]
-        W_in, W_h = np.ascontiguousarray(W_in), np.ascontiguousarray(W_h)
-        gates = tuple(a[:, j * H:(j + 1) * H] for j in range(G))
-        if cfg.cell == "lstm":
-            return _LSTMLayer(first=k == 0, W_in=W_in, W_h=W_h, b=b, xh=x, h=h, a=a, buf=buf,
-                              sig=a[:, :3 * H], gates=gates, c=self.c[k],
-                              tmp=np.empty((N, H), dt))
-        if cfg.cell == "gru":
-            return _GRULayer(first=k == 0, W_in=W_in, W_h=W_h, b=b, x=x, h=h, a=a, xw=buf,
-                             rz=a[:, :2 * H], xw_rz=buf[:, :2 * H], xw_n=buf[:, 2 * H:],
-                             gates=gates, b_hn=p[f"layers.{k}.b_hn"])
-        return _RNNLayer(first=k == 0, W_in=W_in, W_h=W_h, b=b, xh=x, h=h, a=a, buf=buf)
+            W_in, x = s * np.concatenate([W_x, W_h, b[None]]), self.h[:, (k - 1) * H:]
+            W_own = None
+        else:  # (2H, G*H) against the (N, 2H) view [h_{k-1} | h_k], then + s b
+            W_in, x = s * np.concatenate([W_x, W_h]), self.h[:, (k - 1) * H:(k + 1) * H]
+            W_own, b_in = None, s * b
+        xw, buffers = np.empty((N, cell.gates * H), dt), cell.buffers(N, H, dt)
+        gru = (xw[:, buffers.rz_cols], xw[:, buffers.n_cols], p[f"layers.{k}.b_hn"]) \
+            if cell is GRUCell else None
+        return _Layer(first=k == 0, W_in=np.ascontiguousarray(W_in), W_h=W_own, b=b_in, x=x,
+                      h=self.h[:, k * H:(k + 1) * H], xw=xw, buffers=buffers,
+                      c=self.c[k] if cell is LSTMCell else None, gru=gru)
 
     @property
     def state(self) -> np.ndarray:
@@ -300,56 +261,44 @@ class Stepper:
 
     def step(self, ids: np.ndarray) -> np.ndarray:
         """Feed one id per stream, (N,) ints; returns the next logits (N, V) (the buffer)."""
-        self._step(ids)
+        self._advance(ids)
         x1, W = self._head  # [h_{L-1} | 1] @ [head.W; head.b]
         return np.matmul(x1, W, out=self.logits)
 
+    def _rnn(self, ids):
+        for first, W_in, W_h, b, x, h, xw, a, _, _ in self._rows:
+            _joint_product(ids, first, W_in, W_h, b, x, h, xw, a)
+            RNNCell.step(a, h)
+
     def _lstm(self, ids):
-        for first, W_in, W_h, b, xh, h, a, buf, sig, (i, f, o, g), c, tmp in self._rows:
-            _preactivation(ids, first, W_in, W_h, b, xh, h, a, buf)
-            np.tanh(a, out=a)
-            sig *= 0.5  # i f o: s(a) = tanh(a/2)/2 + 1/2, a was pre-halved
-            sig += 0.5
-            c *= f  # c' = f c + i g ;  h' = o tanh(c')
-            c += np.multiply(i, g, out=tmp)
-            np.multiply(o, np.tanh(c, out=tmp), out=h)
+        with np.errstate(over="ignore"):  # exp(-a) = inf for a << 0 gives the limit s = 0
+            for first, W_in, W_h, b, x, h, xw, buf, c, _ in self._rows:
+                _joint_product(ids, first, W_in, W_h, b, x, h, xw, buf.a)
+                LSTMCell.step(buf, c, c, h)
 
     def _gru(self, ids):
-        for first, W_in, W_h, b, x, h, a, xw, rz, xw_rz, xw_n, (r, z, n), b_hn in self._rows:
-            if first:
-                np.take(W_in, ids, axis=0, out=xw)  # x W_x + b (r, z pre-halved)
-            else:
-                np.matmul(x, W_in, out=xw)
-                xw += b
-            np.matmul(h, W_h, out=a)  # a = [h W_hr, h W_hz, h W_hn]
-            rz += xw_rz
-            np.tanh(rz, out=rz)
-            rz *= 0.5
-            rz += 0.5
-            n += b_hn  # n = tanh(x W_xn + b_n + r (h W_hn + b_hn))
-            n *= r
-            n += xw_n
-            np.tanh(n, out=n)
-            h -= n  # h' = n + z (h - n)
-            h *= z
-            h += n
-
-    def _rnn(self, ids):
-        for first, W_in, W_h, b, xh, h, a, buf in self._rows:
-            _preactivation(ids, first, W_in, W_h, b, xh, h, a, buf)
-            np.tanh(a, out=h)  # h' = tanh(x W_x + h W_h + b)
+        with np.errstate(over="ignore"):  # exp(-a) = inf for a << 0 gives the limit s = 0
+            for first, W_in, W_h, b, x, h, xw, buf, _, (xw_rz, xw_n, b_hn) in self._rows:
+                if first:
+                    np.take(W_in, ids, axis=0, out=xw)  # x W_x + b
+                else:
+                    np.matmul(x, W_in, out=xw)
+                    xw += b
+                np.matmul(h, W_h, out=buf.hh)  # -(h W_h)
+                GRUCell.step(buf, xw_rz, xw_n, b_hn, h, h)
 
 
-def _preactivation(ids, first, W_in, W_h, b, xh, h, a, buf) -> None:
-    """a = x W_x + h W_h + b for one step: layer 0 gathers rows W_x[ids] (b folded in), layers
-    above take [x | h] (xh, whose h part is the state buffer) times the stacked [W_x; W_h]."""
+def _joint_product(ids, first, W_in, W_h, b, x, h, rows, out) -> None:
+    """out = s (x W_x + h W_h + b) for one step, the weights already times s: layer 0 adds the
+    gathered rows s (W_x + b)[ids] to h (s W_h) (the forward's sum: ``a -= xw`` is ``a += -xw``
+    to the bit); layers above take the view [x | h (| 1)] times s [W_x; W_h (; b)]."""
     if first:
-        np.matmul(h, W_h, out=a)
-        a += np.take(W_in, ids, axis=0, out=buf)
+        np.matmul(h, W_h, out=out)
+        out += np.take(W_in, ids, axis=0, out=rows)
     else:
-        np.matmul(xh, W_in, out=a)
+        np.matmul(x, W_in, out=out)
         if b is not None:
-            a += b
+            out += b
 
 
 class Stream:

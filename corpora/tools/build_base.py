@@ -860,7 +860,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         return 0
     if not (OUT_DIR / "base.txt").exists():
-        print("no corpus yet: run `python corpora/tools/build_base.py corpus` first", file=sys.stderr)
+        print("no corpus yet: run `python corpora/tools/build_base.py corpus` first",
+              file=sys.stderr)
         return 2
     return subprocess.run(cmd).returncode
 
