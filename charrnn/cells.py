@@ -167,8 +167,8 @@ def _sigmoid_of_negated(x: np.ndarray, one: np.ndarray) -> None:
 
 #: A GRU step's buffers, (B, .), views made once: hh (B, 3H) -(h W_h), written by the caller, and
 #: its views hh_rz, hh_n; rz (B, 2H) s(a), views r, z; hn = h W_hn + b_hn, n, h_n = h - n (B, H);
-#: one; the columns rz_cols, n_cols of r z and of n (in hh, xw and W_h).
-GRUBuffers = namedtuple("GRUBuffers", "hh hh_rz hh_n rz r z hn n h_n one rz_cols n_cols")
+#: one; cols, the columns of r, z, n and of r z together (in hh, xw and W_h).
+GRUBuffers = namedtuple("GRUBuffers", "hh hh_rz hh_n rz r z hn n h_n one cols")
 
 
 class GRUCell:
@@ -195,19 +195,21 @@ class GRUCell:
 
     @staticmethod
     def buffers(B, H, dtype) -> GRUBuffers:
-        rz_cols, n_cols = gate_slice("gru", "r", "z", width=H), gate_slice("gru", "n", width=H)
+        cols = (*(gate_slice("gru", gate, width=H) for gate in "rzn"),
+                gate_slice("gru", "r", "z", width=H))
+        _, _, n_cols, rz_cols = cols
         hh, rz = np.empty((B, 3 * H), dtype), np.empty((B, 2 * H), dtype)
-        r, z = (rz[:, gate_slice("gru", gate, width=H)] for gate in "rz")
+        at = rz_cols.start  # rz holds hh's columns rz_cols
+        r, z = (rz[:, c.start - at:c.stop - at] for c in cols[:2])
         return GRUBuffers(hh, hh[:, rz_cols], hh[:, n_cols], rz, r, z,
-                          *(np.empty((B, H), dtype) for _ in range(3)), np.ones((), dtype),
-                          rz_cols, n_cols)
+                          *(np.empty((B, H), dtype) for _ in range(3)), np.ones((), dtype), cols)
 
     @staticmethod
     def step(buf: GRUBuffers, xw_rz, xw_n, b_hn, h, h_new):
         """One step: buf.hh = -(h W_h) (B, 3H); xw_rz (B, 2H), xw_n (B, H) the r z and the n
         columns of x W_x + b; b_hn (H,); h (B, H) -> h_new (B, H) (may be h).
         Run under ``np.errstate(over="ignore")``."""
-        _, hh_rz, hh_n, rz, r, z, hn, n, h_n, one, _, _ = buf
+        _, hh_rz, hh_n, rz, r, z, hn, n, h_n, one, _ = buf
         np.subtract(hh_rz, xw_rz, out=rz)  # -a
         _sigmoid_of_negated(rz, one)
         np.subtract(b_hn, hh_n, out=hn)
@@ -221,10 +223,9 @@ class GRUCell:
     @staticmethod
     def _store_factors(buf: GRUBuffers, d):
         """P of the step just taken into d (B, 4H) (see the class docstring)."""
-        _, _, _, rz, r, _, hn, n, h_n, _, rz_cols, n_cols = buf
-        H = n.shape[1]
-        d_r, d_z = (d[:, gate_slice("gru", gate, width=H)] for gate in "rz")
-        d_rz, A = d[:, rz_cols], d[:, 3 * H:]  # A: P's fourth block, after W_h's three
+        _, _, _, rz, r, _, hn, n, h_n, _, (r_cols, z_cols, n_cols, rz_cols) = buf
+        d_r, d_z, d_rz = d[:, r_cols], d[:, z_cols], d[:, rz_cols]
+        A = d[:, 3 * n.shape[1]:]  # P's fourth block, after the three of W_h's layout
         np.subtract(1.0, rz, out=d_rz)  # 1 - s, times s below
         np.square(n, out=A)
         np.subtract(1.0, A, out=A)
@@ -245,7 +246,8 @@ class GRUCell:
         W_neg = np.negative(params["W_h"], out=work.take("W_neg", (H, G3), xw.dtype))  # sign -1
         hs = _states_buffer(T, h0, work if for_backward else None)
         buf = GRUCell.buffers(B, H, xw.dtype)
-        xw_rz, xw_n = xw[:, :, buf.rz_cols], xw[:, :, buf.n_cols]
+        _, _, n_cols, rz_cols = buf.cols
+        xw_rz, xw_n = xw[:, :, rz_cols], xw[:, :, n_cols]
         if for_backward:
             P = work.take("P", (T, B, 4 * H), xw.dtype)
             Z = work.take("Z", (T, B, H), xw.dtype)
@@ -283,8 +285,8 @@ class GRUCell:
 
 #: An LSTM step's buffers, (B, .) each, views made once by `LSTMCell.buffers`: a (B, 4H) -a,
 #: written by the caller, then s(a) in the i f o blocks; its views i, f, a_g, o; g = tanh(a_g),
-#: ig = i * g, tc = tanh(c') (B, H); one.
-LSTMBuffers = namedtuple("LSTMBuffers", "a i f a_g o g ig tc one")
+#: ig = i * g, tc = tanh(c') (B, H); one; cols, the columns of i, f, g, o.
+LSTMBuffers = namedtuple("LSTMBuffers", "a i f a_g o g ig tc one cols")
 
 
 class LSTMCell:
@@ -310,16 +312,15 @@ class LSTMCell:
 
     @staticmethod
     def buffers(B, H, dtype) -> LSTMBuffers:
-        a = np.empty((B, 4 * H), dtype)
-        i, f, a_g, o = (a[:, gate_slice("lstm", gate, width=H)] for gate in "ifgo")
-        return LSTMBuffers(a, i, f, a_g, o, *(np.empty((B, H), dtype) for _ in range(3)),
-                           np.ones((), dtype))
+        a, cols = np.empty((B, 4 * H), dtype), tuple(gate_slice("lstm", g, width=H) for g in "ifgo")
+        scratch = (np.empty((B, H), dtype) for _ in range(3))  # g, ig, tc
+        return LSTMBuffers(a, *(a[:, c] for c in cols), *scratch, np.ones((), dtype), cols)
 
     @staticmethod
     def step(buf: LSTMBuffers, c, c_new, h_new):
         """One step: buf.a = -a (B, 4H), c (B, H) -> c_new, h_new (B, H) (c_new may be c).
         Run under ``np.errstate(over="ignore")``."""
-        a, i, f, a_g, o, g, ig, tc, one = buf
+        a, i, f, a_g, o, g, ig, tc, one, _ = buf
         np.negative(a_g, out=g)
         np.tanh(g, out=g)
         _sigmoid_of_negated(a, one)  # for i, f, o (the g block of a is not used)
@@ -332,9 +333,8 @@ class LSTMCell:
     @staticmethod
     def _store_factors(buf: LSTMBuffers, c, h_new, d, q):
         """P and Q of the step just taken (from c, its input state) into d (B, 4H), q (B, H)."""
-        a, i, _, _, o, g, ig, tc, _ = buf
-        d_i, d_f, d_g, d_o = (d[:, gate_slice("lstm", gate, width=g.shape[1])]
-                              for gate in "ifgo")
+        a, i, _, _, o, g, ig, tc, _, (i_cols, f_cols, g_cols, o_cols) = buf
+        d_i, d_f, d_g, d_o = d[:, i_cols], d[:, f_cols], d[:, g_cols], d[:, o_cols]
         np.subtract(1.0, a, out=d)
         d *= a  # s(1 - s) (the g block is overwritten below)
         d_i *= g

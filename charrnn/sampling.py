@@ -202,7 +202,7 @@ class Stepper:
         H, L, N, cell = cfg.hidden_size, cfg.num_layers, self.batch_size, CELLS[cfg.cell]
         W_x, W_h, b = (p[f"layers.{k}.{name}"] for name in ("W_x", "W_h", "b"))
         s = 1.0 if cell is GRUCell else cell.sign  # W_in's sign: the GRU's xw is not negated
-        x = b_in = None
+        x = b_in = gru = None
         W_own = cell.sign * W_h  # h's own product (layer 0, the GRU); else W_in holds s W_h
         if k == 0:  # (V, G*H): row id is s (W_x + b)[id], the forward's gather
             W_in = s * (W_x + b)
@@ -215,8 +215,9 @@ class Stepper:
             W_in, x = s * np.concatenate([W_x, W_h]), self.h[:, (k - 1) * H:(k + 1) * H]
             W_own, b_in = None, s * b
         xw, buffers = np.empty((N, cell.gates * H), dt), cell.buffers(N, H, dt)
-        gru = (xw[:, buffers.rz_cols], xw[:, buffers.n_cols], p[f"layers.{k}.b_hn"]) \
-            if cell is GRUCell else None
+        if cell is GRUCell:  # its step's xw_rz and xw_n: views of xw
+            _, _, n_cols, rz_cols = buffers.cols
+            gru = (xw[:, rz_cols], xw[:, n_cols], p[f"layers.{k}.b_hn"])
         return _Layer(first=k == 0, W_in=np.ascontiguousarray(W_in), W_h=W_own, b=b_in, x=x,
                       h=self.h[:, k * H:(k + 1) * H], xw=xw, buffers=buffers,
                       c=self.c[k] if cell is LSTMCell else None, gru=gru)
