@@ -11,7 +11,15 @@ was chosen, and the final sample from the best weights. Examples:
     python benchmarks/bench_quality.py --table --tinyshakespeare tinyshakespeare.txt
 
 `--table` runs the README's quality table: each corpus and budget `--runs` times (default 2),
-rounds interleaved, one "best" line per run and one "median" line per corpus.
+rounds interleaved, one "best" line per run and one "median" line per corpus. `--table
+machine` runs the table of the timed defaults (tinyshakespeare 10 minutes, the plays 5, the
+Sonnets 2) instead, with targets; `--busy-loops 1 -- --threads 1` stands for a slow machine.
+Each "best" line says where the best step came (`best_at`: best step / steps) and carries the
+CPU and the OpenBLAS settings.
+
+    python benchmarks/bench_quality.py --table machine --tinyshakespeare tinyshakespeare.txt
+    python benchmarks/bench_quality.py --table machine --tinyshakespeare tinyshakespeare.txt \
+        --busy-loops 1 --tag slow -- --threads 1
 """
 
 from __future__ import annotations
@@ -25,12 +33,21 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench_load import busy_loops
+from machine import machine
+
 from charrnn import checkpoint
 
 CORPORA = Path(__file__).resolve().parents[1] / "corpora"
 #: the README's table: (corpus, --max-time); tinyshakespeare is not shipped (--tinyshakespeare)
 TABLE = (("tinyshakespeare", "10m"), (CORPORA / "sonnets.txt", "2m"),
          (CORPORA / "poems.txt", "1m"), (CORPORA / "shakespeare_plays.txt", "5m"))
+#: the timed defaults' table (docs/loss.md): (corpus, --max-time, the target at full speed and
+#: on a slow machine); each run's best step must come in its last 15%
+MACHINE_TABLE = (("tinyshakespeare", "10m", 1.44, 1.46),
+                 (CORPORA / "shakespeare_plays.txt", "5m", 1.64, 1.66),
+                 (CORPORA / "sonnets.txt", "2m", 1.60, 1.62))
+LATE = 0.85  # the best step comes after this share of the run's steps
 
 
 def one_run(corpus, max_time: str, extra: list[str], tag: str, sample_length: int) -> dict:
@@ -54,8 +71,9 @@ def one_run(corpus, max_time: str, extra: list[str], tag: str, sample_length: in
             "seq": tcfg.seq_len, "lr": tcfg.lr, "epochs": tcfg.epochs,
             "chosen": getattr(ck, "chosen", None),  # None in files before format 3
             "steps": ck.resume.step, "best_step": ck.best["step"],
+            "best_at": round(ck.best["step"] / max(ck.resume.step, 1), 3),
             "best_val_loss": best, "perplexity": math.exp(best),
-            "bits_per_char": best / math.log(2)}
+            "bits_per_char": best / math.log(2), **machine()}
     print(json.dumps(line), flush=True)
     text = ck.model.sample(sample_length, prime="\n", temperature=0.8, seed=1)
     print(json.dumps({"kind": "sample", "tag": tag, "temperature": 0.8, "text": text}))
@@ -63,27 +81,38 @@ def one_run(corpus, max_time: str, extra: list[str], tag: str, sample_length: in
 
 
 def table(args) -> None:
-    rows = [(args.tinyshakespeare if c == "tinyshakespeare" else c, t) for c, t in TABLE]
-    rows = [(c, t) for c, t in rows if c is not None]
-    results: dict[str, list[float]] = {}
-    for round_ in range(args.runs):
-        for corpus, max_time in rows:
-            line = one_run(corpus, max_time, args.extra, f"{args.tag}round{round_ + 1}",
-                           args.sample_length)
-            results.setdefault(f"{Path(corpus).name} {max_time}", []).append(
-                line["best_val_loss"])
-    for name, losses in results.items():
-        corpus, max_time = name.rsplit(" ", 1)
-        print(json.dumps({"kind": "median", "tag": args.tag, "corpus": corpus,
-                          "max_time": max_time, "runs": losses,
-                          "best_val_loss_median": statistics.median(losses)}))
+    machine_table = args.table == "machine"
+    rows = MACHINE_TABLE if machine_table else [(c, t, None, None) for c, t in TABLE]
+    rows = [(args.tinyshakespeare if c == "tinyshakespeare" else c, *rest) for c, *rest in rows]
+    rows = [row for row in rows if row[0] is not None]
+    results: dict[str, list[dict]] = {}
+    with busy_loops(args.busy_loops, 24 * 3600):
+        for round_ in range(args.runs):
+            for corpus, max_time, *_ in rows:
+                line = one_run(corpus, max_time, args.extra, f"{args.tag}round{round_ + 1}",
+                               args.sample_length)
+                results.setdefault(f"{Path(corpus).name} {max_time}", []).append(line)
+    for (corpus, max_time, full, slow), lines in zip(rows, results.values(), strict=True):
+        losses = [line["best_val_loss"] for line in lines]
+        median = {"kind": "median", "tag": args.tag, "corpus": Path(corpus).name,
+                  "max_time": max_time, "options": args.extra, "busy_loops": args.busy_loops,
+                  "runs": losses, "best_val_loss_median": statistics.median(losses),
+                  "best_at": [line["best_at"] for line in lines], **machine()}
+        if machine_table:
+            target = slow if args.busy_loops else full
+            median.update(target=target, met=median["best_val_loss_median"] <= target
+                          and all(line["best_at"] >= LATE for line in lines))
+        print(json.dumps(median), flush=True)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--corpus")
     ap.add_argument("--max-time", default="10m")
-    ap.add_argument("--table", action="store_true", help="run the README's quality table")
+    ap.add_argument("--table", nargs="?", const="readme", choices=("readme", "machine"),
+                    help="run the README's quality table, or the timed defaults' (machine)")
+    ap.add_argument("--busy-loops", type=int, default=0,
+                    help="--table: busy loops (one core each) beside the runs")
     ap.add_argument("--tinyshakespeare", help="--table: the tinyshakespeare corpus's path "
                     "(left out of the table without it)")
     ap.add_argument("--runs", type=int, default=2, help="--table: runs of each row")

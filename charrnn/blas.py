@@ -209,7 +209,8 @@ class ThreadPlan:
 
     ``running()`` holds the plan's count for a block, ``apply(reports)`` for the reports of a
     run; ``timed()`` wraps each step (``record(seconds)``: each unit of work) for the chooser;
-    ``take_news()`` gives what it said since the last call.
+    ``take_news()`` gives what it said since the last call; ``counts_to_time()`` the counts
+    to time a step at before the run (``charrnn.speed``).
     """
 
     def __init__(self, fixed: int | None = None, chooser: ThreadChooser | None = None,
@@ -247,6 +248,20 @@ class ThreadPlan:
         """Count one unit of work's seconds."""
         if self.chooser is not None and (note := self.chooser.record(seconds)):
             self.news.append(note)
+
+    def counts_to_time(self) -> Iterator[int | None]:
+        """The thread counts a run's steps may take, for timing steps before the run: the pinned
+        count; following the load, one thread, then the library's count if ROOM cores stood
+        idle while the one thread ran (the chooser's own condition for a try); else None (the
+        count as it is)."""
+        if self.fixed is not None or self.chooser is None:
+            yield self.fixed
+            return
+        self.chooser.free_cores()  # the idle time from here on
+        yield 1
+        idle = self.chooser.free_cores()
+        if idle is None or idle >= ROOM:
+            yield self.chooser.start
 
     def take_news(self) -> list[str]:
         news, self.news = self.news, []

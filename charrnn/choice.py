@@ -2,17 +2,19 @@
 
 The rule, in three sentences (its measurements: docs/loss.md, "How the defaults are chosen"):
 
-1. The model is a GRU 256 units wide with 2 layers, 3 layers when the run can train on at least
-   DEEP_BUDGET characters at the GRU 2x256's speed, and 384 wide with 2 layers from BIG_BUDGET.
+1. The model is the first row of MODELS whose budget the run reaches: the characters it can
+   train on at the GRU 2x256's speed (a GRU 2x256, 3x256, 2x384 or 2x512).
 2. It reads its text at most MAX_PASSES times (``epochs``), so that a small text is not
    memorised before the learning rate has decayed, and at most MAX_CHARS characters in a run
    with neither ``max_time`` nor ``max_steps``.
-3. Its dropout is DROPOUT_PER_PASS for each pass the run can make at the chosen width's speed,
-   at most MAX_DROPOUT.
+3. Its dropout is DROPOUT_PER_PASS for each pass the run can make with the chosen model, times
+   its width / 256, at most MAX_DROPOUT.
 
 The run's budget is the tightest of its limits: the passes, ``max_steps`` x batch x window,
-and ``max_time`` at SPEED characters a second, (256 / H)^1.25 of it at width H. Every option
-given wins over the choice; a resumed run keeps the options stored in its file.
+and ``max_time`` x the model's speed on this machine, measured at the start of the run
+(``speed(cell, width, layers)``, ``charrnn.speed``): a timed run plans with what this machine
+does, a run bounded by steps or passes is the same everywhere. Every option given wins over the
+choice; a resumed run keeps the options stored in its file.
 
 The smallest model (CELL, WIDTHS[0], its layers) and MAX_PASSES are ModelConfig's and
 TrainConfig's defaults, so that the library's defaults are what a new run trains.
@@ -20,6 +22,7 @@ TrainConfig's defaults, so that the library's defaults are what a new run trains
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,16 +33,21 @@ __all__ = ["CHOSEN", "Choice", "budget_chars", "choose", "pass_limit"]
 
 _MD, _TD = ModelConfig(), TrainConfig()
 CELL = _MD.cell  # the cell of every chosen model
-WIDTHS = (_MD.hidden_size, 384)  # the narrow and the wide model
+WIDTHS = (_MD.hidden_size, 384, 512)  # the narrow, the wide and the widest model
 DEEP_BUDGET = 1_000_000  # characters a run must be able to train on for a third layer
 BIG_BUDGET = 10_000_000  # characters a run must be able to train on for the wide model
+BIGGEST_BUDGET = 14_000_000  # ... for the widest: 14+ passes over 1 MB, a fast machine's
 MAX_PASSES = _TD.epochs  # passes over the training text at most
 MAX_CHARS = 50_000_000  # characters a run without a time or step limit trains on at most
-SPEED = 20_000  # characters a second: the GRU 2x256 on the 2-core development machine
 DROPOUT_PER_PASS, MAX_DROPOUT = 0.02, 0.3
 # (the budget from which, width, layers): the first whose budget the run reaches
-MODELS = ((BIG_BUDGET, WIDTHS[1], 2), (DEEP_BUDGET, WIDTHS[0], 3), (0, WIDTHS[0], _MD.num_layers))
+MODELS = ((BIGGEST_BUDGET, WIDTHS[2], 2), (BIG_BUDGET, WIDTHS[1], 2),
+          (DEEP_BUDGET, WIDTHS[0], 3), (0, WIDTHS[0], _MD.num_layers))
 CHOSEN = ("cell", "hidden_size", "num_layers", "dropout", "epochs")  # unless given
+
+# Characters per second of a training step of a shape (cell, width, layers) on this machine;
+# None where it could not be measured.
+Speed = Callable[[str, int, int], "float | None"]
 
 
 @dataclass(frozen=True)
@@ -64,42 +72,98 @@ def pass_limit(train_chars: int, train_options: dict[str, Any]) -> float:
     return min(MAX_PASSES, round(MAX_CHARS / max(train_chars, 1), 2))
 
 
-def budget_chars(train_chars: int, train_options: dict[str, Any], width: int) -> float:
-    """The characters the run can train on: its tightest limit, ``max_time`` at the speed of a
-    GRU 2 x ``width`` (SPEED x (256 / width)^1.25); inf without any limit."""
+def budget_chars(train_chars: int, train_options: dict[str, Any],
+                 chars_per_s: float | None = None) -> float:
+    """The characters the run can train on: its tightest limit, ``max_time`` at
+    ``chars_per_s`` (which a timed run must give); inf without any limit."""
     t = {**_TD.to_dict(), "epochs": pass_limit(train_chars, train_options), **train_options}
     budgets = [t["epochs"] * train_chars] if t["epochs"] else []
     if t["max_time"]:
-        budgets.append(t["max_time"] * SPEED * (WIDTHS[0] / width) ** 1.25)
+        budgets.append(t["max_time"] * chars_per_s)
     if t["max_steps"]:
         budgets.append(t["max_steps"] * t["batch_size"] * t["seq_len"])
     return min(budgets) if budgets else float("inf")
 
 
-def choose(corpus_chars: int, model_options: dict[str, Any], train_options: dict[str, Any]
-           ) -> Choice:
+def choose(corpus_chars: int, model_options: dict[str, Any], train_options: dict[str, Any],
+           speed: Speed | None = None) -> Choice:
     """The options a new run takes where ``model_options``/``train_options`` (what the user
-    gave) are silent, by the rule above; deterministic in its inputs."""
+    gave) are silent, by the rule above. A run with ``max_time`` needs ``speed``; any other is
+    deterministic in its inputs."""
     train_chars = max(1, corpus_chars - validation_chars(
         corpus_chars, train_options.get("val_frac", _TD.val_frac)))
-    narrow_budget = budget_chars(train_chars, train_options, WIDTHS[0])
-    _, width, layers = next(m for m in MODELS if narrow_budget >= m[0])
-    width = model_options.get("hidden_size", width)
-    passes = budget_chars(train_chars, train_options, width) / train_chars
+    cell = model_options.get("cell", CELL)
+    timed = bool(train_options.get("max_time"))
+    if timed and speed is None:
+        raise ValueError("a run with max_time is planned with this machine's speed")
+    speeds = _Speeds(speed if timed else None, cell)
+
+    def budget(width: int, layers: int) -> float:
+        return budget_chars(train_chars, train_options, speeds(width, layers))
+
+    width, layers = model_options.get("hidden_size"), model_options.get("num_layers")
+    if width is None or layers is None:  # the table's row, by the GRU 2x256's budget
+        narrow_budget = budget(WIDTHS[0], _MD.num_layers)
+        _, row_width, row_layers = next(m for m in MODELS if narrow_budget >= m[0])
+        width, layers = width or row_width, layers or row_layers
+    passes = budget(width, layers) / train_chars
+    dropout = DROPOUT_PER_PASS * passes * width / WIDTHS[0]
     chosen = {"cell": CELL, "hidden_size": width, "num_layers": layers,
-              "dropout": round(min(MAX_DROPOUT, DROPOUT_PER_PASS * passes), 2),
+              "dropout": round(min(MAX_DROPOUT, dropout), 2),
               "epochs": pass_limit(train_chars, train_options)}
     model = {k: v for k, v in chosen.items() if k != "epochs" and k not in model_options}
     train = {} if "epochs" in train_options else {"epochs": chosen["epochs"]}
-    return Choice(model, train, _reason(corpus_chars, train_options, passes))
+    speed_note = speeds.note(width, layers) if timed else ""
+    return Choice(model, train, _reason(corpus_chars, train_options, passes, speed_note))
 
 
-def _reason(corpus_chars: int, train_options: dict[str, Any], passes: float) -> str:
-    """"1.12M characters of text and 10 minutes (7.2 passes)"."""
+class _Speeds:
+    """The speed of each shape: ``speed``'s measurement, or where it has none, an estimate
+    from the nearest measured shape. A step costs about H^2 (2L - 1) multiply-adds per
+    character (one H x 3H product in the first layer, two in each other), and large products
+    run faster per multiply-add: the measured step times go as that cost to the power
+    COST_POWER (2x384 1.8x, 2x512 2.9x the 2x256's at one thread, AMD EPYC Zen 3)."""
+
+    COST_POWER = 0.8
+
+    def __init__(self, speed: Speed | None, cell: str) -> None:
+        self.speed, self.cell = speed, cell
+        self.measured: dict[tuple[int, int], float] = {}
+        self.estimated: set[tuple[int, int]] = set()
+
+    def __call__(self, width: int, layers: int) -> float | None:
+        if self.speed is None:
+            return None
+        shape = (width, layers)
+        if shape not in self.measured:
+            measured = self.speed(self.cell, width, layers)
+            if measured is None and self.measured:
+                self.estimated.add(shape)
+                near = min(self.measured, key=lambda s: abs(self.cost(*s) - self.cost(*shape)))
+                ratio = self.cost(*near) / self.cost(*shape)
+                measured = self.measured[near] * ratio ** self.COST_POWER
+            if measured is None:
+                raise ValueError("the speed of the first shape must be measured")
+            self.measured[shape] = measured
+        return self.measured[shape]
+
+    @staticmethod
+    def cost(width: int, layers: int) -> float:
+        return width * width * (2 * layers - 1)
+
+    def note(self, width: int, layers: int) -> str:
+        how = "estimated" if (width, layers) in self.estimated else "measured"
+        return f" at {_size(round(self.measured[(width, layers)]))} characters/s, {how}"
+
+
+def _reason(corpus_chars: int, train_options: dict[str, Any], passes: float,
+            speed_note: str = "") -> str:
+    """"1.12M characters of text and 10 minutes (7.2 passes at 13.1k characters/s,
+    measured)"."""
     t = train_options
     budget = _duration(t["max_time"]) if t.get("max_time") else \
         f"{t['max_steps']:,} steps" if t.get("max_steps") else None
-    reads = f"{passes:.2g} pass{'' if passes == 1 else 'es'}"
+    reads = f"{passes:.2g} pass{'' if passes == 1 else 'es'}{speed_note}"
     return f"{_size(corpus_chars)} characters of text and " + (
         f"{budget} ({reads})" if budget else reads)
 

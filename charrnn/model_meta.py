@@ -19,8 +19,8 @@ __all__ = ["ADDED", "FLOATS", "FORMAT_VERSION", "KEYS", "MAGIC", "MAX_HISTORY_RO
            "MAX_META_VALUES", "MAX_TEXT", "check_meta_text", "package_version", "parse_meta",
            "version_keys"]
 
-FORMAT_VERSION = 4  # 2 adds the validation record, the origin and the resume time split; 3
-# chosen; 4 the references
+FORMAT_VERSION = 5  # 2 adds the validation record, the origin and the resume time split; 3
+# chosen; 4 the references; 5 the speeds measured for chosen
 MAGIC = "charrnn-model"
 # The metadata's limits: what a real run writes, with room to spare (a row per evaluation, and
 # every save rewrites them all), and no more, so that no file's metadata makes a command use
@@ -103,7 +103,7 @@ KEYS = {"format", "format_version", "charrnn_version", "dtype", "model_config", 
          "history", "corpus", "resume"}
 _RESUME = {"train_config", "optimizer", "step", "elapsed", "window", "epoch", "rng_state"}
 ADDED = {2: ({"validation", "origin"}, {"spent"}),  # keys a version adds: (top, resume)
-          3: ({"chosen"}, set()), 4: ({"references"}, set())}
+          3: ({"chosen"}, set()), 4: ({"references"}, set()), 5: (set(), set())}
 _VALIDATION = {"chars": _int, "of": _int}  # and, for a sample of pieces, pieces, piece_chars
 _PHASES = ("steps", "validation", "saving", "samples", "other")
 
@@ -125,14 +125,26 @@ def _check_validation(v: Any) -> None:
           f"not {shown(v)}")
 
 
-def _check_chosen(v: Any) -> None:
+def _check_measured(v: Any) -> bool:
+    speeds = v.get("chars_per_s") if isinstance(v, dict) else None
+    return (isinstance(v, dict) and set(v) == {"chars_per_s", "seconds"}
+            and is_number(v["seconds"]) and v["seconds"] >= 0 and isinstance(speeds, dict)
+            and len(speeds) <= 64 and all(isinstance(k, str) and len(k) <= 64 and is_number(x)
+                                          and x > 0 for k, x in speeds.items()))
+
+
+def _check_chosen(v: Any, version: int = FORMAT_VERSION) -> None:
     options = v.get("options") if isinstance(v, dict) else None
-    check(isinstance(v, dict) and set(v) == {"options", "reason"} and isinstance(v["reason"], str)
+    keys = {"options", "reason", "measured"} if version >= 5 else {"options", "reason"}
+    check(isinstance(v, dict) and {"options", "reason"} <= set(v) <= keys
+          and isinstance(v["reason"], str)
+          and ("measured" not in v or _check_measured(v["measured"]))
           and len(v["reason"]) <= MAX_TEXT and isinstance(options, dict)
           and len(options) <= 64 and all(
               isinstance(k, str) and len(k) <= 64 and (is_number(x) or isinstance(x, str))
               and not isinstance(x, bool) for k, x in options.items()),
-          lambda: f"chosen must be a JSON object of options and a reason, not {shown(v)}")
+          lambda: f"chosen must be a JSON object of options, a reason and what was measured, "
+                  f"not {shown(v)}")
 
 
 def _check_spent(v: Any) -> None:
@@ -180,7 +192,7 @@ def parse_meta(meta: Any) -> dict:
     if meta.get("origin") is not None:
         _flat(meta["origin"], "origin", _ORIGIN)
     if meta.get("chosen") is not None:
-        _check_chosen(meta["chosen"])
+        _check_chosen(meta["chosen"], meta["format_version"])
     if meta.get("references") is not None:
         _flat(meta["references"], "references", _REFERENCES)
     r = meta["resume"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from .data import Corpus, Vocab, min_chars, validation_chars
 from .errors import ConfigError, DataError, UsageError, option
 from .model import CharRNN
 from .optim import make_optimizer
+from .speed import SHARE, SpeedProbe
 from .transfer import grown
 
 __all__ = ["Base", "RunState", "check_option_names", "corpus_facts", "finetune_base",
@@ -52,6 +54,7 @@ class RunState:
     origin: dict[str, Any] | None = None  # the base of a fine-tuned model (Base.origin + added)
     chosen: dict[str, Any] | None = None  # the options charrnn chose, and why (choice.Choice)
     references: dict[str, Any] | None = None  # the references' validation losses (Trainer)
+    measuring: float = 0.0  # seconds this invocation spent timing the machine before its run
 
 
 def check_option_names(what: str, options: dict[str, Any], config: type,
@@ -107,21 +110,33 @@ def fit_to_corpus(cfg: TrainConfig, n_chars: int) -> tuple[TrainConfig, list[str
 
 
 def new_run(corpus: Corpus, model_options: dict[str, Any], train_options: dict[str, Any],
-            dtype=np.float32) -> tuple[RunState, TrainConfig, list[str]]:
+            dtype=np.float32, thread_counts: Callable[[], Iterable[int | None]] = lambda: [None]
+            ) -> tuple[RunState, TrainConfig, list[str]]:
     """A fresh model for the corpus, seeded from the run's seed, with notes on what was fitted.
 
     The options not given are chosen for the corpus and the run's limits (``choice.choose``),
-    then are ModelConfig's and TrainConfig's defaults."""
+    then are ModelConfig's and TrainConfig's defaults. A run with ``max_time`` first times a
+    few steps at the thread counts ``thread_counts()`` gives (``speed.SpeedProbe``), and the
+    file's ``chosen`` record keeps what was measured."""
+    probe = None
+    if train_options.get("max_time"):
+        t = TrainConfig(**train_options)
+        probe = SpeedProbe(len(corpus.vocab), t.batch_size, t.seq_len, thread_counts,
+                           SHARE * t.max_time)
     chosen = choose(corpus_chars=len(corpus), model_options=model_options,
-                    train_options=train_options)
+                    train_options=train_options, speed=probe.speed if probe else None)
     model_options = {**chosen.model_options, **model_options}
     train_options = {**chosen.train_options, **train_options}
     cfg, notes = fit_to_corpus(TrainConfig(**train_options), len(corpus))
     mcfg = ModelConfig(**{**model_options, "vocab_size": len(corpus.vocab)})
     rng = np.random.default_rng(cfg.seed)
     model = CharRNN(mcfg, vocab=corpus.vocab, dtype=dtype, seed=rng)
+    record = chosen.record()
+    if record is not None and probe is not None:
+        record["measured"] = probe.record()
     state = RunState(model, make_optimizer(cfg.optimizer, model.params), rng,
-                     model.initial_state(cfg.batch_size), chosen=chosen.record())
+                     model.initial_state(cfg.batch_size), chosen=record,
+                     measuring=probe.spent if probe else 0.0)
     return state, cfg, notes
 
 

@@ -24,17 +24,20 @@ EVAL_COST = 0.4  # seconds to score a character / seconds to train on one (0.23-
 class RunTime:
     """The clock of one invocation of a run: time per phase, speeds, and the time left.
 
-    ``before``: the seconds per phase of the run's earlier invocations (a resumed run).
+    ``before``: the seconds per phase of the run's earlier invocations (a resumed run);
+    ``head_start``: seconds this invocation spent before the clock started (timing the
+    machine), counted in its wall time as "other".
     """
 
-    def __init__(self, chars_per_step: int, before: dict[str, float] | None = None) -> None:
-        self.chars_per_step = chars_per_step
+    def __init__(self, chars_per_step: int, before: dict[str, float] | None = None,
+                 head_start: float = 0.0) -> None:
+        self.chars_per_step, self.head_start = chars_per_step, head_start
         self.before = {k: float((before or {}).get(k, 0.0)) for k in (*PHASES, "other")}
         self.start()
 
     def start(self) -> None:
         """Start the clock (the run's first event)."""
-        self.started = time.perf_counter()
+        self.started = time.perf_counter() - self.head_start
         self.spent = dict.fromkeys(PHASES, 0.0)
         self.latest: dict[str, float] = {}  # the latest duration of each phase
         self.steps = 0  # steps in this invocation

@@ -92,7 +92,7 @@ class Trainer:
         self.eval_every = cfg.eval_every or validation_interval(predictions(self.val_scored),
                                                                 chars_per_step)
         self.first_step = state.step
-        self.time = RunTime(chars_per_step, state.spent_before)
+        self.time = RunTime(chars_per_step, state.spent_before, head_start=state.measuring)
         self.last_lr: float | None = None  # the rate of the latest step
         self.last_eval_step: int | None = None  # the step of this invocation's latest validation
         self.recent_losses: list[float] = []  # the steps' losses since the latest validation
@@ -334,14 +334,15 @@ def train(corpus: Corpus, output: str | Path, *, model_options: dict[str, Any] |
     base = None if init_from is None else finetune_base(init_from, model_options,
                                                         resume=resume, output=path)
     check_output(path, resume=resume, force=force, sources=corpus.sources)
+    plan = plan_threads(threads)
     if resume:
         state, cfg, notes = resumed_run(checkpoint.load(path), corpus, model_options,
                                         train_options, path)
     elif base is not None:
         state, cfg, notes = finetuned_run(base, corpus, model_options, train_options)
     else:
-        state, cfg, notes = new_run(corpus, model_options, train_options, dtype)
-    plan = plan_threads(threads)
+        state, cfg, notes = new_run(corpus, model_options, train_options, dtype,
+                                    thread_counts=plan.counts_to_time)
     trainer = Trainer(state, cfg, corpus, path, saved=state.step if resume else None,
                       should_stop=should_stop, threads=plan,
                       notes=corpus.notes() + notes + plan.notes)

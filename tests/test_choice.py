@@ -28,28 +28,76 @@ def text(tmp_path) -> Path:
     return path
 
 
-def chosen_options(corpus_chars, model_options=(), **train_options):
-    c = choose(corpus_chars, dict(model_options), train_options)
+def machine(chars_per_s):
+    """A machine whose GRU 2x256 trains at chars_per_s, and other shapes as the estimate goes:
+    a step's cost H^2 (2L - 1) to the power 0.8."""
+    def speed(cell, width, layers):
+        return chars_per_s * (3 * 256 ** 2 / (width ** 2 * (2 * layers - 1))) ** 0.8
+    return speed
+
+
+ZEN3, ZEN5 = machine(13_000), machine(47_000)  # docs/loss.md's two machines
+
+
+def chosen_options(corpus_chars, model_options=(), speed=ZEN3, **train_options):
+    c = choose(corpus_chars, dict(model_options), train_options, speed)
     return {**c.model_options, **c.train_options}
 
 
 # the table of docs/loss.md, "How the defaults are chosen"
-@pytest.mark.parametrize("corpus_chars, limits, width, layers, dropout, epochs", [
-    (1_115_394, {"max_time": 600.0}, 384, 2, 0.14, 15),  # tinyshakespeare, 10 minutes
-    (1_115_394, {"max_time": 300.0}, 256, 3, 0.12, 15),  # tinyshakespeare, 5 minutes
-    (1_036_335, {"max_time": 300.0}, 256, 3, 0.13, 15),  # the plays, 5 minutes
-    (95_650, {"max_time": 120.0}, 256, 3, 0.3, 15),  # the Sonnets, 2 minutes
-    (24_995, {"max_time": 60.0}, 256, 2, 0.3, 15),  # the poems, 1 minute
-    (95_650, {}, 256, 3, 0.3, 15),  # the Sonnets, no limit
-    (24_995, {}, 256, 2, 0.3, 15),  # the poems, no limit: 337k characters
-    (1_115_394, {}, 384, 2, 0.3, 15),  # tinyshakespeare, no limit
-    (100_000_000, {}, 384, 2, 0.01, 0.56),  # 100 MB, no limit: 50 million characters
+@pytest.mark.parametrize("corpus_chars, limits, speed, width, layers, dropout, epochs", [
+    (1_115_394, {"max_time": 600.0}, ZEN3, 256, 3, 0.1, 15),  # tinyshakespeare, 10 minutes
+    (1_115_394, {"max_time": 600.0}, ZEN5, 512, 2, 0.3, 15),
+    (1_036_335, {"max_time": 300.0}, ZEN3, 256, 3, 0.06, 15),  # the plays, 5 minutes
+    (1_036_335, {"max_time": 300.0}, ZEN5, 384, 2, 0.24, 15),
+    (95_650, {"max_time": 120.0}, ZEN3, 256, 3, 0.24, 15),  # the Sonnets, 2 minutes
+    (95_650, {"max_time": 120.0}, ZEN5, 256, 3, 0.3, 15),
+    (24_995, {"max_time": 60.0}, ZEN3, 256, 2, 0.3, 15),  # the poems, 1 minute
+    (95_650, {}, None, 256, 3, 0.3, 15),  # the Sonnets, no limit
+    (24_995, {}, None, 256, 2, 0.3, 15),  # the poems, no limit: 337k characters
+    (1_115_394, {}, None, 512, 2, 0.3, 15),  # tinyshakespeare, no limit
+    (100_000_000, {}, None, 512, 2, 0.02, 0.56),  # 100 MB, no limit: 50 million characters
 ])
-def test_the_rule_gives_the_documented_configurations(corpus_chars, limits, width, layers,
-                                                      dropout, epochs):
-    assert chosen_options(corpus_chars, **limits) == {
+def test_the_rule_gives_the_documented_configurations(corpus_chars, limits, speed, width,
+                                                      layers, dropout, epochs):
+    assert chosen_options(corpus_chars, speed=speed, **limits) == {
         "cell": "gru", "hidden_size": width, "num_layers": layers, "dropout": dropout,
         "epochs": epochs}
+
+
+def test_a_timed_run_plans_with_the_measured_speed_and_says_so():
+    slow, fast = (choose(1_115_394, {}, {"max_time": 600.0}, speed)
+                  for speed in (machine(5_000), machine(47_000)))
+    assert (slow.model_options["hidden_size"], slow.model_options["num_layers"]) == (256, 3)
+    assert slow.model_options["dropout"] < fast.model_options["dropout"]
+    # 600 s x the 3x256's speed, over the 90% that trains
+    passes = 600 * machine(5_000)("gru", 256, 3) / (1_115_394 - 111_539)
+    assert f"10 minutes ({passes:.2g} passes at 3.32k characters/s, measured)" in slow.reason
+    assert "(9.3 passes at 15.5k characters/s, measured)" in fast.reason
+
+
+def test_a_shape_without_a_measurement_is_estimated_from_the_nearest_measured_one():
+    asked = []
+
+    def only_the_first(cell, width, layers):
+        asked.append((cell, width, layers))
+        return 30_000.0 if len(asked) == 1 else None
+
+    c = choose(1_115_394, {}, {"max_time": 600.0}, only_the_first)
+    assert asked[0] == ("gru", 256, 2) and c.model_options["hidden_size"] == 512
+    assert "characters/s, estimated)" in c.reason
+    # the 2x512 costs 4x the 2x256's multiply-adds: 4^0.8 = 3.03x its time
+    assert f"at {30_000 / 4 ** 0.8 / 1000:.3g}k characters/s" in c.reason
+
+
+def test_a_timed_run_cannot_be_planned_without_a_speed_and_other_runs_need_none():
+    with pytest.raises(ValueError, match="speed"):
+        choose(96_000, {}, {"max_time": 120.0})
+
+    def refuse(*shape):
+        raise AssertionError("a run bounded by steps or passes measures nothing")
+
+    assert choose(96_000, {}, {"max_steps": 100}, refuse) == choose(96_000, {}, {"max_steps": 100})
 
 
 def test_the_third_layer_starts_at_a_million_characters_and_ends_at_the_wide_model():
@@ -72,24 +120,23 @@ def test_an_explicit_option_always_wins_over_the_choice(name):
         model_field = name in ModelConfig.__dataclass_fields__
         given = {name: getattr(ModelConfig() if model_field else TrainConfig(), name)}
         c = choose(corpus_chars, given if model_field else {},
-                   {**limits, **({} if model_field else given)})
+                   {**limits, **({} if model_field else given)}, ZEN5)
         assert name not in {**c.model_options, **c.train_options}
 
 
 def test_the_choice_depends_only_on_its_inputs():
-    assert choose(96_000, {}, {"max_time": 120.0}) == choose(96_000, {}, {"max_time": 120.0})
+    assert choose(96_000, {}, {"max_time": 120.0}, ZEN3) == choose(96_000, {},
+                                                                   {"max_time": 120.0}, ZEN3)
 
 
-def test_the_budget_is_the_tightest_limit_with_the_time_at_the_widths_speed():
-    train, speed = 90_000, choice.SPEED
-    assert choice.budget_chars(train, {"max_time": 6.0}, 256) == 6 * speed
-    assert choice.budget_chars(train, {"max_time": 6.0}, 384) == pytest.approx(6 * speed * 0.6,
-                                                                             rel=0.01)
-    assert choice.budget_chars(train, {"max_steps": 9}, 256) == 9 * 32 * 64
-    assert choice.budget_chars(train, {}, 256) == choice.MAX_PASSES * train == 15 * train
-    assert choice.budget_chars(train, {"max_time": 3600.0}, 256) == 15 * train  # the passes
-    assert choice.budget_chars(train, {"max_time": 3600.0, "epochs": 3.0}, 256) == 3 * train
-    assert choice.budget_chars(train, {"epochs": 0}, 256) == float("inf")  # no limit at all
+def test_the_budget_is_the_tightest_limit_with_the_time_at_the_given_speed():
+    train, speed = 90_000, 20_000.0
+    assert choice.budget_chars(train, {"max_time": 6.0}, speed) == 6 * speed
+    assert choice.budget_chars(train, {"max_steps": 9}) == 9 * 32 * 64
+    assert choice.budget_chars(train, {}) == choice.MAX_PASSES * train == 15 * train
+    assert choice.budget_chars(train, {"max_time": 3600.0}, speed) == 15 * train  # the passes
+    assert choice.budget_chars(train, {"max_time": 3600.0, "epochs": 3.0}, speed) == 3 * train
+    assert choice.budget_chars(train, {"epochs": 0}) == float("inf")  # no limit at all
 
 
 def test_a_run_without_a_time_or_step_limit_reads_at_most_50_million_characters():
@@ -177,7 +224,8 @@ def test_help_shows_the_defaults_from_their_one_home():
     shown = "".join(r.output.split())  # as wrapped at any width
     train = TrainConfig()
     for text in (f"[default:chosen:{choice.CELL}]",
-                 f"chosen:{choice.WIDTHS[0]},or{choice.WIDTHS[1]}wheretheruncantrainon10M",
+                 f"chosen:{choice.WIDTHS[0]},or{choice.WIDTHS[1]}wheretheruncantrainon10M"
+                 f"charactersormoreatthe{choice.WIDTHS[0]}'sspeed,{choice.WIDTHS[2]}from14M",
                  f"chosen:{choice.MAX_PASSES:g}(atmost50Mcharacters",
                  f"{FINETUNE_DEFAULTS['epochs']:g}with--init-from;x>=0]",
                  f"[default:{train.lr:g},{FINETUNE_DEFAULTS['lr']:g}with--init-from;x>0]",

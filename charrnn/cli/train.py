@@ -13,6 +13,7 @@ import click
 
 from ..choice import (
     BIG_BUDGET,
+    BIGGEST_BUDGET,
     CELL,
     DEEP_BUDGET,
     DROPOUT_PER_PASS,
@@ -49,7 +50,8 @@ from .common import (
 )
 
 _TD = TrainConfig()
-(_, WIDE, _), (_, _, DEEP), (_, NARROW, LAYERS) = MODELS  # the wide, deep and base models
+# the widest, wide, deep and base models
+(_, WIDEST, _), (_, WIDE, _), (_, _, DEEP), (_, NARROW, LAYERS) = MODELS
 
 
 def _millions(chars: int) -> str:
@@ -91,15 +93,16 @@ class _Threads(click.ParamType):
                 help="Recurrent cell.")
 @library_option("--hidden-size", type=option_range(click.IntRange, 1, MAX_HIDDEN_SIZE),
                 shown=f"chosen: {NARROW}, or {WIDE} where the run can train on "
-                      f"{_millions(BIG_BUDGET)} characters or more",
+                      f"{_millions(BIG_BUDGET)} characters or more at the {NARROW}'s speed, "
+                      f"{WIDEST} from {_millions(BIGGEST_BUDGET)}",
                 help="Units per layer.")
 @library_option("--num-layers", type=option_range(click.IntRange, 1, MAX_LAYERS),
                 shown=f"chosen: {LAYERS}, or {DEEP} where the run can train on "
                       f"{_millions(DEEP_BUDGET)} to {_millions(BIG_BUDGET)} characters",
                 help="Stacked recurrent layers.")
 @library_option("--dropout", type=option_range(click.FloatRange, 0, 1, hi_open=True),
-                shown=f"chosen: {DROPOUT_PER_PASS:g} per pass the run allows, at most "
-                      f"{MAX_DROPOUT:g}",
+                shown=f"chosen: {DROPOUT_PER_PASS:g} per pass the run allows, times "
+                      f"--hidden-size / {NARROW}, at most {MAX_DROPOUT:g}",
                 help="Dropout rate between layers and before the output (training only).")
 @library_option("--seq-len", type=option_range(click.IntRange, 1, MAX_SEQ_LEN),
                 shown=_default("seq_len"),
@@ -173,7 +176,8 @@ def train(ctx, corpus, output, resume, force, init_from, encoding, threads, no_c
     --epochs passes, or when the validation loss has not improved for --patience evaluations;
     --max-steps and --max-time stop it earlier. The saved weights are those with the best
     validation loss. A new model's cell, width, layers, dropout and --epochs, unless given, are
-    chosen for the text and the time (--max-time); the start line says what was chosen.
+    chosen for the text and the time (--max-time), at this machine's speed, timed at the start
+    (at most 2% of the time); the start line says what was chosen.
     """
     from pathlib import Path
 

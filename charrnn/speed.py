@@ -1,0 +1,110 @@
+"""How fast this machine trains a model of a given shape: measured at the start of a timed run.
+
+A timed run's budget is its time x its model's speed, and machines differ by more than 2x, so
+the rule (``charrnn.choice``) plans a ``max_time`` run with speeds measured here. ``SpeedProbe``
+times a few training steps (forward, BPTT, clip, Adam update) of a throwaway model of the
+candidate's shape, on random characters of the run's vocabulary, batch and window, at each
+thread count the run may step with, and keeps the fastest:
+
+    speed = batch x seq_len / median seconds of the timed steps      (characters per second)
+
+after one untimed step (the first pays for allocations). All of it costs at most SHARE of the
+run's time; a shape whose first step would overrun the allowance is not timed, and the
+caller estimates it from the shapes that were.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+
+from .blas import threads
+from .config import ModelConfig
+from .model import CharRNN
+from .optim import clip_grad_norm, make_optimizer
+
+__all__ = ["SHARE", "SpeedProbe", "shape_name"]
+
+SHARE = 0.02  # of a timed run's time, at most, spent measuring
+TIMED_STEPS = 2  # timed steps per shape and thread count, after one untimed
+
+
+def shape_name(cell: str, width: int, layers: int) -> str:
+    """"GRU 2x256": the name of a shape in the record and on the start line."""
+    return f"{cell.upper()} {layers}x{width}"
+
+
+class SpeedProbe:
+    """Measures, on first asking, the training speed of each shape (cell, width, layers).
+
+    ``counts()``: the BLAS thread counts the run may step with, each asked for after the one
+    before was timed (``ThreadPlan.counts_to_time``; None: the count as it is). ``seconds``:
+    the allowance for all measuring. ``speed(...)`` is None for a shape it had no time left to
+    measure; ``record()`` is what was measured, for the model file's ``chosen``.
+    """
+
+    def __init__(self, vocab_size: int, batch_size: int, seq_len: int,
+                 counts: Callable[[], Iterable[int | None]], seconds: float) -> None:
+        self.vocab_size, self.batch_size, self.seq_len = vocab_size, batch_size, seq_len
+        self.counts, self.allowance = counts, seconds
+        self.spent = 0.0
+        self.speeds: dict[str, float] = {}  # shape name -> characters per second
+        self.rng = np.random.default_rng(0)  # the run's own generator is left alone
+
+    def speed(self, cell: str, width: int, layers: int) -> float | None:
+        """Characters per second of a training step of this shape, the fastest thread count's;
+        None when the allowance ran out before it could be measured."""
+        name = shape_name(cell, width, layers)
+        if name not in self.speeds:
+            measured: list[float] = []
+            for count in self.counts():
+                must = not self.speeds and not measured  # the first shape always gets one
+                if (found := self._measure(cell, width, layers, count, must)) is not None:
+                    measured.append(found)
+            if not measured:
+                return None
+            self.speeds[name] = max(measured)
+        return self.speeds[name]
+
+    def record(self) -> dict[str, Any]:
+        """{"chars_per_s": {shape: speed}, "seconds": the time spent measuring}."""
+        return {"chars_per_s": {k: round(v) for k, v in self.speeds.items()},
+                "seconds": round(self.spent, 2)}
+
+    def _measure(self, cell: str, width: int, layers: int, count: int | None, must: bool
+                 ) -> float | None:
+        if self.spent >= self.allowance and not must:
+            return None
+        began = time.perf_counter()
+        try:
+            return self._steps(cell, width, layers, count, began, must)
+        finally:
+            self.spent += time.perf_counter() - began
+
+    def _steps(self, cell: str, width: int, layers: int, count: int | None, began: float,
+               must: bool) -> float | None:
+        # with dropout, as the chosen models train: its masks cost a little time too
+        config = ModelConfig(cell=cell, hidden_size=width, num_layers=layers, dropout=0.1,
+                             vocab_size=self.vocab_size)
+        shape = (self.batch_size, self.seq_len)
+        x, y = (self.rng.integers(0, self.vocab_size, shape) for _ in range(2))
+        times: list[float] = []
+        with threads(count):  # the initialisation's small products too: two threads wait
+            model = CharRNN(config, seed=self.rng)  # on a busy core far longer than one
+            optimizer = make_optimizer("adam", model.params)
+            for _ in range(1 + TIMED_STEPS):
+                # the untimed step's time says whether the rest fit in the allowance
+                so_far = time.perf_counter() - began
+                if times and self.spent + so_far + times[0] * TIMED_STEPS > self.allowance:
+                    # where one must come: the untimed step's speed, a slow one
+                    return self.batch_size * self.seq_len / times[0] if must else None
+                start = time.perf_counter()
+                _, grads, _ = model.loss_and_grad(x, y, None, self.rng)
+                clip_grad_norm(grads, 5.0)
+                optimizer.step(model.params, grads, 1e-3)
+                times.append(time.perf_counter() - start)
+        return self.batch_size * self.seq_len / statistics.median(times[1:])

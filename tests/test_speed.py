@@ -1,0 +1,123 @@
+"""A timed run's plan from this machine's measured speed: the probe, the thread counts it times,
+its cost in the run's time, and the record in the model file."""
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from charrnn import checkpoint, model_meta, runs
+from charrnn.blas import ROOM, ThreadChooser, ThreadPlan
+from charrnn.cli import main
+from charrnn.npzfile import Invalid
+from charrnn.speed import SHARE, SpeedProbe, shape_name
+from charrnn.timing import RunTime
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--hidden-size", "8", "--num-layers", "1", "--batch-size", "4", "--seq-len", "16"]
+
+
+def probe(seconds, counts=(None,)):
+    return SpeedProbe(vocab_size=20, batch_size=4, seq_len=16, counts=lambda: iter(counts),
+                      seconds=seconds)
+
+
+def test_the_probe_times_steps_of_each_shape_once_and_records_them():
+    p = probe(60.0)
+    fast, slow = p.speed("gru", 8, 1), p.speed("lstm", 64, 2)
+    assert fast > slow > 0
+    assert p.speed("gru", 8, 1) == fast  # measured once
+    record = p.record()
+    assert set(record["chars_per_s"]) == {"GRU 1x8", "LSTM 2x64"}
+    assert record["chars_per_s"]["GRU 1x8"] == round(fast)
+    assert 0 < record["seconds"] < 60.0
+
+
+def test_the_probe_keeps_the_fastest_thread_count():
+    speeds = iter([1000.0, 3000.0])
+    p = probe(60.0, counts=(1, 2))
+    p._measure = lambda cell, width, layers, count, must: next(speeds)
+    assert p.speed("gru", 8, 1) == 3000.0
+
+
+def test_the_first_shape_always_gets_a_speed_and_the_allowance_bounds_the_rest():
+    p = probe(0.0)
+    assert p.speed("gru", 8, 1) > 0  # from its one untimed step
+    assert p.speed("gru", 16, 1) is None
+    assert list(p.record()["chars_per_s"]) == [shape_name("gru", 8, 1)]
+
+
+def test_the_counts_timed_are_the_pinned_one_or_those_the_chooser_may_take():
+    assert list(ThreadPlan(fixed=2).counts_to_time()) == [2]
+    assert list(ThreadPlan().counts_to_time()) == [None]
+
+    class Blas:
+        def __init__(self):
+            self.n = 2
+
+        def get(self):
+            return self.n
+
+        def set(self, n):
+            self.n = n
+
+    for idle, expected in ((ROOM - 0.1, [1]), (ROOM + 0.1, [1, 2]), (None, [1, 2])):
+        chooser = ThreadChooser(blas=Blas(), free_cores=lambda idle=idle: idle)
+        assert list(ThreadPlan(chooser=chooser).counts_to_time()) == expected
+
+
+def test_the_time_spent_measuring_counts_in_the_runs_time():
+    clock = RunTime(chars_per_step=64, head_start=3.0)
+    assert 3.0 <= clock.elapsed() < 3.5
+    assert clock.split()["other"] >= 3.0
+
+
+def _text(tmp_path):
+    path = tmp_path / "text.txt"
+    path.write_text((ROOT / "corpora" / "sonnets.txt").read_text()[:4000])
+    return path
+
+
+def test_a_timed_run_records_the_measured_speed_shows_it_and_keeps_its_time(tmp_path):
+    out = tmp_path / "m.npz"
+    began = time.perf_counter()
+    r = CliRunner().invoke(main, ["train", str(_text(tmp_path)), "-o", str(out), "--max-time",
+                                  "3s", "--eval-every", "5", *TINY])
+    took = time.perf_counter() - began
+    assert r.exit_code == 0, r.output
+    chosen = checkpoint.load(out).chosen
+    measured = chosen["measured"]
+    assert list(measured["chars_per_s"]) == ["GRU 1x8"] and measured["chars_per_s"]["GRU 1x8"] > 0
+    assert measured["seconds"] <= SHARE * 3 + 1.0  # the allowance, and one step at most
+    assert "characters/s, measured)" in chosen["reason"] and chosen["reason"] in r.output
+    assert took < 3 + 2.0  # the measuring is inside the run's 3 seconds (startup aside)
+    doc = json.loads(CliRunner().invoke(main, ["inspect", str(out), "--json"]).output)
+    assert doc["chosen"]["measured"] == measured
+
+
+def test_a_run_bounded_by_steps_measures_nothing(tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a run bounded by steps times nothing")
+
+    monkeypatch.setattr(runs, "SpeedProbe", refuse)
+    out = tmp_path / "m.npz"
+    r = CliRunner().invoke(main, ["train", str(_text(tmp_path)), "-o", str(out), "--max-steps",
+                                  "2", *TINY])
+    assert r.exit_code == 0, r.output
+    assert "measured" not in checkpoint.load(out).chosen
+
+
+@pytest.mark.parametrize("measured", [
+    {"chars_per_s": {"GRU 2x256": -1}, "seconds": 1.0},
+    {"chars_per_s": {"GRU 2x256": 1000}},
+    {"chars_per_s": ["GRU 2x256"], "seconds": 1.0},
+    {"chars_per_s": {"GRU 2x256": 1000}, "seconds": 1.0, "more": 1},
+])
+def test_a_malformed_measurement_is_refused(measured):
+    with pytest.raises(Invalid, match="chosen must be"):
+        model_meta._check_chosen({"options": {"dropout": 0.1}, "reason": "r",
+                                  "measured": measured})
+    model_meta._check_chosen({"options": {"dropout": 0.1}, "reason": "r",
+                              "measured": {"chars_per_s": {"GRU 2x256": 1000}, "seconds": 1}})
