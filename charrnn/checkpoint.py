@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from .builtin import model_path
 from .config import ModelConfig, TrainConfig, plain
 from .errors import CheckpointError, ConfigError, DataError
 from .model import CharRNN
@@ -174,6 +175,7 @@ def _no_constant(name: str):
 def _reading(path):
     """Open a model file; turn every failure into a CheckpointError naming the file."""
     name = os.fspath(path)
+    path = model_path(path)
     try:
         mode = os.stat(path).st_mode  # a FIFO or a device would block or never end
         check(not stat.S_ISDIR(mode), "is a directory, not a model file")
@@ -223,7 +225,7 @@ def load(path, *, resume: bool = True) -> Checkpoint:
                       best=meta["best"], validation=meta.get("validation"),
                       origin=meta.get("origin"), chosen=meta.get("chosen"),
                       references=meta.get("references"), format_version=meta["format_version"],
-                      charrnn_version=meta["charrnn_version"], path=Path(path))
+                      charrnn_version=meta["charrnn_version"], path=Path(model_path(path)))
 
 
 def describe(path) -> dict[str, Any]:
@@ -236,6 +238,7 @@ def describe(path) -> dict[str, Any]:
         meta, heads = _scan(zf, infos)
         vocab = Vocab.from_codepoints(read_member(zf, infos["vocab.npy"], *heads["vocab"]))
     cfg, r = meta["model_config"], meta["resume"]
+    path = model_path(path)
     out = dict(meta, path=os.fspath(path), file_size=os.path.getsize(path),
                model_config=cfg.to_dict(), num_parameters=cfg.num_parameters(),
                vocab="".join(vocab.chars),

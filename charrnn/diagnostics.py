@@ -179,6 +179,8 @@ def model_report(ck, file_size: int | None = None) -> dict[str, Any]:
     corpus = None
     if ck.corpus is not None:
         corpus = {k: ck.corpus.get(k) for k in ("name", "size", "sha256", "chars")}
+        # a built-in model's provenance: its sources, steps, seed and the script that made it
+        corpus.update({k: ck.corpus[k] for k in PROVENANCE if k in ck.corpus})
     return {
         "file": {"path": None if ck.path is None else str(ck.path), "size": file_size,
                  "format_version": ck.format_version, "charrnn_version": ck.charrnn_version,
@@ -255,6 +257,9 @@ def text_report(model, text: str, ids: np.ndarray, *, layer: int | None = None,
 
 
 # ----------------------------------------------------------------------------- eval
+
+PROVENANCE = ("sources", "steps", "seed", "trained_by")
+
 
 def char_counts(corpus) -> dict[str, int]:
     """Occurrences of each character of a data.Corpus."""

@@ -269,6 +269,44 @@ def test_charset_counts_characters_outside_printable_ascii():
                                       "outside_ascii_share": round(2 / 6, 6)}
 
 
+# --- The mix ---------------------------------------------------------------------------------
+
+def test_pieces_cut_at_blank_lines_and_join_back_to_the_text():
+    text = "\n\n".join(f"paragraph {i} " + "x" * (i % 7) for i in range(50)) + "\n"
+    parts = bb.pieces(text, size=60)
+    assert "\n\n".join(parts) + "\n" == text
+    assert all(len(p) >= 60 for p in parts[:-1]) and all(p and not p.startswith("\n")
+                                                         for p in parts)
+
+
+def test_capped_keeps_evenly_spaced_pieces_in_order_within_the_cap():
+    parts = [f"{i:03d}" * 10 for i in range(100)]  # 30 characters each
+    kept = bb.capped(parts, 300)
+    assert len(kept) == 10 and sum(map(len, kept)) <= 300
+    assert kept == [parts[i] for i in range(0, 100, 10)]
+    assert bb.capped(parts, None) == parts and bb.capped(parts, 10_000) == parts
+
+
+def test_interleave_spreads_every_source_over_the_whole_text():
+    big = "\n\n".join(f"B{i:02d}" for i in range(90))  # 3 characters each
+    small = "\n\n".join(f"s{i}" for i in range(10))
+    text = bb.interleave([("big", big), ("small", small)], size=1)
+    order = [p[0] for p in text.strip("\n").split("\n\n")]
+    assert order.count("B") == 90 and order.count("s") == 10
+    # each tenth of the result holds one piece of the small source
+    assert all(order[k * 10:(k + 1) * 10].count("s") == 1 for k in range(10))
+    # capped: half of the big source's pieces, evenly spaced
+    capped = bb.interleave([("big", big), ("small", small)], {"big": 135}, size=1)
+    assert capped.count("B") == 45
+
+
+def test_the_shipped_characters_are_printable_ascii_windows_1252_tab_and_newline():
+    chars = set(bb.SHIPPED_CHARS)
+    assert {chr(c) for c in range(0x20, 0x7F)} | {"\t", "\n"} <= chars
+    assert set("é—–‘’“”…€•™ßÆœ") <= chars and "\u00a0" not in chars and "\u00ad" not in chars
+    assert len(chars) == len(bb.SHIPPED_CHARS) == 218
+
+
 # --- The training command --------------------------------------------------------------------
 
 def test_train_dry_run_prints_the_pinned_command_and_runs_nothing(monkeypatch, capsys):
@@ -283,3 +321,39 @@ def test_train_dry_run_prints_the_pinned_command_and_runs_nothing(monkeypatch, c
                         ("--seed", bb.TRAIN_SEED)):
         assert f" {flag} {value} " in f"{line} "
     assert " -o " in line and str(bb.OUT_DIR / "base.txt") in line
+
+
+def test_train_resume_continues_the_file_with_its_own_options(monkeypatch, capsys):
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: (_ for _ in ()).throw(
+        AssertionError("training ran")))
+    assert bb.main(["train", "--dry-run", "--resume"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert " --resume " in line and " --force" not in line and " --seed " not in line
+    assert f" --max-steps {bb.TRAIN_MAX_STEPS} --threads {bb.TRAIN_THREADS}" in line
+
+
+def test_ship_writes_the_best_weights_on_the_shipped_characters_with_provenance(tmp_path):
+    from click.testing import CliRunner
+
+    from charrnn import checkpoint
+    from charrnn.cli import main
+
+    text = tmp_path / "base.txt"
+    text.write_text("The base of it all, the text. " * 200)
+    trained, shipped = tmp_path / "trained.npz", tmp_path / "english.npz"
+    r = CliRunner().invoke(main, ["train", str(text), "-o", str(trained), "--max-steps", "4",
+                                  "--eval-every", "2", "--hidden-size", "8", "--num-layers",
+                                  "1", "--seq-len", "16", "--batch-size", "4"])
+    assert r.exit_code == 0, r.output
+    summary = {"sources": [{"name": "kjv", "package": "bible-kjv-text", "version": "4.38",
+                            "license": "public domain"}],
+               "total": {"bytes": 6000, "chars": 6000, "sha256": "cd" * 32}}
+    record = bb.ship(trained, shipped, summary)
+    before, after = checkpoint.load(trained), checkpoint.load(shipped)
+    assert after.resume is None and after.best == before.best
+    assert set(bb.SHIPPED_CHARS) | set(before.model.vocab.chars) == set(after.model.vocab.chars)
+    ids = after.model.vocab.ids_of(before.model.vocab.chars)
+    assert (after.model.params["head.W"][:, ids] == before.model.params["head.W"]).all()
+    assert after.corpus["sources"] == ["kjv (bible-kjv-text 4.38; public domain)"]
+    assert (after.corpus["steps"], after.corpus["seed"]) == (4, bb.TRAIN_SEED) == (
+        record["steps"], record["seed"])

