@@ -29,7 +29,7 @@ from typing import Any
 from .config import ModelConfig, TrainConfig
 from .data import validation_chars
 
-__all__ = ["CHOSEN", "Choice", "budget_chars", "choose", "pass_limit"]
+__all__ = ["CHOSEN", "Choice", "budget_chars", "choose", "left_to_choose", "pass_limit"]
 
 _MD, _TD = ModelConfig(), TrainConfig()
 CELL = _MD.cell  # the cell of every chosen model
@@ -88,8 +88,11 @@ def budget_chars(train_chars: int, train_options: dict[str, Any],
 def choose(corpus_chars: int, model_options: dict[str, Any], train_options: dict[str, Any],
            speed: Speed | None = None) -> Choice:
     """The options a new run takes where ``model_options``/``train_options`` (what the user
-    gave) are silent, by the rule above. A run with ``max_time`` needs ``speed``; any other is
-    deterministic in its inputs."""
+    gave) are silent, by the rule above. A run with ``max_time`` needs ``speed`` (unless every
+    option is given: nothing is then chosen or measured); any other is deterministic in its
+    inputs."""
+    if not left_to_choose(model_options, train_options):
+        return Choice()
     train_chars = max(1, corpus_chars - validation_chars(
         corpus_chars, train_options.get("val_frac", _TD.val_frac)))
     cell = model_options.get("cell", CELL)
@@ -115,6 +118,11 @@ def choose(corpus_chars: int, model_options: dict[str, Any], train_options: dict
     train = {} if "epochs" in train_options else {"epochs": chosen["epochs"]}
     speed_note = speeds.note(width, layers) if timed else ""
     return Choice(model, train, _reason(corpus_chars, train_options, passes, speed_note))
+
+
+def left_to_choose(model_options: dict[str, Any], train_options: dict[str, Any]) -> list[str]:
+    """The options of CHOSEN the user did not give."""
+    return [k for k in CHOSEN if k not in model_options and k not in train_options]
 
 
 class _Speeds:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import checkpoint
-from .choice import choose
+from .choice import choose, left_to_choose
 from .config import FINETUNE_DEFAULTS, ModelConfig, TrainConfig
 from .data import Corpus, Vocab, min_chars, validation_chars
 from .errors import ConfigError, DataError, UsageError, option
@@ -119,7 +119,7 @@ def new_run(corpus: Corpus, model_options: dict[str, Any], train_options: dict[s
     few steps at the thread counts ``thread_counts()`` gives (``speed.SpeedProbe``), and the
     file's ``chosen`` record keeps what was measured."""
     probe = None
-    if train_options.get("max_time"):
+    if train_options.get("max_time") and left_to_choose(model_options, train_options):
         t = TrainConfig(**train_options)
         probe = SpeedProbe(len(corpus.vocab), t.batch_size, t.seq_len, thread_counts,
                            SHARE * t.max_time)

@@ -97,9 +97,10 @@ def test_a_timed_run_records_the_measured_speed_shows_it_and_keeps_its_time(tmp_
     assert doc["chosen"]["measured"] == measured
 
 
-def test_a_run_bounded_by_steps_measures_nothing(tmp_path, monkeypatch):
+def test_a_run_bounded_by_steps_or_with_every_option_given_measures_nothing(tmp_path,
+                                                                             monkeypatch):
     def refuse(*args, **kwargs):
-        raise AssertionError("a run bounded by steps times nothing")
+        raise AssertionError("nothing to time")
 
     monkeypatch.setattr(runs, "SpeedProbe", refuse)
     out = tmp_path / "m.npz"
@@ -107,6 +108,11 @@ def test_a_run_bounded_by_steps_measures_nothing(tmp_path, monkeypatch):
                                   "2", *TINY])
     assert r.exit_code == 0, r.output
     assert "measured" not in checkpoint.load(out).chosen
+    r = CliRunner().invoke(main, ["train", str(_text(tmp_path)), "-o", str(out), "--force",
+                                  "--max-time", "2s", "--cell", "gru", "--dropout", "0.1",
+                                  "--epochs", "3", *TINY])
+    assert r.exit_code == 0, r.output
+    assert checkpoint.load(out).chosen is None
 
 
 @pytest.mark.parametrize("measured", [
