@@ -7,8 +7,8 @@ The rule, in three sentences (its measurements: docs/loss.md, "How the defaults 
 2. It reads its text at most MAX_PASSES times (``epochs``), so that a small text is not
    memorised before the learning rate has decayed, and at most MAX_CHARS characters in a run
    with neither ``max_time`` nor ``max_steps``.
-3. Its dropout is DROPOUT_PER_PASS for each pass the run can make with the chosen model, times
-   its width / 256, at most MAX_DROPOUT.
+3. Its dropout is DROPOUT_PER_PASS for each pass the run can make with the chosen model, at
+   most MAX_DROPOUT.
 
 The run's budget is the tightest of its limits: the passes, ``max_steps`` x batch x window,
 and ``max_time`` x the model's speed on this machine, measured at the start of the run
@@ -110,7 +110,7 @@ def choose(corpus_chars: int, model_options: dict[str, Any], train_options: dict
         _, row_width, row_layers = next(m for m in MODELS if narrow_budget >= m[0])
         width, layers = width or row_width, layers or row_layers
     passes = budget(width, layers) / train_chars
-    dropout = DROPOUT_PER_PASS * passes * width / WIDTHS[0]
+    dropout = DROPOUT_PER_PASS * passes
     chosen = {"cell": CELL, "hidden_size": width, "num_layers": layers,
               "dropout": round(min(MAX_DROPOUT, dropout), 2),
               "epochs": pass_limit(train_chars, train_options)}

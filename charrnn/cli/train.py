@@ -101,8 +101,8 @@ class _Threads(click.ParamType):
                       f"{_millions(DEEP_BUDGET)} to {_millions(BIG_BUDGET)} characters",
                 help="Stacked recurrent layers.")
 @library_option("--dropout", type=option_range(click.FloatRange, 0, 1, hi_open=True),
-                shown=f"chosen: {DROPOUT_PER_PASS:g} per pass the run allows, times "
-                      f"--hidden-size / {NARROW}, at most {MAX_DROPOUT:g}",
+                shown=f"chosen: {DROPOUT_PER_PASS:g} per pass the run allows, at most "
+                      f"{MAX_DROPOUT:g}",
                 help="Dropout rate between layers and before the output (training only).")
 @library_option("--seq-len", type=option_range(click.IntRange, 1, MAX_SEQ_LEN),
                 shown=_default("seq_len"),
