@@ -8,7 +8,8 @@ The rule, in three sentences (its measurements: docs/loss.md, "How the defaults 
    memorised before the learning rate has decayed, and at most MAX_CHARS characters in a run
    with neither ``max_time`` nor ``max_steps``.
 3. Its dropout is DROPOUT_PER_PASS for each pass the run can make with the chosen model, at
-   most MAX_DROPOUT.
+   most MAX_DROPOUT, and none for a run of fewer than DROPOUT_FROM passes: it cannot learn
+   its text by heart, and dropout would cost it both learning and steps.
 
 The run's budget is the tightest of its limits: the passes, ``max_steps`` x batch x window,
 and ``max_time`` x the model's speed on this machine, measured at the start of the run
@@ -40,6 +41,7 @@ BIGGEST_BUDGET = 14_000_000  # ... for the widest: 14+ passes over 1 MB, a fast 
 MAX_PASSES = _TD.epochs  # passes over the training text at most
 MAX_CHARS = 50_000_000  # characters a run without a time or step limit trains on at most
 DROPOUT_PER_PASS, MAX_DROPOUT = 0.02, 0.3
+DROPOUT_FROM = 3  # passes a run must be able to make for any dropout
 # (the budget from which, width, layers): the first whose budget the run reaches
 MODELS = ((BIGGEST_BUDGET, WIDTHS[2], 2), (BIG_BUDGET, WIDTHS[1], 2),
           (DEEP_BUDGET, WIDTHS[0], 3), (0, WIDTHS[0], _MD.num_layers))
@@ -110,7 +112,7 @@ def choose(corpus_chars: int, model_options: dict[str, Any], train_options: dict
         _, row_width, row_layers = next(m for m in MODELS if narrow_budget >= m[0])
         width, layers = width or row_width, layers or row_layers
     passes = budget(width, layers) / train_chars
-    dropout = DROPOUT_PER_PASS * passes
+    dropout = DROPOUT_PER_PASS * passes if passes >= DROPOUT_FROM else 0.0
     chosen = {"cell": CELL, "hidden_size": width, "num_layers": layers,
               "dropout": round(min(MAX_DROPOUT, dropout), 2),
               "epochs": pass_limit(train_chars, train_options)}

@@ -16,6 +16,7 @@ from ..choice import (
     BIGGEST_BUDGET,
     CELL,
     DEEP_BUDGET,
+    DROPOUT_FROM,
     DROPOUT_PER_PASS,
     MAX_CHARS,
     MAX_DROPOUT,
@@ -102,7 +103,7 @@ class _Threads(click.ParamType):
                 help="Stacked recurrent layers.")
 @library_option("--dropout", type=option_range(click.FloatRange, 0, 1, hi_open=True),
                 shown=f"chosen: {DROPOUT_PER_PASS:g} per pass the run allows, at most "
-                      f"{MAX_DROPOUT:g}",
+                      f"{MAX_DROPOUT:g}; 0 below {DROPOUT_FROM} passes",
                 help="Dropout rate between layers and before the output (training only).")
 @library_option("--seq-len", type=option_range(click.IntRange, 1, MAX_SEQ_LEN),
                 shown=_default("seq_len"),
