@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Cost of the trust checks (issue #31): the copy check and the reference models, JSON lines.
+"""Cost of the trust checks: the copy check and the reference models, JSON lines.
 
     python benchmarks/bench_trust.py [--repeats 3] [--big-mb 100] [--skip-big]
 

@@ -1,4 +1,4 @@
-"""corpora/build_base.py: the pure functions that build the base corpus of issue #30.
+"""corpora/tools/build_base.py: the functions that build the English base corpus and ship the base.
 
 No network and no apt here: the sources are small inline samples in each format.
 """

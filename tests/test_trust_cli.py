@@ -1,4 +1,4 @@
-"""Samples you can trust (issue #31), through the command line: `sample --check`, the copied
+"""Samples you can trust, through the command line: `sample --check`, the copied
 spans of the samples on the `inspect --html` page, and the references (a 5-gram model and the
 character frequencies of the training text) on the start line, in the model file, in `inspect`
 and in `eval --corpus`."""

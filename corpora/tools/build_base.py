@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Build the English base corpus of issue #30 from Debian packages, and train the base model on it.
+"""Build the English base corpus from Debian packages, train the base model on it, and ship it.
 
     python corpora/tools/build_base.py corpus [--cache DIR] [--no-download]
-    python corpora/tools/build_base.py train [--dry-run]
+    python corpora/tools/build_base.py train [--dry-run] [--resume]
+    python corpora/tools/build_base.py ship
 
 `corpus` downloads the source packages with `apt-get download` (no install: `dpkg-deb -x` unpacks
 them into a temporary folder), extracts and normalises the text of each source, and writes
@@ -13,10 +14,12 @@ file lists are sorted and nothing depends on the clock, the locale or the machin
 
 `train` runs `charrnn train` on base.txt with the TRAIN_* constants below: seeded, bounded by
 --max-steps and pinned to --threads, so the same command rebuilds the same model on the same
-machine. corpora/README.md lists the sources, their licences and sizes, and what is held out.
+machine; `--resume` continues a cut run. `ship` writes the trained base's best weights, grown to
+the shipped characters, into charrnn/models/english.npz. corpora/README.md lists the sources,
+their licences and sizes, and what is held out.
 
 This script is not part of the installed tool: it needs only the standard library, Debian's
-apt-get and dpkg-deb, and (for `train`) the charrnn command.
+apt-get and dpkg-deb, and (for `train` and `ship`) charrnn.
 """
 
 import argparse
@@ -151,7 +154,7 @@ def refuse_evaluation_only(name: str) -> str:
     package = re.sub(r"^python3?-", "", name_part)
     if (base in EVALUATION_ONLY_FILES or package in EVALUATION_ONLY_PACKAGES
             or package.startswith(EVALUATION_ONLY_PREFIXES)):
-        raise EvaluationOnlyError(f"{name} is kept for independent evaluation (issue #30)")
+        raise EvaluationOnlyError(f"{name} is kept for independent evaluation")
     return name
 
 
