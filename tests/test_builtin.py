@@ -83,3 +83,32 @@ def test_an_unknown_name_is_a_missing_file(folder):
     r = run(["sample", "-m", "englsh", "-n", "10"])
     assert r.exit_code != 0 and "no model file at englsh" in r.output
     assert not os.path.exists("englsh")
+
+
+# ---------------------------------------------------------------- the shipped English base
+
+SHIPPED = builtin.FOLDER / builtin.BUILT_IN["english"]
+WINDOWS_1252 = {c for c in (bytes([b]).decode("cp1252", errors="ignore")
+                            for b in range(0x20, 0x100)) if c and c.isprintable()} - {"\u00a0",
+                                                                                     "\u00ad"}
+
+
+def test_the_shipped_base_is_slim_and_covers_the_common_european_characters():
+    assert SHIPPED.stat().st_size <= 8 << 20
+    ck = checkpoint.load("english")
+    assert ck.resume is None and ck.best["val_loss"] is not None
+    assert WINDOWS_1252 | {"\t", "\n"} <= set(ck.model.vocab.chars)
+    provenance = ck.corpus
+    assert provenance["trained_by"] == "corpora/tools/build_base.py"
+    assert provenance["steps"] >= ck.best["step"] and provenance["seed"] == 30
+    assert len(provenance["sha256"]) == 64 and len(provenance["sources"]) == 8
+
+
+def test_the_shipped_base_writes_english_like_text():
+    r = run(["sample", "-m", "english", "-n", "300", "--temp", "0.7", "--seed", "3"])
+    assert r.exit_code == 0, r.output
+    words = r.stdout.split()
+    letters = sum(c.isascii() and (c.isalpha() or c in " \n,.;:'") for c in r.stdout)
+    assert letters / len(r.stdout) > 0.9 and len(words) > 30
+    common = {"the", "and", "of", "to", "a", "in", "is", "that", "for", "it"}
+    assert sum(w.lower().strip(",.;:") in common for w in words) >= 5
