@@ -55,6 +55,11 @@ def plain(value: Any, *, keep_non_finite: bool = False) -> Any:
     return value
 
 
+def shape_name(cell: str, width: int, layers: int) -> str:
+    """"GRU 2x256": a network's shape as the start line and the measured speeds name it."""
+    return f"{cell.upper()} {layers}x{width}"
+
+
 class _Config:
     """Shared helpers: plain-dict round trip with unknown/missing keys reported clearly."""
 

@@ -23,21 +23,16 @@ from typing import Any
 import numpy as np
 
 from .blas import threads
-from .config import ModelConfig
+from .config import ModelConfig, TrainConfig, shape_name
 from .model import CharRNN
 from .optim import clip_grad_norm, make_optimizer
 
-__all__ = ["SHARE", "SpeedProbe", "shape_name"]
+__all__ = ["SHARE", "SpeedProbe"]
 
 SHARE = 0.02  # of a timed run's time, at most, spent measuring
 # timed steps per shape and thread count, after one untimed: with two, the GRU 2x256's speed
 # at two threads came out anywhere from 17k to 23k characters a second (AMD EPYC Zen 3)
 TIMED_STEPS = 4
-
-
-def shape_name(cell: str, width: int, layers: int) -> str:
-    """"GRU 2x256": the name of a shape in the record and on the start line."""
-    return f"{cell.upper()} {layers}x{width}"
 
 
 class SpeedProbe:
@@ -106,7 +101,7 @@ class SpeedProbe:
                     return self.batch_size * self.seq_len / times[0] if must else None
                 start = time.perf_counter()
                 _, grads, _ = model.loss_and_grad(x, y, None, self.rng)
-                clip_grad_norm(grads, 5.0)
+                clip_grad_norm(grads, TrainConfig().grad_clip)
                 optimizer.step(model.params, grads, 1e-3)
                 times.append(time.perf_counter() - start)
         return self.batch_size * self.seq_len / statistics.median(times[1:])

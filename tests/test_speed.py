@@ -11,8 +11,9 @@ from click.testing import CliRunner
 from charrnn import checkpoint, model_meta, runs
 from charrnn.blas import ROOM, ThreadChooser, ThreadPlan
 from charrnn.cli import main
+from charrnn.config import shape_name
 from charrnn.npzfile import Invalid
-from charrnn.speed import SHARE, SpeedProbe, shape_name
+from charrnn.speed import SHARE, SpeedProbe
 from charrnn.timing import RunTime
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -95,7 +95,7 @@ def inspect(model_path, text_file, prime, neuron, layer, top_neurons, max_chars,
     import json
     import os
 
-    from .. import builtin, diagnostics, display
+    from .. import diagnostics, display
     from ..blas import one_thread
     from . import inspect_html
 
@@ -121,7 +121,7 @@ def inspect(model_path, text_file, prime, neuron, layer, top_neurons, max_chars,
             raise click.BadParameter(f"unit {bad[0]} does not exist; layers have units 0 to "
                                      f"{cfg.hidden_size - 1}", param_hint="--neuron")
         # the references' losses on the validation text (format 4 on), beside the model's
-        report = dict(diagnostics.model_report(ck, os.path.getsize(builtin.model_path(model_path))),
+        report = dict(diagnostics.model_report(ck, os.path.getsize(ck.path)),
                       references=ck.references)
         chosen, whole = None, None  # (text, ids, where it comes from) of --text or --prime
         if text_file is not None or prime is not None:

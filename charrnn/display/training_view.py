@@ -12,6 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 from rich.text import Text
 
+from ..config import shape_name
 from ..errors import option
 from ..references import reference_note
 from .base import (
@@ -140,7 +141,7 @@ def start_summary(r) -> Text:
         f"corpus {safe(corpus['name'])}: {corpus['chars']:,} characters, "
         f"{distinct} distinct; {info['train_chars']:,} train / {info['val_chars']:,} "
         f"validation",
-        f"model {m.cell.upper()} {m.num_layers}x{m.hidden_size}, dropout {m.dropout:g}, "
+        f"model {shape_name(m.cell, m.hidden_size, m.num_layers)}, dropout {m.dropout:g}, "
         f"{info['parameters']:,} parameters"
         + (f", fine-tuned from {origin_text(origin)}" if origin else "")
         + (f" {chosen_text(info['chosen'])}" if info.get("chosen") else ""),
