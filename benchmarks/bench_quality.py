@@ -14,12 +14,20 @@ was chosen, and the final sample from the best weights. Examples:
 rounds interleaved, one "best" line per run and one "median" line per corpus. `--table
 machine` runs the table of the timed defaults (tinyshakespeare 10 minutes, the plays 5, the
 Sonnets 2) instead, with targets; `--busy-loops 1 -- --threads 1` stands for a slow machine.
-Each "best" line says where the best step came (`best_at`: best step / steps) and carries the
-CPU and the OpenBLAS settings.
+The machine table trains from scratch (`--from-scratch`): it measures the chosen new models,
+and the built-in base has read Shakespeare. Each "best" line says where the best step came
+(`best_at`: best step / steps) and carries the CPU and the OpenBLAS settings.
+
+`--table base` measures the built-in English base: the Sonnets (2 minutes) and the poems (1
+minute) with the defaults, which fine-tune the base, against their targets; then each text of
+`--heldout DIR` (verse.txt, prose.txt, code.txt: texts the base never saw, which
+corpora/tools/build_base.py holds out) at 2 minutes, with the defaults and with
+`--from-scratch`, rounds interleaved, and the median gain of the base against its target.
 
     python benchmarks/bench_quality.py --table machine --tinyshakespeare tinyshakespeare.txt
     python benchmarks/bench_quality.py --table machine --tinyshakespeare tinyshakespeare.txt \
         --busy-loops 1 --tag slow -- --threads 1
+    python benchmarks/bench_quality.py --table base --heldout corpora/base/heldout
 """
 
 from __future__ import annotations
@@ -48,6 +56,10 @@ MACHINE_TABLE = (("tinyshakespeare", "10m", 1.44, 1.46),
                  (CORPORA / "shakespeare_plays.txt", "5m", 1.64, 1.66),
                  (CORPORA / "sonnets.txt", "2m", 1.60, 1.62))
 LATE = 0.85  # the best step comes after this share of the run's steps
+#: the built-in base's table: the defaults, which fine-tune it, against a target ...
+BASE_TABLE = ((CORPORA / "sonnets.txt", "2m", 1.45), (CORPORA / "poems.txt", "1m", 1.80))
+#: ... and texts it never saw, with the defaults and from scratch: the base must gain this much
+HELDOUT, HELDOUT_TIME, MIN_GAIN = ("verse.txt", "prose.txt", "code.txt"), "2m", 0.15
 
 
 def one_run(corpus, max_time: str, extra: list[str], tag: str, sample_length: int) -> dict:
@@ -82,20 +94,23 @@ def one_run(corpus, max_time: str, extra: list[str], tag: str, sample_length: in
 
 def table(args) -> None:
     machine_table = args.table == "machine"
+    if args.table == "base":
+        return base_table(args)
     rows = MACHINE_TABLE if machine_table else [(c, t, None, None) for c, t in TABLE]
+    extra = ["--from-scratch", *args.extra] if machine_table else args.extra
     rows = [(args.tinyshakespeare if c == "tinyshakespeare" else c, *rest) for c, *rest in rows]
     rows = [row for row in rows if row[0] is not None]
     results: dict[str, list[dict]] = {}
     with busy_loops(args.busy_loops, 24 * 3600):
         for round_ in range(args.runs):
             for corpus, max_time, *_ in rows:
-                line = one_run(corpus, max_time, args.extra, f"{args.tag}round{round_ + 1}",
+                line = one_run(corpus, max_time, extra, f"{args.tag}round{round_ + 1}",
                                args.sample_length)
                 results.setdefault(f"{Path(corpus).name} {max_time}", []).append(line)
     for (corpus, max_time, full, slow), lines in zip(rows, results.values(), strict=True):
         losses = [line["best_val_loss"] for line in lines]
         median = {"kind": "median", "tag": args.tag, "corpus": Path(corpus).name,
-                  "max_time": max_time, "options": args.extra, "busy_loops": args.busy_loops,
+                  "max_time": max_time, "options": extra, "busy_loops": args.busy_loops,
                   "runs": losses, "best_val_loss_median": statistics.median(losses),
                   "best_at": [line["best_at"] for line in lines], **machine()}
         if machine_table:
@@ -105,12 +120,44 @@ def table(args) -> None:
         print(json.dumps(median), flush=True)
 
 
+def base_table(args) -> None:
+    """The built-in base's acceptance: the defaults on the shipped small texts, then the
+    held-out texts from the base (the defaults) and from scratch."""
+    runs: dict[tuple[str, str], list[float]] = {}
+    for round_ in range(args.runs):
+        tag = f"{args.tag}round{round_ + 1}"
+        for corpus, max_time, _ in BASE_TABLE:
+            line = one_run(corpus, max_time, args.extra, tag, args.sample_length)
+            runs.setdefault((Path(corpus).name, "base"), []).append(line["best_val_loss"])
+        for name in HELDOUT if args.heldout else ():
+            for how, extra in (("base", []), ("scratch", ["--from-scratch"])):
+                line = one_run(Path(args.heldout) / name, HELDOUT_TIME, [*extra, *args.extra],
+                               tag, args.sample_length)
+                runs.setdefault((name, how), []).append(line["best_val_loss"])
+    median = {key: statistics.median(losses) for key, losses in runs.items()}
+    for corpus, max_time, target in BASE_TABLE:
+        name = Path(corpus).name
+        print(json.dumps({"kind": "median", "tag": args.tag, "corpus": name,
+                          "max_time": max_time, "runs": runs[name, "base"],
+                          "best_val_loss_median": median[name, "base"], "target": target,
+                          "met": median[name, "base"] <= target, **machine()}), flush=True)
+    for name in HELDOUT if args.heldout else ():
+        gain = median[name, "scratch"] - median[name, "base"]
+        print(json.dumps({"kind": "median", "tag": args.tag, "corpus": name,
+                          "max_time": HELDOUT_TIME, "base": runs[name, "base"],
+                          "scratch": runs[name, "scratch"], "gain": gain,
+                          "target": MIN_GAIN, "met": gain >= MIN_GAIN, **machine()}),
+              flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--corpus")
     ap.add_argument("--max-time", default="10m")
-    ap.add_argument("--table", nargs="?", const="readme", choices=("readme", "machine"),
-                    help="run the README's quality table, or the timed defaults' (machine)")
+    ap.add_argument("--table", nargs="?", const="readme", choices=("readme", "machine", "base"),
+                    help="run the README's quality table, the timed defaults' (machine) or "
+                         "the built-in base's (base)")
+    ap.add_argument("--heldout", help="--table base: the folder of the held-out texts")
     ap.add_argument("--busy-loops", type=int, default=0,
                     help="--table: busy loops (one core each) beside the runs")
     ap.add_argument("--tinyshakespeare", help="--table: the tinyshakespeare corpus's path "

@@ -19,6 +19,11 @@ choice; a resumed run keeps the options stored in its file.
 
 The smallest model (CELL, WIDTHS[0], its layers) and MAX_PASSES are ModelConfig's and
 TrainConfig's defaults, so that the library's defaults are what a new run trains.
+
+Before a new model is chosen, ``charrnn train`` asks ``start_from_base`` whether to fine-tune
+the built-in English base (BASE) instead: it does where the base's vocabulary holds at least
+MIN_BASE_COVERAGE of the text's characters and the run can train on fewer characters than the
+base was trained on (BASE_TRAINED_CHARS), at the base's own speed and fine-tuning's limits.
 """
 
 from __future__ import annotations
@@ -27,10 +32,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import ModelConfig, TrainConfig
+from .config import FINETUNE_DEFAULTS, ModelConfig, TrainConfig
 from .data import validation_chars
 
-__all__ = ["CHOSEN", "Choice", "budget_chars", "choose", "left_to_choose", "pass_limit"]
+__all__ = ["BASE", "CHOSEN", "Choice", "budget_chars", "choose", "left_to_choose", "pass_limit",
+           "start_from_base"]
 
 _MD, _TD = ModelConfig(), TrainConfig()
 CELL = _MD.cell  # the cell of every chosen model
@@ -46,6 +52,9 @@ DROPOUT_FROM = 3  # passes a run must be able to make for any dropout
 MODELS = ((BIGGEST_BUDGET, WIDTHS[2], 2), (BIG_BUDGET, WIDTHS[1], 2),
           (DEEP_BUDGET, WIDTHS[0], 3), (0, WIDTHS[0], _MD.num_layers))
 CHOSEN = ("cell", "hidden_size", "num_layers", "dropout", "epochs")  # unless given
+BASE = "english"  # the built-in model a new run may fine-tune (charrnn.builtin)
+MIN_BASE_COVERAGE = 0.9  # of the text's characters, in the base's vocabulary
+BASE_TRAINED_CHARS = 10_000 * 32 * 128  # the base's steps x batch x window
 
 # Characters per second of a training step of a shape (cell, width, layers) on this machine;
 # None where it could not be measured.
@@ -120,6 +129,32 @@ def choose(corpus_chars: int, model_options: dict[str, Any], train_options: dict
     train = {} if "epochs" in train_options else {"epochs": chosen["epochs"]}
     speed_note = speeds.note(width, layers) if timed else ""
     return Choice(model, train, _reason(corpus_chars, train_options, passes, speed_note))
+
+
+def start_from_base(corpus_chars: int, coverage: float, train_options: dict[str, Any],
+                    base_speed: float | None = None) -> tuple[bool, str]:
+    """Whether a new run fine-tunes the built-in base rather than train a new model, and why:
+    yes where ``coverage`` (the share of the text's characters that the base's vocabulary
+    holds) is at least MIN_BASE_COVERAGE and the fine-tuning run's budget (``max_time`` at
+    ``base_speed``, which a timed run must give) is below BASE_TRAINED_CHARS. A text in
+    another script gains nothing from an English base, and a run that can train on as much
+    text as the base did learns its own text better with a model chosen for it."""
+    if coverage < MIN_BASE_COVERAGE:
+        return False, f"from scratch: {coverage:.0%} of its characters are in the {BASE} base"
+    train_chars = max(1, corpus_chars - validation_chars(
+        corpus_chars, train_options.get("val_frac", _TD.val_frac)))
+    if train_options.get("max_time") and base_speed is None:
+        raise ValueError("a run with max_time is planned with this machine's speed")
+    budget = budget_chars(train_chars, {**FINETUNE_DEFAULTS, **train_options}, base_speed)
+    if budget >= BASE_TRAINED_CHARS:
+        can = "without a limit" if budget == float("inf") else \
+            f"on {_size(round(budget))} characters"
+        return False, (f"from scratch: it can train {can}, as much as the {BASE} base did "
+                       f"({_size(BASE_TRAINED_CHARS)})")
+    speed_note = f" at {_size(round(base_speed))} characters/s, measured" \
+        if train_options.get("max_time") else ""
+    return True, (_reason(corpus_chars, train_options, budget / train_chars, speed_note)
+                  + f", {coverage:.0%} of its characters in the {BASE} base")
 
 
 def left_to_choose(model_options: dict[str, Any], train_options: dict[str, Any]) -> list[str]:

@@ -218,4 +218,4 @@ class TrainConfig(_Config):
 #: trained model needs a gentler rate than a new one and reaches its best on a small text within
 #: a few hundred steps, then overfits: measured on the Sonnets and three poems from a base
 #: trained on eight plays, for 20 passes (docs/training.md, "Fine-tuning").
-FINETUNE_DEFAULTS = {"lr": 5e-4, "eval_every": 50, "epochs": 20.0}
+FINETUNE_DEFAULTS = {"lr": 1e-3, "eval_every": 50, "epochs": 20.0}

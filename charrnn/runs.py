@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from . import checkpoint
-from .choice import choose, left_to_choose
+from . import builtin, checkpoint
+from .choice import BASE, choose, left_to_choose, start_from_base
 from .config import FINETUNE_DEFAULTS, ModelConfig, TrainConfig
 from .data import Corpus, Vocab, min_chars, validation_chars
 from .errors import ConfigError, DataError, UsageError, option
@@ -27,8 +27,8 @@ from .optim import make_optimizer
 from .speed import SHARE, SpeedProbe
 from .transfer import grown
 
-__all__ = ["Base", "RunState", "check_option_names", "corpus_facts", "finetune_base",
-           "finetuned_run", "fit_to_corpus", "new_run", "resumed_run"]
+__all__ = ["Base", "RunState", "char_counts", "check_option_names", "corpus_facts", "coverage",
+           "finetune_base", "finetuned_run", "fit_to_corpus", "new_run", "resumed_run"]
 
 MIN_VAL_CHARS = 2  # fewer validation characters than this: no validation at all
 COUNT_CHUNK = 1 << 22  # characters counted at a time (bounds memory on large corpora)
@@ -71,14 +71,27 @@ def corpus_facts(corpus: Corpus, vocab: Vocab | None = None) -> dict[str, Any]:
     """What the model file records of its corpus: name, size, sha256, characters, and the count
     of each character of ``vocab`` (the model's, which may hold characters the corpus lacks:
     counted 0; by default the corpus's own)."""
-    counts = np.zeros(len(corpus.vocab), np.int64)
-    for start in range(0, len(corpus.ids), COUNT_CHUNK):  # bincount widens ids to int64
-        counts += np.bincount(corpus.ids[start:start + COUNT_CHUNK], minlength=len(counts))
+    counts = char_counts(corpus)
     if vocab is not None and vocab != corpus.vocab:
         counts, ours = np.zeros(len(vocab), np.int64), counts
         counts[vocab.ids_of(corpus.vocab.chars)] = ours
     return {"name": corpus.name, "size": corpus.size_bytes, "sha256": corpus.sha256,
             "chars": len(corpus), "char_counts": [int(k) for k in counts]}  # in vocab order
+
+
+def char_counts(corpus: Corpus) -> np.ndarray:
+    """How often each character of the corpus's vocabulary occurs in it (int64, vocab order)."""
+    counts = np.zeros(len(corpus.vocab), np.int64)
+    for start in range(0, len(corpus.ids), COUNT_CHUNK):  # bincount widens ids to int64
+        counts += np.bincount(corpus.ids[start:start + COUNT_CHUNK], minlength=len(counts))
+    return counts
+
+
+def coverage(corpus: Corpus, vocab: Vocab) -> float:
+    """The share of the corpus's characters (each occurrence) that ``vocab`` holds."""
+    counts = char_counts(corpus)
+    known = np.isin(np.array(corpus.vocab.chars), np.array(vocab.chars))
+    return float(counts[known].sum() / max(1, counts.sum()))
 
 
 def fit_to_corpus(cfg: TrainConfig, n_chars: int) -> tuple[TrainConfig, list[str]]:
@@ -110,9 +123,11 @@ def fit_to_corpus(cfg: TrainConfig, n_chars: int) -> tuple[TrainConfig, list[str
 
 
 def new_run(corpus: Corpus, model_options: dict[str, Any], train_options: dict[str, Any],
-            dtype=np.float32, thread_counts: Callable[[], Iterable[int | None]] = lambda: [None]
-            ) -> tuple[RunState, TrainConfig, list[str]]:
-    """A fresh model for the corpus, seeded from the run's seed, with notes on what was fitted.
+            dtype=np.float32, thread_counts: Callable[[], Iterable[int | None]] = lambda: [None],
+            from_scratch: bool = True) -> tuple[RunState, TrainConfig, list[str]]:
+    """A fresh model for the corpus, seeded from the run's seed, with notes on what was fitted;
+    without ``from_scratch``, the built-in base fine-tuned on it where ``choice.start_from_base``
+    says so (never where the network's shape is given).
 
     The options not given are chosen for the corpus and the run's limits (``choice.choose``),
     then are ModelConfig's and TrainConfig's defaults. A run with ``max_time`` first times a
@@ -123,6 +138,19 @@ def new_run(corpus: Corpus, model_options: dict[str, Any], train_options: dict[s
         t = TrainConfig(**train_options)
         probe = SpeedProbe(len(corpus.vocab), t.batch_size, t.seq_len, thread_counts,
                            SHARE * t.max_time)
+    declined = ""
+    if not from_scratch and not any(k in model_options for k in SHAPE_OPTIONS):
+        base = _read_base(builtin.FOLDER / builtin.BUILT_IN[BASE])
+        cfg = base.model.config
+        use, why = start_from_base(
+            len(corpus), coverage(corpus, base.model.vocab), train_options,
+            probe.speed(cfg.cell, cfg.hidden_size, cfg.num_layers) if probe else None)
+        if use:
+            state, tcfg, notes = finetuned_run(base, corpus, model_options, train_options)
+            state.chosen = _record({"options": {"init_from": BASE}, "reason": why}, probe)
+            state.measuring = probe.spent if probe else 0.0
+            return state, tcfg, notes
+        declined = f"; {why}"
     chosen = choose(corpus_chars=len(corpus), model_options=model_options,
                     train_options=train_options, speed=probe.speed if probe else None)
     model_options = {**chosen.model_options, **model_options}
@@ -132,12 +160,17 @@ def new_run(corpus: Corpus, model_options: dict[str, Any], train_options: dict[s
     rng = np.random.default_rng(cfg.seed)
     model = CharRNN(mcfg, vocab=corpus.vocab, dtype=dtype, seed=rng)
     record = chosen.record()
-    if record is not None and probe is not None:
-        record["measured"] = probe.record()
+    if record is not None:
+        record = _record({**record, "reason": record["reason"] + declined}, probe)
     state = RunState(model, make_optimizer(cfg.optimizer, model.params), rng,
                      model.initial_state(cfg.batch_size), chosen=record,
                      measuring=probe.spent if probe else 0.0)
     return state, cfg, notes
+
+
+def _record(chosen: dict[str, Any], probe: SpeedProbe | None) -> dict[str, Any]:
+    """The model file's ``chosen``, with what the probe measured where it measured."""
+    return {**chosen, "measured": probe.record()} if probe is not None else chosen
 
 
 def _resume_refusal(ck: checkpoint.Checkpoint, corpus: Corpus, path: Path) -> str | None:

@@ -303,8 +303,8 @@ class Trainer:
 def train(corpus: Corpus, output: str | Path, *, model_options: dict[str, Any] | None = None,
           train_options: dict[str, Any] | None = None, resume: bool = False,
           force: bool = False, should_stop: Callable[[], bool] = lambda: False,
-          threads: int | str | None = None, dtype=np.float32, init_from: Any = None
-          ) -> Iterator[Report]:
+          threads: int | str | None = None, dtype=np.float32, init_from: Any = None,
+          from_scratch: bool = True) -> Iterator[Report]:
     """Train a model on a corpus, checkpointing to ``output``; returns an iterator of
     ``Report`` events, which runs the training as it is consumed.
 
@@ -319,7 +319,9 @@ def train(corpus: Corpus, output: str | Path, *, model_options: dict[str, Any] |
     ``init_from``: a model file's path, a ``Checkpoint`` or a ``CharRNN`` to fine-tune on the
     corpus (``charrnn.runs.finetuned_run``): the shape and the dtype are the base's, so
     ``model_options`` may only set dropout, and the training options not given are
-    ``config.FINETUNE_DEFAULTS``.
+    ``config.FINETUNE_DEFAULTS``. ``from_scratch=False`` (``charrnn train``'s default): a new run
+    without ``init_from`` fine-tunes the built-in English base where the rule says it helps
+    (``charrnn.choice.start_from_base``), and the start line says why either way.
 
     ``threads``: BLAS threads for the run (process-wide while it runs, restored after). None
     (or "auto") follows the machine's load, which changes the model only by float32 rounding;
@@ -342,7 +344,8 @@ def train(corpus: Corpus, output: str | Path, *, model_options: dict[str, Any] |
         state, cfg, notes = finetuned_run(base, corpus, model_options, train_options)
     else:
         state, cfg, notes = new_run(corpus, model_options, train_options, dtype,
-                                    thread_counts=plan.counts_to_time)
+                                    thread_counts=plan.counts_to_time,
+                                    from_scratch=from_scratch)
     trainer = Trainer(state, cfg, corpus, path, saved=state.step if resume else None,
                       should_stop=should_stop, threads=plan,
                       notes=corpus.notes() + notes + plan.notes)

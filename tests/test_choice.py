@@ -224,7 +224,7 @@ def test_the_library_defaults_are_the_model_and_the_passes_the_rule_starts_from(
     small = chosen_options(24_995)  # the poems, no limit: the smallest model, every pass
     assert (small["cell"], small["hidden_size"], small["num_layers"], small["epochs"]) == (
         model.cell, model.hidden_size, model.num_layers, train.epochs)
-    assert FINETUNE_DEFAULTS == {"lr": 5e-4, "eval_every": 50, "epochs": 20}
+    assert FINETUNE_DEFAULTS == {"lr": 1e-3, "eval_every": 50, "epochs": 20}
 
 
 def test_help_shows_the_defaults_from_their_one_home():
@@ -237,10 +237,12 @@ def test_help_shows_the_defaults_from_their_one_home():
                  f"charactersormoreatthe{choice.WIDTHS[0]}'sspeed,{choice.WIDTHS[2]}from14M",
                  "chosen:0.02perpasstherunallows,atmost0.3;0below3passes",
                  f"chosen:{choice.MAX_PASSES:g}(atmost50Mcharacters",
-                 f"{FINETUNE_DEFAULTS['epochs']:g}with--init-from;x>=0]",
-                 f"[default:{train.lr:g},{FINETUNE_DEFAULTS['lr']:g}with--init-from;x>0]",
+                 f"{FINETUNE_DEFAULTS['epochs']:g}whenfine-tuning;x>=0]",
+                 f"[default:{train.lr:g},{FINETUNE_DEFAULTS['lr']:g}whenfine-tuning;x>0]",
                  f"[default:{train.seq_len};", f"[default:{train.optimizer}]",
-                 "Unlessgiven,--lris0.0005,--eval-everyis50,--epochsis20."):
+                 "Unlessgiven,--lris0.001,--eval-everyis50,--epochsis20.",
+                 "--from-scratchTrainanewmodelevenwherecharrnnwouldfine-tunethebuilt-in"
+                 "englishbase"):
         assert text in shown, text
 
 

@@ -12,6 +12,8 @@ from contextlib import contextmanager
 import click
 
 from ..choice import (
+    BASE,
+    BASE_TRAINED_CHARS,
     BIG_BUDGET,
     BIGGEST_BUDGET,
     CELL,
@@ -21,6 +23,7 @@ from ..choice import (
     MAX_CHARS,
     MAX_DROPOUT,
     MAX_PASSES,
+    MIN_BASE_COVERAGE,
     MODELS,
 )
 from ..config import (
@@ -56,7 +59,7 @@ _TD = TrainConfig()
 
 
 def _millions(chars: int) -> str:
-    return f"{chars // 1_000_000}M"
+    return f"{round(chars / 1_000_000)}M"
 
 
 def _default(name: str) -> str:
@@ -66,7 +69,7 @@ def _default(name: str) -> str:
 
     shown = text(getattr(_TD, name))
     if name in FINETUNE_DEFAULTS:
-        shown += f", {text(FINETUNE_DEFAULTS[name])} with {flag('init_from')}"
+        shown += f", {text(FINETUNE_DEFAULTS[name])} when fine-tuning"
     return shown
 
 
@@ -127,8 +130,8 @@ class _Threads(click.ParamType):
                 shown=_default("grad_clip"), help="Clip the global gradient norm to this (0: off).")
 @library_option("--epochs", type=option_range(click.FloatRange, 0),
                 shown=f"chosen: {MAX_PASSES:g} (at most {_millions(MAX_CHARS)} characters "
-                      f"without --max-time or --max-steps), {FINETUNE_DEFAULTS['epochs']:g} with "
-                      f"{flag('init_from')}",
+                      f"without --max-time or --max-steps), {FINETUNE_DEFAULTS['epochs']:g} when "
+                      "fine-tuning",
                 help="Passes over the training text (0: no limit).")
 @library_option("--max-steps", type=option_range(click.IntRange, 0), shown=_default("max_steps"),
                 help="Total steps of the run, resumes included (0: no limit).")
@@ -157,6 +160,11 @@ class _Threads(click.ParamType):
                    "vocabulary, grown by the corpus's new characters. Unless given, "
                    + ", ".join(f"{flag(k)} is {v:g}" for k, v in FINETUNE_DEFAULTS.items())
                    + ".")
+@click.option("--from-scratch", is_flag=True,
+              help=f"Train a new model even where charrnn would fine-tune the built-in "
+                   f"{BASE} base, which it does by default for a text at least "
+                   f"{MIN_BASE_COVERAGE:.0%} in the base's characters, in a run that can train "
+                   f"on fewer than {_millions(BASE_TRAINED_CHARS)} characters.")
 @click.option("--force", is_flag=True, help="Overwrite an existing --output.")
 @click.option("--encoding", type=ENCODING, default="utf-8", show_default=True,
               help="Text encoding of the corpus files (e.g. latin-1, cp1252).")
@@ -168,8 +176,8 @@ class _Threads(click.ParamType):
 @click.option("--no-color", is_flag=True, help="No colors (also: NO_COLOR=1).")
 @debug_option
 @click.pass_context
-def train(ctx, corpus, output, resume, force, init_from, encoding, threads, no_color,
-          **options):
+def train(ctx, corpus, output, resume, force, init_from, from_scratch, encoding, threads,
+          no_color, **options):
     """Train a model on CORPUS (files, a directory of text files, or - for stdin).
 
     Shows live progress on stderr and writes the model to --output at every evaluation, at
@@ -178,7 +186,9 @@ def train(ctx, corpus, output, resume, force, init_from, encoding, threads, no_c
     --max-steps and --max-time stop it earlier. The saved weights are those with the best
     validation loss. A new model's cell, width, layers, dropout and --epochs, unless given, are
     chosen for the text and the time (--max-time), at this machine's speed, timed at the start
-    (at most 2% of the time); the start line says what was chosen.
+    (at most 2% of the time); the start line says what was chosen. A small English-like text
+    fine-tunes the built-in english base instead, unless --from-scratch or the network's shape
+    is given.
     """
     from pathlib import Path
 
@@ -193,6 +203,9 @@ def train(ctx, corpus, output, resume, force, init_from, encoding, threads, no_c
                                         if f in ctx.params])
     console = display.make_console(no_color=no_color)
     stop = _StopFlag(console)
+    if from_scratch and init_from is not None:
+        raise click.UsageError(f"{flag('from_scratch')} trains a new model and "
+                               f"{flag('init_from')} fine-tunes one; give one of them")
     with interrupt_message("interrupted; files are as they were at the last save"):
         # a base or an output that cannot serve is refused before the corpus is read
         base = None if init_from is None else training.finetune_base(
@@ -201,7 +214,8 @@ def train(ctx, corpus, output, resume, force, init_from, encoding, threads, no_c
         text = read_corpus(corpus, encoding=encoding, stdin=sys.stdin.buffer)
         run = training.train(text, output, model_options=model_options,
                              train_options=train_options, resume=resume, force=force,
-                             should_stop=stop, threads=threads, init_from=base)
+                             should_stop=stop, threads=threads, init_from=base,
+                             from_scratch=from_scratch)
         with stop.installed(), _reader_may_leave(), display.TrainingView(console) as view:
             last = None
             for report in run:

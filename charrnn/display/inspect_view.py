@@ -122,6 +122,7 @@ def training_rows(rep: dict) -> list[tuple[str, str]]:
                          f"{o['grad_clip']:g}, val-frac {o['val_frac']:g}, seed {o['seed']}"))
     if rep.get("chosen") is not None:
         options = ", ".join(f"{k.replace('_', ' ')} {v:g}" if isinstance(v, int | float) else
+                            f"the {one_line(v)} base" if k == "init_from" else
                             f"{k.replace('_', ' ')} {one_line(v)}"
                             for k, v in rep["chosen"]["options"].items())
         rows.append(("chosen by charrnn", f"{options}, for {one_line(rep['chosen']['reason'])}"))

@@ -166,8 +166,11 @@ def start_summary(r) -> Text:
 def chosen_text(chosen: dict) -> str:
     """"(chosen for 96k characters of text and 2 minutes; --dropout, --epochs to choose
     yourself)": what charrnn chose for the run, and the options that override it."""
-    names = ", ".join(map(option, chosen["options"]))
-    return f"(chosen for {safe(chosen['reason'])}; {names} to choose yourself)"
+    if "init_from" in chosen["options"]:  # the built-in base, fine-tuned by default
+        overrides = f"{option('from_scratch', True)} for a new model"
+    else:
+        overrides = ", ".join(map(option, chosen["options"])) + " to choose yourself"
+    return f"(chosen for {safe(chosen['reason'])}; {overrides})"
 
 
 def vocabulary_line(added: str, size: int, unused: int) -> str:

@@ -1,0 +1,172 @@
+"""`charrnn train` fine-tunes the built-in English base by default where the rule says it helps:
+the rule (coverage of the text's characters, the run's budget against the base's training), the
+start line and the file's record, --from-scratch, a given shape, another script, a resume."""
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from charrnn import builtin, checkpoint, choice
+from charrnn.choice import BASE_TRAINED_CHARS, MIN_BASE_COVERAGE, start_from_base
+from charrnn.cli import main
+from charrnn.config import FINETUNE_DEFAULTS, ModelConfig
+from charrnn.data import read_corpus
+from charrnn.model import CharRNN
+from charrnn.runs import coverage
+from charrnn.vocab import Vocab
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE_CHARS = sorted(set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ ,.;:'!?\n"))
+SMALL = ["--batch-size", "4", "--seq-len", "16", "--max-steps", "4"]
+
+
+def run(args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+@pytest.fixture
+def base(tmp_path, monkeypatch) -> CharRNN:
+    """A small built-in `english` base (a GRU 1x12) in place of the shipped one."""
+    models = tmp_path / "models"
+    models.mkdir()
+    model = CharRNN(ModelConfig(cell="gru", hidden_size=12, num_layers=1, dropout=0.1,
+                                vocab_size=len(BASE_CHARS)), vocab=Vocab(BASE_CHARS), seed=3)
+    checkpoint.save(models / "english.npz", model,
+                    history=[{"step": 9, "time": 1.0, "train_loss": 2.0, "val_loss": 2.4,
+                              "lr": 1e-3}], best={"step": 9, "val_loss": 2.4})
+    monkeypatch.setattr(builtin, "FOLDER", models)
+    monkeypatch.chdir(tmp_path)
+    return model
+
+
+@pytest.fixture
+def sonnets(tmp_path) -> Path:
+    path = tmp_path / "sonnets.txt"
+    path.write_text((ROOT / "corpora" / "sonnets.txt").read_text()[:6000])
+    return path
+
+
+# ---------------------------------------------------------------------------------- the rule
+
+def test_the_base_is_used_for_a_small_text_in_its_characters_and_a_short_run():
+    use, why = start_from_base(95_650, 1.0, {"max_time": 120.0}, base_speed=10_000.0)
+    # 2 minutes at 10k characters/s = 1.2M characters = 14 passes over 86k training characters
+    assert use and why == ("95.7k characters of text and 2 minutes (14 passes at 10k "
+                           "characters/s, measured), 100% of its characters in the english base")
+
+
+def test_a_text_mostly_in_other_characters_trains_from_scratch():
+    use, why = start_from_base(95_650, 0.3, {"max_time": 120.0}, base_speed=10_000.0)
+    assert not use and why == "from scratch: 30% of its characters are in the english base"
+    assert start_from_base(95_650, MIN_BASE_COVERAGE, {"max_steps": 10})[0]
+    assert not start_from_base(95_650, MIN_BASE_COVERAGE - 0.01, {"max_steps": 10})[0]
+
+
+def test_a_run_that_can_train_as_much_as_the_base_did_trains_from_scratch():
+    # fine-tuning's passes over a large text, with no time or step limit
+    text_chars = BASE_TRAINED_CHARS // FINETUNE_DEFAULTS["epochs"] / 0.9 + 1000
+    use, why = start_from_base(int(text_chars), 1.0, {})
+    assert not use and why.startswith("from scratch: it can train on 41") \
+        and why.endswith("as much as the english base did (41M)")
+    assert start_from_base(int(text_chars) // 2, 1.0, {})[0]
+    # a long timed run on a large text: an hour at 20k characters/s is 72M characters
+    assert not start_from_base(10_000_000, 1.0, {"max_time": 3600.0}, 20_000.0)[0]
+    assert start_from_base(10_000_000, 1.0, {"max_time": 600.0}, 20_000.0)[0]
+    # a small text is read at most 20 times however long the run
+    assert start_from_base(95_650, 1.0, {"max_time": 3600.0}, 20_000.0)[0]
+    use, why = start_from_base(95_650, 1.0, {"epochs": 0})
+    assert not use and "it can train without a limit" in why
+
+
+def test_a_timed_run_needs_the_base_speed():
+    with pytest.raises(ValueError, match="speed"):
+        start_from_base(95_650, 1.0, {"max_time": 120.0})
+
+
+def test_coverage_counts_each_occurrence_of_the_text_characters(tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_text("aaaa\u4e00\u4e01 b\u4e00 ")  # 10 characters, 3 of them CJK
+    assert coverage(read_corpus([path]), Vocab(BASE_CHARS)) == pytest.approx(0.7)
+
+
+# ---------------------------------------------------------------------------- charrnn train
+
+def test_train_fine_tunes_the_base_by_default_and_says_so(base, sonnets, tmp_path):
+    r = run(["train", sonnets, "-o", "m.npz", *SMALL])
+    assert r.exit_code == 0, r.output
+    ck = checkpoint.load(tmp_path / "m.npz")
+    assert ck.origin["name"] == "english.npz" and ck.origin["val_loss"] == 2.4
+    assert ck.chosen["options"] == {"init_from": "english"}
+    assert ck.chosen["reason"].endswith("100% of its characters in the english base")
+    assert (ck.model.config.hidden_size, ck.model.config.num_layers) == (12, 1)
+    assert ck.model.config.dropout == 0.1  # the base's
+    assert ck.resume.train_config.lr == FINETUNE_DEFAULTS["lr"]
+    assert set(BASE_CHARS) <= set(ck.model.vocab.chars)
+    assert "fine-tuned from english.npz" in r.output
+    assert f"(chosen for {ck.chosen['reason']}; --from-scratch for a new model)" in r.output
+    shown = run(["inspect", "m.npz"]).output
+    assert "fine-tuned from" in shown and "the english base, for" in shown
+
+
+def test_from_scratch_trains_a_new_model(base, sonnets, tmp_path):
+    r = run(["train", sonnets, "-o", "m.npz", "--from-scratch", *SMALL])
+    assert r.exit_code == 0, r.output
+    ck = checkpoint.load(tmp_path / "m.npz")
+    assert ck.origin is None and "init_from" not in ck.chosen["options"]
+    assert ck.model.config.hidden_size == choice.WIDTHS[0]
+    assert "from scratch:" not in ck.chosen["reason"] and "fine-tuned" not in r.output
+
+
+def test_a_given_shape_trains_a_new_model_without_asking(base, sonnets, tmp_path):
+    r = run(["train", sonnets, "-o", "m.npz", "--hidden-size", "8", *SMALL])
+    assert r.exit_code == 0, r.output
+    ck = checkpoint.load(tmp_path / "m.npz")
+    assert ck.origin is None and ck.model.config.hidden_size == 8
+    assert "from scratch:" not in ck.chosen["reason"]
+
+
+def test_a_text_in_another_script_trains_from_scratch_and_the_start_line_says_why(
+        base, tmp_path):
+    text = tmp_path / "cjk.txt"
+    text.write_text("\u4e00\u4e01\u4e02\u4e03\u3002\n" * 400)
+    r = run(["train", text, "-o", "m.npz", *SMALL])
+    assert r.exit_code == 0, r.output
+    ck = checkpoint.load(tmp_path / "m.npz")
+    assert ck.origin is None
+    assert ck.chosen["reason"].endswith("; from scratch: 17% of its characters are in the "
+                                        "english base")  # the newlines
+    assert "from scratch: 17% of its characters are in the english base" in r.output
+
+
+def test_from_scratch_and_init_from_are_refused_together(base, sonnets):
+    r = run(["train", sonnets, "--from-scratch", "--init-from", "english", *SMALL])
+    assert r.exit_code == 2
+    assert "--from-scratch trains a new model and --init-from fine-tunes one" in r.output
+
+
+def test_a_local_file_named_english_is_not_the_default_base(base, sonnets, tmp_path):
+    (tmp_path / "english").write_text("not a model")
+    r = run(["train", sonnets, "-o", "m.npz", *SMALL])
+    assert r.exit_code == 0, r.output
+    assert checkpoint.load(tmp_path / "m.npz").origin["name"] == "english.npz"
+
+
+def test_a_run_from_the_base_resumes_as_a_fine_tuned_run(base, sonnets, tmp_path):
+    assert run(["train", sonnets, "-o", "m.npz", *SMALL]).exit_code == 0
+    first = checkpoint.load(tmp_path / "m.npz")
+    r = run(["train", sonnets, "-o", "m.npz", "--resume", "--max-steps", "8"])
+    assert r.exit_code == 0, r.output
+    again = checkpoint.load(tmp_path / "m.npz")
+    assert again.resume.step == 8 and again.origin == first.origin
+    assert again.chosen == first.chosen and again.model.vocab == first.model.vocab
+
+
+def test_a_timed_run_from_the_base_measures_the_base_speed(base, sonnets, tmp_path):
+    r = run(["train", sonnets, "-o", "m.npz", "--max-time", "3s", "--batch-size", "4",
+             "--seq-len", "16"])
+    assert r.exit_code == 0, r.output
+    ck = checkpoint.load(tmp_path / "m.npz")
+    assert ck.chosen["options"] == {"init_from": "english"}
+    assert list(ck.chosen["measured"]["chars_per_s"]) == ["GRU 1x12"]
+    assert "characters/s, measured), 100% of its characters" in ck.chosen["reason"]
