@@ -8,9 +8,11 @@ thread count the run may step with, and keeps the fastest:
 
     speed = batch x seq_len / median seconds of the timed steps      (characters per second)
 
-after one untimed step (the first pays for allocations). All of it costs at most SHARE of the
-run's time; a shape whose first step would overrun the allowance is not timed, and the
-caller estimates it from the shapes that were.
+after one untimed step (the first pays for allocations), up to TIMED_STEPS while a count takes
+at most half of the allowance left. All of it costs at most SHARE of the run's time, but for
+the first shape, which gets one timed step at every count whatever the cost; a later shape
+whose timed step would overrun the allowance is not timed, and the caller estimates it from
+the shapes that were.
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ from .optim import clip_grad_norm, make_optimizer
 __all__ = ["SHARE", "SpeedProbe"]
 
 SHARE = 0.02  # of a timed run's time, at most, spent measuring
-# timed steps per shape and thread count, after one untimed: with two, the GRU 2x256's speed
-# at two threads came out anywhere from 17k to 23k characters a second (AMD EPYC Zen 3)
+# timed steps per shape and thread count at most, after one untimed: with two, the GRU
+# 2x256's speed at two threads came out anywhere from 17k to 23k characters a second (AMD EPYC
+# Zen 3)
 TIMED_STEPS = 4
 
 
@@ -59,7 +62,7 @@ class SpeedProbe:
         if name not in self.speeds:
             measured: list[float] = []
             for count in self.counts():
-                must = not self.speeds and not measured  # the first shape always gets one
+                must = not self.speeds  # the first shape is timed at every count
                 if (found := self._measure(cell, width, layers, count, must)) is not None:
                     measured.append(found)
             if not measured:
@@ -90,15 +93,19 @@ class SpeedProbe:
         shape = (self.batch_size, self.seq_len)
         x, y = (self.rng.integers(0, self.vocab_size, shape) for _ in range(2))
         times: list[float] = []
+        # half of what is left, so that the next thread count or shape has its turn
+        share = max(0.0, self.allowance - self.spent) / 2
         with threads(count):  # the initialisation's small products too: two threads wait
             model = CharRNN(config, seed=self.rng)  # on a busy core far longer than one
             optimizer = make_optimizer("adam", model.params)
             for _ in range(1 + TIMED_STEPS):
-                # the untimed step's time says whether the rest fit in the allowance
                 so_far = time.perf_counter() - began
-                if times and self.spent + so_far + times[0] * TIMED_STEPS > self.allowance:
-                    # where one must come: the untimed step's speed, a slow one
-                    return self.batch_size * self.seq_len / times[0] if must else None
+                if len(times) >= 2 and so_far + times[-1] > share:
+                    break  # one timed step at least
+                # the untimed step's time says whether a timed one fits in the allowance
+                if len(times) == 1 and not must and \
+                        self.spent + so_far + times[0] > self.allowance:
+                    return None
                 start = time.perf_counter()
                 _, grads, _ = model.loss_and_grad(x, y, None, self.rng)
                 clip_grad_norm(grads, TrainConfig().grad_clip)

@@ -45,9 +45,45 @@ def test_the_probe_keeps_the_fastest_thread_count():
 
 def test_the_first_shape_always_gets_a_speed_and_the_allowance_bounds_the_rest():
     p = probe(0.0)
-    assert p.speed("gru", 8, 1) > 0  # from its one untimed step
+    assert p.speed("gru", 8, 1) > 0
     assert p.speed("gru", 16, 1) is None
     assert list(p.record()["chars_per_s"]) == [shape_name("gru", 8, 1)]
+
+
+def _steps_taken(monkeypatch):
+    from charrnn.model import CharRNN
+    taken = []
+    real = CharRNN.loss_and_grad
+
+    def counted(self, *args, **kwargs):
+        taken.append(self.config.hidden_size)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(CharRNN, "loss_and_grad", counted)
+    return taken
+
+
+def test_the_first_shape_gets_a_timed_step_at_every_count_however_short_the_allowance(
+        monkeypatch):
+    taken = _steps_taken(monkeypatch)
+    p = probe(0.0, counts=(1, 2))
+    assert p.speed("gru", 8, 1) > 0
+    assert taken == [8] * 4  # at each count: one untimed step, one timed
+    assert p.speed("gru", 16, 1) is None and taken == [8] * 4  # no time left for another
+
+
+def test_a_count_takes_at_most_half_the_allowance_left_beyond_its_first_timed_step(
+        monkeypatch):
+    from charrnn import speed
+    taken = _steps_taken(monkeypatch)
+    assert probe(60.0).speed("gru", 8, 1) > 0
+    assert len(taken) == 1 + speed.TIMED_STEPS  # time enough for every step
+    clock = iter(range(0, 1000, 10))  # every reading 10 s after the one before
+    monkeypatch.setattr(speed.time, "perf_counter", lambda: float(next(clock)))
+    taken.clear()
+    p = probe(70.0)  # a step "takes" 10 s: half of the 70 s left holds the untimed step,
+    assert p.speed("gru", 8, 1) > 0  # one timed step, and not another
+    assert len(taken) == 2
 
 
 def test_the_counts_timed_are_the_pinned_one_or_those_the_chooser_may_take():
