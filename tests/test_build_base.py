@@ -12,10 +12,17 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "corpora" / "tools" / "build_base.py"
-_spec = importlib.util.spec_from_file_location("build_base", SCRIPT)
-bb = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bb)
+TOOLS = Path(__file__).resolve().parents[1] / "corpora" / "tools"
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, TOOLS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+bb, sf = _load("build_base"), _load("source_formats")
 
 
 # --- HTML to text ---------------------------------------------------------------------------
@@ -64,25 +71,25 @@ Option | Meaning
 
 
 def test_html_to_text_keeps_the_main_text_code_lists_and_tables():
-    assert bb.html_to_text(PAGE) == PAGE_TEXT
+    assert sf.html_to_text(PAGE) == PAGE_TEXT
 
 
 def test_html_to_text_without_a_main_element_reads_the_whole_body():
     html = "<body><h2>Title</h2><script>x()</script><p>One<br>two</p><p>Three</p></body>"
-    assert bb.html_to_text(html) == "Title\n\nOne\ntwo\n\nThree\n"
+    assert sf.html_to_text(html) == "Title\n\nOne\ntwo\n\nThree\n"
 
 
 def test_html_to_text_skips_a_whole_element_with_nested_elements_of_its_kind():
     html = ('<div class="related"><div>inner</div>still nav</div><div>kept</div>'
             '<img class="menu">after')
-    assert bb.html_to_text(html) == "kept\n\nafter\n"
+    assert sf.html_to_text(html) == "kept\n\nafter\n"
 
 
 def test_html_to_text_reads_the_osis_markup_of_sword_modules():
     osis = ('<div sID="p1" type="x-p"/><title type="x-s2">Chapter 2</title> <div sID="p2"/>'
             '<table> <row><cell>The first sabbath.</cell><cell>(1-3)</cell></row></table>'
             '<hi type="bold">Verses 1-3</hi> <div sID="p3"/> God <reference>rested</reference>.')
-    assert bb.html_to_text(osis) == (
+    assert sf.html_to_text(osis) == (
         "Chapter 2\n\nThe first sabbath. | (1-3)\n\nVerses 1-3\n\nGod rested.\n")
 
 
@@ -147,21 +154,21 @@ def toy_bible() -> str:
 
 
 def test_the_held_out_book_leaves_the_bible_whole_and_once():
-    books = bb.kjv_books(toy_bible())
-    assert [name for name, _ in books] == list(bb.KJV_BOOKS)
+    books = sf.kjv_books(toy_bible())
+    assert [name for name, _ in books] == list(sf.KJV_BOOKS)
     job = dict(books)["Job"]
     assert job == [["Verse 1 of chapter 1 of book 18.", "Verse 2 of chapter 1 of book 18."],
                    ["Verse 1 of chapter 2 of book 18.", "Verse 2 of chapter 2 of book 18."]]
-    assert bb.format_book("Job", job) == (
+    assert sf.format_book("Job", job) == (
         "Job\n\nJob 1\n\nVerse 1 of chapter 1 of book 18.\nVerse 2 of chapter 1 of book 18.\n\n"
         "Job 2\n\nVerse 1 of chapter 2 of book 18.\nVerse 2 of chapter 2 of book 18.\n")
-    kept, held = bb.split_parts([(n, bb.format_book(n, c)) for n, c in books], ("Job",))
-    assert held == bb.format_book("Job", job)
+    kept, held = bb.split_parts([(n, sf.format_book(n, c)) for n, c in books], ("Job",))
+    assert held == sf.format_book("Job", job)
     assert "book 18." not in kept and "book 17." in kept and "book 19." in kept
 
 
 def test_sword_book_slices_follow_the_kjv_versification():
-    slices = bb.sword_book_slices(bb.kjv_books(toy_bible()))
+    slices = sf.sword_book_slices(sf.kjv_books(toy_bible()))
     per_book = 1 + 2 * (1 + 2)  # a heading, and per chapter a heading and two verses
     assert slices["Genesis"] == slice(2, 2 + per_book)
     assert slices["Job"] == slice(2 + 17 * per_book, 2 + 18 * per_book)
@@ -192,11 +199,11 @@ SQUARES_Z = base64.b64decode(
 
 
 def test_lzw_decompress_reads_what_compress_wrote():
-    assert bb.lzw_decompress(SQUARES_Z) == SQUARES
+    assert sf.lzw_decompress(SQUARES_Z) == SQUARES
     # a string that refers to itself as it is defined (the KwKwK case)
     kwk = base64.b64decode("YcQEHCiwIMGDBhMiXKiwIcOHDsNInEixosWLGDNqpAg=")
-    assert bb.lzw_decompress(kwk) == b"ab" * 40 + b"a" * 60
-    assert bb.lzw_decompress(b"") == b""
+    assert sf.lzw_decompress(kwk) == b"ab" * 40 + b"a" * 60
+    assert sf.lzw_decompress(b"") == b""
 
 
 def test_read_brs_joins_the_windows_of_a_bible_data_file():
@@ -204,9 +211,9 @@ def test_read_brs_joins_the_windows_of_a_bible_data_file():
     starts = [92 + 4 * 3, 92 + 4 * 3 + len(SQUARES_Z), 92 + 4 * 3 + 2 * len(SQUARES_Z)]
     header = b"EC02" + bytes(80) + struct.pack(">II", len(SQUARES), 2)
     data = header + struct.pack(">3I", *starts) + b"".join(windows)
-    assert bb.read_brs(data) == (SQUARES + SQUARES).decode("ascii")
+    assert sf.read_brs(data) == (SQUARES + SQUARES).decode("ascii")
     with pytest.raises(ValueError, match="EC02"):
-        bb.read_brs(b"EC01" + data[4:])
+        sf.read_brs(b"EC01" + data[4:])
 
 
 @pytest.mark.parametrize("fmt", ["<IIH", "<III"])
@@ -219,7 +226,7 @@ def test_sword_entries_reads_both_index_formats_and_drops_links(tmp_path, fmt):
     (tmp_path / "ot.bzs").write_bytes(table)
     (tmp_path / "ot.bzz").write_bytes(zdata)
     (tmp_path / "ot.bzv").write_bytes(b"".join(struct.pack(fmt, *p) for p in places))
-    assert bb.sword_entries(tmp_path, "ot") == [
+    assert sf.sword_entries(tmp_path, "ot") == [
         b"", b"<p>alpha</p>", b"<p>beta</p>", b"", b"<p>gamma</p>"]
 
 
@@ -230,7 +237,7 @@ def test_dictd_entries_reads_the_entries_once_in_file_order_with_the_preface():
     at_absurd = data.index(b"ABSURDITY")
 
     def b64(n):
-        return "".join(bb._B64[(n >> s) & 63] for s in (12, 6, 0)).lstrip("A") or "A"
+        return "".join(sf._B64[(n >> s) & 63] for s in (12, 6, 0)).lstrip("A") or "A"
 
     index = "\n".join([
         f"00databaseinfo\t{b64(0)}\t{b64(at_zeal)}",
@@ -238,7 +245,7 @@ def test_dictd_entries_reads_the_entries_once_in_file_order_with_the_preface():
         f"zeal\t{b64(at_zeal)}\t{b64(at_absurd - at_zeal)}",
         f"zealot\t{b64(at_zeal)}\t{b64(at_absurd - at_zeal)}",  # the same entry again
     ])
-    assert bb.dictd_entries(index, data) == [
+    assert sf.dictd_entries(index, data) == [
         "   PREFACE\n\nWhy.", "ZEAL, n.  A nervous disorder.\n\n", "ABSURDITY, n.  A belief.\n"]
 
 
@@ -249,9 +256,9 @@ def test_jargon_parts_and_cleaning():
             "Glossary\n\n   a\n\n   b\n\n   c\n\n   d\n\n"
             "   :a: /ay/, n.\n\n   The first {letter}.\n\n"
             "Appendix A. Folklore\n\n   A story.\n")
-    parts = bb.jargon_sections(text)
+    parts = sf.jargon_sections(text)
     assert [h for h, _ in parts] == ["", "Chapter 1. Slang", "Glossary", "Appendix A. Folklore"]
-    clean = [bb.clean_jargon(t) for _, t in parts]
+    clean = [sf.clean_jargon(t) for _, t in parts]
     assert clean == ["Welcome, hacker,\nto the File.\n",
                      "Chapter 1. Slang\n\nWords and\nmore words.\n",
                      "Glossary\n\n:a: /ay/, n.\n\nThe first letter.\n",
@@ -260,8 +267,8 @@ def test_jargon_parts_and_cleaning():
 
 def test_normalise_line_ends_spaces_and_blank_lines():
     raw = "\ufeff\r\n\r\nTitle \r\nA\u00a0b\u00adc\u200b\x07d\t \n\n\n\nEnd e\u0301\r"
-    assert bb.normalise(raw) == "Title\nA bcd\n\nEnd \u00e9\n"
-    assert bb.normalise("\n \n") == ""
+    assert sf.normalise(raw) == "Title\nA bcd\n\nEnd \u00e9\n"
+    assert sf.normalise("\n \n") == ""
 
 
 def test_charset_counts_characters_outside_printable_ascii():

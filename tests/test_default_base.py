@@ -2,6 +2,7 @@
 the rule (coverage of the text's characters, the run's budget against the base's training), the
 start line and the file's record, --from-scratch, a given shape, another script, a resume."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -107,6 +108,12 @@ def test_train_fine_tunes_the_base_by_default_and_says_so(base, sonnets, tmp_pat
     assert f"(chosen for {ck.chosen['reason']}; --from-scratch for a new model)" in r.output
     shown = run(["inspect", "m.npz"]).output
     assert "fine-tuned from" in shown and "the english base, for" in shown
+    doc = json.loads(run(["inspect", "m.npz", "--json"]).output)
+    assert doc["origin"] == ck.origin and doc["chosen"] == ck.chosen
+    assert run(["inspect", "m.npz", "--html", "page.html"]).exit_code == 0
+    page = (tmp_path / "page.html").read_text()
+    assert "<th>fine-tuned from</th><td>english.npz (sha256 " in page
+    assert "<th>chosen by charrnn</th><td>the english base, for " in page
 
 
 def test_from_scratch_trains_a_new_model(base, sonnets, tmp_path):
@@ -170,3 +177,17 @@ def test_a_timed_run_from_the_base_measures_the_base_speed(base, sonnets, tmp_pa
     assert ck.chosen["options"] == {"init_from": "english"}
     assert list(ck.chosen["measured"]["chars_per_s"]) == ["GRU 1x12"]
     assert "characters/s, measured), 100% of its characters" in ck.chosen["reason"]
+
+
+def test_a_corrupted_built_in_base_is_refused_in_one_line_and_from_scratch_still_trains(
+        base, sonnets, tmp_path):
+    path = builtin.FOLDER / "english.npz"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2: len(data) // 2 + 64] = bytes(64)
+    path.write_bytes(bytes(data))
+    r = run(["train", sonnets, "-o", "m.npz", *SMALL])
+    assert r.exit_code != 0 and "Traceback" not in r.output
+    message = [line for line in r.output.splitlines() if line.strip()]
+    assert len(message) == 1 and "english.npz" in message[0], r.output
+    assert not (tmp_path / "m.npz").exists()
+    assert run(["train", sonnets, "-o", "m.npz", "--from-scratch", *SMALL]).exit_code == 0
