@@ -56,9 +56,9 @@ BASE = "english"  # the built-in model a new run may fine-tune (charrnn.builtin)
 MIN_BASE_COVERAGE = 0.9  # of the text's characters, in the base's vocabulary
 BASE_TRAINED_CHARS = 10_000 * 32 * 128  # the base's steps x batch x window
 
-# Characters per second of a training step of a shape (cell, width, layers) on this machine;
-# None where it could not be measured.
-Speed = Callable[[str, int, int], "float | None"]
+# Characters per second of a training step of a shape (cell, width, layers) on this machine,
+# and whether it was measured (else estimated from the shapes that were: charrnn.speed).
+Speed = Callable[[str, int, int], tuple[float, bool]]
 
 
 @dataclass(frozen=True)
@@ -110,10 +110,10 @@ def choose(corpus_chars: int, model_options: dict[str, Any], train_options: dict
     timed = bool(train_options.get("max_time"))
     if timed and speed is None:
         raise ValueError("a run with max_time is planned with this machine's speed")
-    speeds = _Speeds(speed if timed else None, cell)
 
     def budget(width: int, layers: int) -> float:
-        return budget_chars(train_chars, train_options, speeds(width, layers))
+        chars_per_s = speed(cell, width, layers)[0] if timed else None
+        return budget_chars(train_chars, train_options, chars_per_s)
 
     width, layers = model_options.get("hidden_size"), model_options.get("num_layers")
     if width is None or layers is None:  # the table's row, by the GRU 2x256's budget
@@ -127,12 +127,12 @@ def choose(corpus_chars: int, model_options: dict[str, Any], train_options: dict
               "epochs": pass_limit(train_chars, train_options)}
     model = {k: v for k, v in chosen.items() if k != "epochs" and k not in model_options}
     train = {} if "epochs" in train_options else {"epochs": chosen["epochs"]}
-    speed_note = speeds.note(width, layers) if timed else ""
+    speed_note = _speed_note(*speed(cell, width, layers)) if timed else ""
     return Choice(model, train, _reason(corpus_chars, train_options, passes, speed_note))
 
 
 def start_from_base(corpus_chars: int, coverage: float, train_options: dict[str, Any],
-                    base_speed: float | None = None) -> tuple[bool, str]:
+                    base_speed: tuple[float, bool] | None = None) -> tuple[bool, str]:
     """Whether a new run fine-tunes the built-in base rather than train a new model, and why:
     yes where ``coverage`` (the share of the text's characters that the base's vocabulary
     holds) is at least MIN_BASE_COVERAGE and the fine-tuning run's budget (``max_time`` at
@@ -145,14 +145,14 @@ def start_from_base(corpus_chars: int, coverage: float, train_options: dict[str,
         corpus_chars, train_options.get("val_frac", _TD.val_frac)))
     if train_options.get("max_time") and base_speed is None:
         raise ValueError("a run with max_time is planned with this machine's speed")
-    budget = budget_chars(train_chars, {**FINETUNE_DEFAULTS, **train_options}, base_speed)
+    budget = budget_chars(train_chars, {**FINETUNE_DEFAULTS, **train_options},
+                          base_speed[0] if base_speed else None)
     if budget >= BASE_TRAINED_CHARS:
         can = "without a limit" if budget == float("inf") else \
             f"on {_size(round(budget))} characters"
         return False, (f"from scratch: it can train {can}, as much as the {BASE} base did "
                        f"({_size(BASE_TRAINED_CHARS)})")
-    speed_note = f" at {_size(round(base_speed))} characters/s, measured" \
-        if train_options.get("max_time") else ""
+    speed_note = _speed_note(*base_speed) if train_options.get("max_time") else ""
     return True, (_reason(corpus_chars, train_options, budget / train_chars, speed_note)
                   + f", {coverage:.0%} of its characters in the {BASE} base")
 
@@ -162,43 +162,9 @@ def left_to_choose(model_options: dict[str, Any], train_options: dict[str, Any])
     return [k for k in CHOSEN if k not in model_options and k not in train_options]
 
 
-class _Speeds:
-    """The speed of each shape: ``speed``'s measurement, or where it has none, an estimate
-    from the nearest measured shape. A step costs about H^2 (2L - 1) multiply-adds per
-    character (one H x 3H product in the first layer, two in each other), and large products
-    run faster per multiply-add: the measured step times go as that cost to the power
-    COST_POWER (2x384 1.8x, 2x512 2.9x the 2x256's at one thread, AMD EPYC Zen 3)."""
-
-    COST_POWER = 0.8
-
-    def __init__(self, speed: Speed | None, cell: str) -> None:
-        self.speed, self.cell = speed, cell
-        self.measured: dict[tuple[int, int], float] = {}
-        self.estimated: set[tuple[int, int]] = set()
-
-    def __call__(self, width: int, layers: int) -> float | None:
-        if self.speed is None:
-            return None
-        shape = (width, layers)
-        if shape not in self.measured:
-            measured = self.speed(self.cell, width, layers)
-            if measured is None and self.measured:
-                self.estimated.add(shape)
-                near = min(self.measured, key=lambda s: abs(self.cost(*s) - self.cost(*shape)))
-                ratio = self.cost(*near) / self.cost(*shape)
-                measured = self.measured[near] * ratio ** self.COST_POWER
-            if measured is None:
-                raise ValueError("the speed of the first shape must be measured")
-            self.measured[shape] = measured
-        return self.measured[shape]
-
-    @staticmethod
-    def cost(width: int, layers: int) -> float:
-        return width * width * (2 * layers - 1)
-
-    def note(self, width: int, layers: int) -> str:
-        how = "estimated" if (width, layers) in self.estimated else "measured"
-        return f" at {_size(round(self.measured[(width, layers)]))} characters/s, {how}"
+def _speed_note(chars_per_s: float, measured: bool) -> str:
+    return f" at {_size(round(chars_per_s))} characters/s, " + (
+        "measured" if measured else "estimated")
 
 
 def _reason(corpus_chars: int, train_options: dict[str, Any], passes: float,

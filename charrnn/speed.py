@@ -11,8 +11,8 @@ thread count the run may step with, and keeps the fastest:
 after one untimed step (the first pays for allocations), up to TIMED_STEPS while a count takes
 at most half of the allowance left. All of it costs at most SHARE of the run's time, but for
 the first shape, which gets one timed step at every count whatever the cost; a later shape
-whose timed step would overrun the allowance is not timed, and the caller estimates it from
-the shapes that were.
+whose timed step would overrun the allowance is not timed, and is estimated from the shapes
+that were (``estimate``).
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ from .config import ModelConfig, TrainConfig, shape_name
 from .model import CharRNN
 from .optim import clip_grad_norm, make_optimizer
 
-__all__ = ["SHARE", "SpeedProbe"]
+__all__ = ["COST_POWER", "SHARE", "SpeedProbe", "estimate"]
+
+Shape = tuple[str, int, int]  # cell, width, layers
 
 SHARE = 0.02  # of a timed run's time, at most, spent measuring
 # timed steps per shape and thread count at most, after one untimed: with two, the GRU
@@ -38,12 +40,30 @@ SHARE = 0.02  # of a timed run's time, at most, spent measuring
 TIMED_STEPS = 4
 
 
+# A step costs about H^2 (2L - 1) multiply-adds per character (one H x 3H product in the first
+# layer, two in each other, for a GRU), and large products run faster per multiply-add: the
+# measured step times go as that cost to this power (2x384 1.8x, 2x512 2.9x the 2x256's at one
+# thread, AMD EPYC Zen 3).
+COST_POWER = 0.8
+
+
+def estimate(shape: Shape, measured: dict[Shape, float]) -> float:
+    """The speed of ``shape`` from the measured shape nearest in cost (of the same cell where
+    one was measured): speed x (its cost / the shape's cost) ^ COST_POWER."""
+    def cost(s: Shape) -> float:
+        return s[1] * s[1] * (2 * s[2] - 1)
+
+    same_cell = [s for s in measured if s[0] == shape[0]] or list(measured)
+    near = min(same_cell, key=lambda s: abs(cost(s) - cost(shape)))
+    return measured[near] * (cost(near) / cost(shape)) ** COST_POWER
+
+
 class SpeedProbe:
     """Measures, on first asking, the training speed of each shape (cell, width, layers).
 
     ``counts()``: the BLAS thread counts the run may step with, each asked for after the one
     before was timed (``ThreadPlan.counts_to_time``; None: the count as it is). ``seconds``:
-    the allowance for all measuring. ``speed(...)`` is None for a shape it had no time left to
+    the allowance for all measuring. ``speed(...)`` estimates a shape it had no time left to
     measure; ``record()`` is what was measured, for the model file's ``chosen``.
     """
 
@@ -52,27 +72,33 @@ class SpeedProbe:
         self.vocab_size, self.batch_size, self.seq_len = vocab_size, batch_size, seq_len
         self.counts, self.allowance = counts, seconds
         self.spent = 0.0
-        self.speeds: dict[str, float] = {}  # shape name -> characters per second
+        self.measured: dict[Shape, float] = {}  # characters per second
+        self.estimated: dict[Shape, float] = {}
         self.rng = np.random.default_rng(0)  # the run's own generator is left alone
 
-    def speed(self, cell: str, width: int, layers: int) -> float | None:
-        """Characters per second of a training step of this shape, the fastest thread count's;
-        None when the allowance ran out before it could be measured."""
-        name = shape_name(cell, width, layers)
-        if name not in self.speeds:
-            measured: list[float] = []
+    def speed(self, cell: str, width: int, layers: int) -> tuple[float, bool]:
+        """Characters per second of a training step of this shape, the fastest thread count's,
+        and whether it was measured: a shape asked for once the allowance ran out is estimated
+        from the nearest measured one (``estimate``)."""
+        shape = (cell, width, layers)
+        if shape not in self.measured and shape not in self.estimated:
+            found: list[float] = []
             for count in self.counts():
-                must = not self.speeds  # the first shape is timed at every count
-                if (found := self._measure(cell, width, layers, count, must)) is not None:
-                    measured.append(found)
-            if not measured:
-                return None
-            self.speeds[name] = max(measured)
-        return self.speeds[name]
+                must = not self.measured  # the first shape is timed at every count
+                if (speed := self._measure(cell, width, layers, count, must)) is not None:
+                    found.append(speed)
+            if found:
+                self.measured[shape] = max(found)
+            else:
+                self.estimated[shape] = estimate(shape, self.measured)
+        if shape in self.measured:
+            return self.measured[shape], True
+        return self.estimated[shape], False
 
     def record(self) -> dict[str, Any]:
-        """{"chars_per_s": {shape: speed}, "seconds": the time spent measuring}."""
-        return {"chars_per_s": {k: round(v) for k, v in self.speeds.items()},
+        """{"chars_per_s": {shape: speed}, "seconds": the time spent measuring}: what was
+        measured."""
+        return {"chars_per_s": {shape_name(*k): round(v) for k, v in self.measured.items()},
                 "seconds": round(self.spent, 2)}
 
     def _measure(self, cell: str, width: int, layers: int, count: int | None, must: bool

@@ -51,14 +51,14 @@ def sonnets(tmp_path) -> Path:
 # ---------------------------------------------------------------------------------- the rule
 
 def test_the_base_is_used_for_a_small_text_in_its_characters_and_a_short_run():
-    use, why = start_from_base(95_650, 1.0, {"max_time": 120.0}, base_speed=10_000.0)
+    use, why = start_from_base(95_650, 1.0, {"max_time": 120.0}, base_speed=(10_000.0, True))
     # 2 minutes at 10k characters/s = 1.2M characters = 14 passes over 86k training characters
     assert use and why == ("95.7k characters of text and 2 minutes (14 passes at 10k "
                            "characters/s, measured), 100% of its characters in the english base")
 
 
 def test_a_text_mostly_in_other_characters_trains_from_scratch():
-    use, why = start_from_base(95_650, 0.3, {"max_time": 120.0}, base_speed=10_000.0)
+    use, why = start_from_base(95_650, 0.3, {"max_time": 120.0}, base_speed=(10_000.0, True))
     assert not use and why == "from scratch: 30% of its characters are in the english base"
     assert start_from_base(95_650, MIN_BASE_COVERAGE, {"max_steps": 10})[0]
     assert not start_from_base(95_650, MIN_BASE_COVERAGE - 0.01, {"max_steps": 10})[0]
@@ -72,10 +72,10 @@ def test_a_run_that_can_train_as_much_as_the_base_did_trains_from_scratch():
         and why.endswith("as much as the english base did (41M)")
     assert start_from_base(int(text_chars) // 2, 1.0, {})[0]
     # a long timed run on a large text: an hour at 20k characters/s is 72M characters
-    assert not start_from_base(10_000_000, 1.0, {"max_time": 3600.0}, 20_000.0)[0]
-    assert start_from_base(10_000_000, 1.0, {"max_time": 600.0}, 20_000.0)[0]
+    assert not start_from_base(10_000_000, 1.0, {"max_time": 3600.0}, (20_000.0, True))[0]
+    assert start_from_base(10_000_000, 1.0, {"max_time": 600.0}, (20_000.0, True))[0]
     # a small text is read at most 20 times however long the run
-    assert start_from_base(95_650, 1.0, {"max_time": 3600.0}, 20_000.0)[0]
+    assert start_from_base(95_650, 1.0, {"max_time": 3600.0}, (20_000.0, True))[0]
     use, why = start_from_base(95_650, 1.0, {"epochs": 0})
     assert not use and "it can train without a limit" in why
 
@@ -144,6 +144,20 @@ def test_a_text_in_another_script_trains_from_scratch_and_the_start_line_says_wh
     assert ck.chosen["reason"].endswith("; from scratch: 17% of its characters are in the "
                                         "english base")  # the newlines
     assert "from scratch: 17% of its characters are in the english base" in r.output
+
+
+def test_a_timed_run_that_declines_the_base_plans_its_new_model_from_the_speeds_measured(
+        base, tmp_path):
+    text = tmp_path / "cjk.txt"
+    text.write_text("\u4e00\u4e01\u4e02\u4e03\u3002\n" * 400)
+    r = run(["train", text, "-o", "m.npz", "--max-time", "2s", "--batch-size", "4",
+             "--seq-len", "16"])
+    assert r.exit_code == 0, r.output
+    ck = checkpoint.load(tmp_path / "m.npz")
+    assert ck.origin is None and ck.model.config.hidden_size == choice.WIDTHS[0]
+    # the base's shape was timed first; the new model's may be estimated from it
+    assert "GRU 1x12" in ck.chosen["measured"]["chars_per_s"]
+    assert "from scratch: 17% of its characters" in ck.chosen["reason"]
 
 
 def test_from_scratch_and_init_from_are_refused_together(base, sonnets):

@@ -13,7 +13,7 @@ from charrnn.blas import ROOM, ThreadChooser, ThreadPlan
 from charrnn.cli import main
 from charrnn.config import shape_name
 from charrnn.npzfile import Invalid
-from charrnn.speed import SHARE, SpeedProbe
+from charrnn.speed import COST_POWER, SHARE, SpeedProbe, estimate
 from charrnn.timing import RunTime
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,9 +27,9 @@ def probe(seconds, counts=(None,)):
 
 def test_the_probe_times_steps_of_each_shape_once_and_records_them():
     p = probe(60.0)
-    fast, slow = p.speed("gru", 8, 1), p.speed("lstm", 64, 2)
-    assert fast > slow > 0
-    assert p.speed("gru", 8, 1) == fast  # measured once
+    (fast, measured), (slow, _) = p.speed("gru", 8, 1), p.speed("lstm", 64, 2)
+    assert fast > slow > 0 and measured
+    assert p.speed("gru", 8, 1) == (fast, True)  # measured once
     record = p.record()
     assert set(record["chars_per_s"]) == {"GRU 1x8", "LSTM 2x64"}
     assert record["chars_per_s"]["GRU 1x8"] == round(fast)
@@ -40,14 +40,26 @@ def test_the_probe_keeps_the_fastest_thread_count():
     speeds = iter([1000.0, 3000.0])
     p = probe(60.0, counts=(1, 2))
     p._measure = lambda cell, width, layers, count, must: next(speeds)
-    assert p.speed("gru", 8, 1) == 3000.0
+    assert p.speed("gru", 8, 1) == (3000.0, True)
 
 
 def test_the_first_shape_always_gets_a_speed_and_the_allowance_bounds_the_rest():
     p = probe(0.0)
-    assert p.speed("gru", 8, 1) > 0
-    assert p.speed("gru", 16, 1) is None
+    first, measured = p.speed("gru", 8, 1)
+    assert first > 0 and measured
+    # the 1x16 costs 4x the 1x8's multiply-adds: 4^0.8 = 3.03x its time
+    assert p.speed("gru", 16, 1) == (pytest.approx(first / 4 ** COST_POWER), False)
     assert list(p.record()["chars_per_s"]) == [shape_name("gru", 8, 1)]
+
+
+def test_a_shape_is_estimated_from_the_nearest_measured_one_of_its_cell():
+    measured = {("gru", 256, 2): 30_000.0, ("gru", 512, 2): 10_000.0, ("lstm", 384, 2): 1.0}
+    # the 2x384 costs 2.25x the 2x256's multiply-adds and 0.5625x the 2x512's: nearer the 2x256
+    assert estimate(("gru", 384, 2), measured) == pytest.approx(30_000 / 2.25 ** COST_POWER)
+    assert estimate(("gru", 256, 3), measured) == pytest.approx(30_000 / (5 / 3) ** COST_POWER)
+    # no RNN measured: the nearest of any cell, here the GRU 2x256 of the same cost
+    assert estimate(("rnn", 256, 2), measured) == 30_000.0
+    assert estimate(("lstm", 256, 2), measured) == pytest.approx(2.25 ** COST_POWER)
 
 
 def _steps_taken(monkeypatch):
@@ -67,22 +79,22 @@ def test_the_first_shape_gets_a_timed_step_at_every_count_however_short_the_allo
         monkeypatch):
     taken = _steps_taken(monkeypatch)
     p = probe(0.0, counts=(1, 2))
-    assert p.speed("gru", 8, 1) > 0
+    assert p.speed("gru", 8, 1)[1]
     assert taken == [8] * 4  # at each count: one untimed step, one timed
-    assert p.speed("gru", 16, 1) is None and taken == [8] * 4  # no time left for another
+    assert not p.speed("gru", 16, 1)[1] and taken == [8] * 4  # no time left for another
 
 
 def test_a_count_takes_at_most_half_the_allowance_left_beyond_its_first_timed_step(
         monkeypatch):
     from charrnn import speed
     taken = _steps_taken(monkeypatch)
-    assert probe(60.0).speed("gru", 8, 1) > 0
+    assert probe(60.0).speed("gru", 8, 1)[1]
     assert len(taken) == 1 + speed.TIMED_STEPS  # time enough for every step
     clock = iter(range(0, 1000, 10))  # every reading 10 s after the one before
     monkeypatch.setattr(speed.time, "perf_counter", lambda: float(next(clock)))
     taken.clear()
     p = probe(70.0)  # a step "takes" 10 s: half of the 70 s left holds the untimed step,
-    assert p.speed("gru", 8, 1) > 0  # one timed step, and not another
+    assert p.speed("gru", 8, 1)[1]  # one timed step, and not another
     assert len(taken) == 2
 
 
