@@ -54,7 +54,8 @@ MODELS = ((BIGGEST_BUDGET, WIDTHS[2], 2), (BIG_BUDGET, WIDTHS[1], 2),
 CHOSEN = ("cell", "hidden_size", "num_layers", "dropout", "epochs")  # unless given
 BASE = "english"  # the built-in model a new run may fine-tune (charrnn.builtin)
 MIN_BASE_COVERAGE = 0.9  # of the text's characters, in the base's vocabulary
-BASE_TRAINED_CHARS = 10_000 * 32 * 128  # the base's steps x batch x window
+# the characters the base trained on: corpora/tools/build_base.py's steps x batch x window
+BASE_TRAINED_CHARS = 10_000 * 32 * 128
 
 # Characters per second of a training step of a shape (cell, width, layers) on this machine,
 # and whether it was measured (else estimated from the shapes that were: charrnn.speed).
@@ -104,12 +105,9 @@ def choose(corpus_chars: int, model_options: dict[str, Any], train_options: dict
     inputs."""
     if not left_to_choose(model_options, train_options):
         return Choice()
-    train_chars = max(1, corpus_chars - validation_chars(
-        corpus_chars, train_options.get("val_frac", _TD.val_frac)))
+    train_chars = _train_chars(corpus_chars, train_options)
     cell = model_options.get("cell", CELL)
-    timed = bool(train_options.get("max_time"))
-    if timed and speed is None:
-        raise ValueError("a run with max_time is planned with this machine's speed")
+    timed = _timed(train_options, speed)
 
     def budget(width: int, layers: int) -> float:
         chars_per_s = speed(cell, width, layers)[0] if timed else None
@@ -132,29 +130,43 @@ def choose(corpus_chars: int, model_options: dict[str, Any], train_options: dict
 
 
 def start_from_base(corpus_chars: int, coverage: float, train_options: dict[str, Any],
-                    base_speed: tuple[float, bool] | None = None) -> tuple[bool, str]:
+                    base_speed: Callable[[], tuple[float, bool]] | None = None
+                    ) -> tuple[bool, str]:
     """Whether a new run fine-tunes the built-in base rather than train a new model, and why:
     yes where ``coverage`` (the share of the text's characters that the base's vocabulary
-    holds) is at least MIN_BASE_COVERAGE and the fine-tuning run's budget (``max_time`` at
-    ``base_speed``, which a timed run must give) is below BASE_TRAINED_CHARS. A text in
-    another script gains nothing from an English base, and a run that can train on as much
-    text as the base did learns its own text better with a model chosen for it."""
+    holds) is at least MIN_BASE_COVERAGE and the fine-tuning run's budget is below
+    BASE_TRAINED_CHARS. A timed run's budget is ``max_time`` at ``base_speed()``, asked for
+    only once the coverage holds. A text in another script gains nothing from an English base,
+    and a run that can train on as much text as the base did learns its own text better with a
+    model chosen for it."""
     if coverage < MIN_BASE_COVERAGE:
         return False, f"from scratch: {coverage:.0%} of its characters are in the {BASE} base"
-    train_chars = max(1, corpus_chars - validation_chars(
-        corpus_chars, train_options.get("val_frac", _TD.val_frac)))
-    if train_options.get("max_time") and base_speed is None:
-        raise ValueError("a run with max_time is planned with this machine's speed")
+    train_chars = _train_chars(corpus_chars, train_options)
+    speed = base_speed() if _timed(train_options, base_speed) else None
     budget = budget_chars(train_chars, {**FINETUNE_DEFAULTS, **train_options},
-                          base_speed[0] if base_speed else None)
+                          speed[0] if speed else None)
     if budget >= BASE_TRAINED_CHARS:
-        can = "without a limit" if budget == float("inf") else \
-            f"on {_size(round(budget))} characters"
-        return False, (f"from scratch: it can train {can}, as much as the {BASE} base did "
-                       f"({_size(BASE_TRAINED_CHARS)})")
-    speed_note = _speed_note(*base_speed) if train_options.get("max_time") else ""
+        if budget == float("inf"):
+            return False, (f"from scratch: the run has no limit (the {BASE} base trained on "
+                           f"{_size(BASE_TRAINED_CHARS)} characters)")
+        return False, (f"from scratch: the run can train on {_size(round(budget))} characters, "
+                       f"at least the {BASE} base's {_size(BASE_TRAINED_CHARS)}")
+    speed_note = _speed_note(*speed) if speed else ""
     return True, (_reason(corpus_chars, train_options, budget / train_chars, speed_note)
                   + f", {coverage:.0%} of its characters in the {BASE} base")
+
+
+def _train_chars(corpus_chars: int, train_options: dict[str, Any]) -> int:
+    """The characters a run trains on: the text less its validation tail."""
+    return max(1, corpus_chars - validation_chars(
+        corpus_chars, train_options.get("val_frac", _TD.val_frac)))
+
+
+def _timed(train_options: dict[str, Any], speed: Any) -> bool:
+    """Whether the run has ``max_time``, which a speed must then come with."""
+    if train_options.get("max_time") and speed is None:
+        raise ValueError("a run with max_time is planned with this machine's speed")
+    return bool(train_options.get("max_time"))
 
 
 def left_to_choose(model_options: dict[str, Any], train_options: dict[str, Any]) -> list[str]:

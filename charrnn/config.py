@@ -214,8 +214,9 @@ class TrainConfig(_Config):
               f"{option('seed')} must be a non-negative integer, not {self.seed!r}")
 
 
-#: Training options a fine-tuning run (``init_from``) takes unless given, over TrainConfig's. A
-#: trained model needs a gentler rate than a new one and reaches its best on a small text within
-#: a few hundred steps, then overfits: measured on the Sonnets and three poems from a base
-#: trained on eight plays, for 20 passes (docs/training.md, "Fine-tuning").
+#: Training options a fine-tuning run takes unless given, over TrainConfig's. A trained model
+#: needs a gentler rate than a new one and reaches its best on a small text within a few hundred
+#: steps, then overfits: the rate measured on the built-in english base with the Sonnets, the
+#: poems and a technical text, the interval and the passes on an earlier base trained on eight
+#: plays (docs/training.md, "The fine-tuning defaults").
 FINETUNE_DEFAULTS = {"lr": 1e-3, "eval_every": 50, "epochs": 20.0}

@@ -8,6 +8,7 @@ refused before any work, with notes on what was adjusted to fit.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from collections.abc import Callable, Iterable
@@ -21,14 +22,15 @@ from . import builtin, checkpoint
 from .choice import BASE, choose, left_to_choose, start_from_base
 from .config import FINETUNE_DEFAULTS, ModelConfig, TrainConfig
 from .data import Corpus, Vocab, min_chars, validation_chars
-from .errors import ConfigError, DataError, UsageError, option
+from .errors import CheckpointError, ConfigError, DataError, UsageError, option
 from .model import CharRNN
 from .optim import make_optimizer
 from .speed import SHARE, SpeedProbe
 from .transfer import grown
 
-__all__ = ["Base", "RunState", "char_counts", "check_option_names", "corpus_facts", "coverage",
-           "finetune_base", "finetuned_run", "fit_to_corpus", "new_run", "resumed_run"]
+__all__ = ["Base", "RunState", "builtin_base", "char_counts", "check_option_names",
+           "considers_base", "corpus_facts", "coverage", "finetune_base", "finetuned_run",
+           "fit_to_corpus", "new_run", "resumed_run"]
 
 MIN_VAL_CHARS = 2  # fewer validation characters than this: no validation at all
 COUNT_CHUNK = 1 << 22  # characters counted at a time (bounds memory on large corpora)
@@ -139,12 +141,12 @@ def new_run(corpus: Corpus, model_options: dict[str, Any], train_options: dict[s
         probe = SpeedProbe(len(corpus.vocab), t.batch_size, t.seq_len, thread_counts,
                            SHARE * t.max_time)
     declined = ""
-    if not from_scratch and not any(k in model_options for k in SHAPE_OPTIONS):
-        base = _read_base(builtin.FOLDER / builtin.BUILT_IN[BASE])
-        cfg = base.model.config
-        use, why = start_from_base(
-            len(corpus), coverage(corpus, base.model.vocab), train_options,
-            probe.speed(cfg.cell, cfg.hidden_size, cfg.num_layers) if probe else None)
+    if considers_base(model_options, from_scratch):
+        base = builtin_base()
+        shape = base.model.config.cell, base.model.config.hidden_size, \
+            base.model.config.num_layers
+        use, why = start_from_base(len(corpus), coverage(corpus, base.model.vocab),
+                                   train_options, (lambda: probe.speed(*shape)) if probe else None)
         if use:
             state, tcfg, notes = finetuned_run(base, corpus, model_options, train_options)
             state.chosen = _record({"options": {"init_from": BASE}, "reason": why}, probe)
@@ -166,6 +168,12 @@ def new_run(corpus: Corpus, model_options: dict[str, Any], train_options: dict[s
                      model.initial_state(cfg.batch_size), chosen=record,
                      measuring=probe.spent if probe else 0.0)
     return state, cfg, notes
+
+
+def considers_base(model_options: dict[str, Any], from_scratch: bool) -> bool:
+    """Whether a new run asks ``choice.start_from_base`` about the built-in base: not when
+    ``from_scratch``, nor when the network's shape is given."""
+    return not from_scratch and not any(k in model_options for k in SHAPE_OPTIONS)
 
 
 def _record(chosen: dict[str, Any], probe: SpeedProbe | None) -> dict[str, Any]:
@@ -269,6 +277,25 @@ def finetune_base(init_from: Any, model_options: dict[str, Any], *, resume: bool
         raise UsageError(f"{output} is the base model ({option('init_from')}); write the "
                          f"fine-tuned model to another file with {option('output')}")
     return base
+
+
+def builtin_base() -> Base:
+    """The built-in base that a new run may fine-tune (``choice.BASE``), read and checked once
+    per process while its file stays the same; a broken file is refused in one line that says
+    how to train without it."""
+    path = builtin.FOLDER / builtin.BUILT_IN[BASE]
+    try:
+        stat = path.stat()
+        return _cached_base(path, stat.st_mtime_ns, stat.st_size)
+    except (OSError, CheckpointError) as e:
+        problem = e if isinstance(e, CheckpointError) else f"{path}: {e.strerror}"
+        raise CheckpointError(f"{problem} (the built-in {BASE} base; "
+                              f"{option('from_scratch', True)} trains without it)") from None
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_base(path: Path, mtime_ns: int, size: int) -> Base:
+    return _read_base(path)
 
 
 def _read_base(init_from: Any) -> Base:

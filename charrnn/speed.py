@@ -4,7 +4,8 @@ A timed run's budget is its time x its model's speed, and machines differ by mor
 the rule (``charrnn.choice``) plans a ``max_time`` run with speeds measured here. ``SpeedProbe``
 times a few training steps (forward, BPTT, clip, Adam update) of a throwaway model of the
 candidate's shape, on random characters of the run's vocabulary, batch and window, at each
-thread count the run may step with, and keeps the fastest:
+thread count the run may step with (the first shape; the others at its fastest count), and
+keeps the fastest:
 
     speed = batch x seq_len / median seconds of the timed steps      (characters per second)
 
@@ -74,6 +75,7 @@ class SpeedProbe:
         self.spent = 0.0
         self.measured: dict[Shape, float] = {}  # characters per second
         self.estimated: dict[Shape, float] = {}
+        self.count: int | None = None  # the thread count the first shape was fastest at
         self.rng = np.random.default_rng(0)  # the run's own generator is left alone
 
     def speed(self, cell: str, width: int, layers: int) -> tuple[float, bool]:
@@ -82,13 +84,16 @@ class SpeedProbe:
         from the nearest measured one (``estimate``)."""
         shape = (cell, width, layers)
         if shape not in self.measured and shape not in self.estimated:
-            found: list[float] = []
-            for count in self.counts():
-                must = not self.measured  # the first shape is timed at every count
+            # the first shape is timed at every count; the others at the fastest of those
+            must = not self.measured
+            found: dict[int | None, float] = {}
+            for count in self.counts() if must else [self.count]:
                 if (speed := self._measure(cell, width, layers, count, must)) is not None:
-                    found.append(speed)
+                    found[count] = speed
             if found:
-                self.measured[shape] = max(found)
+                if must:
+                    self.count = max(found, key=found.get)
+                self.measured[shape] = max(found.values())
             else:
                 self.estimated[shape] = estimate(shape, self.measured)
         if shape in self.measured:

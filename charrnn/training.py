@@ -34,7 +34,9 @@ from .run_file import save_run
 from .runs import (
     MIN_VAL_CHARS,
     RunState,
+    builtin_base,
     check_option_names,
+    considers_base,
     corpus_facts,
     finetune_base,
     finetuned_run,
@@ -44,7 +46,7 @@ from .runs import (
 from .schedule import lr_at
 from .timing import EVAL_COST, RunTime
 
-__all__ = ["Report", "Trainer", "finetune_base", "train"]
+__all__ = ["Report", "Trainer", "builtin_base", "considers_base", "finetune_base", "train"]
 
 SAMPLE_TEMPERATURE = 0.8  # progress samples: a little sharper than the raw distribution
 MIN_EVAL_EVERY = 60  # steps between validations at least, by default

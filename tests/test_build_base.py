@@ -364,3 +364,8 @@ def test_ship_writes_the_best_weights_on_the_shipped_characters_with_provenance(
     assert after.corpus["sources"] == ["kjv (bible-kjv-text 4.38; public domain)"]
     assert (after.corpus["steps"], after.corpus["seed"]) == (4, bb.TRAIN_SEED) == (
         record["steps"], record["seed"])
+
+
+def test_the_rule_knows_how_much_the_base_trained_on():
+    from charrnn.choice import BASE_TRAINED_CHARS
+    assert BASE_TRAINED_CHARS == bb.TRAIN_MAX_STEPS * bb.TRAIN_BATCH_SIZE * bb.TRAIN_SEQ_LEN

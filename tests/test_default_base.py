@@ -51,14 +51,18 @@ def sonnets(tmp_path) -> Path:
 # ---------------------------------------------------------------------------------- the rule
 
 def test_the_base_is_used_for_a_small_text_in_its_characters_and_a_short_run():
-    use, why = start_from_base(95_650, 1.0, {"max_time": 120.0}, base_speed=(10_000.0, True))
+    use, why = start_from_base(95_650, 1.0, {"max_time": 120.0},
+                               base_speed=lambda: (10_000.0, True))
     # 2 minutes at 10k characters/s = 1.2M characters = 14 passes over 86k training characters
     assert use and why == ("95.7k characters of text and 2 minutes (14 passes at 10k "
                            "characters/s, measured), 100% of its characters in the english base")
 
 
-def test_a_text_mostly_in_other_characters_trains_from_scratch():
-    use, why = start_from_base(95_650, 0.3, {"max_time": 120.0}, base_speed=(10_000.0, True))
+def test_a_text_mostly_in_other_characters_trains_from_scratch_without_timing_the_base():
+    def refuse():
+        raise AssertionError("a text the base does not cover needs no speed of the base")
+
+    use, why = start_from_base(95_650, 0.3, {"max_time": 120.0}, base_speed=refuse)
     assert not use and why == "from scratch: 30% of its characters are in the english base"
     assert start_from_base(95_650, MIN_BASE_COVERAGE, {"max_steps": 10})[0]
     assert not start_from_base(95_650, MIN_BASE_COVERAGE - 0.01, {"max_steps": 10})[0]
@@ -68,16 +72,16 @@ def test_a_run_that_can_train_as_much_as_the_base_did_trains_from_scratch():
     # fine-tuning's passes over a large text, with no time or step limit
     text_chars = BASE_TRAINED_CHARS // FINETUNE_DEFAULTS["epochs"] / 0.9 + 1000
     use, why = start_from_base(int(text_chars), 1.0, {})
-    assert not use and why.startswith("from scratch: it can train on 41") \
-        and why.endswith("as much as the english base did (41M)")
+    assert not use and why.startswith("from scratch: the run can train on 41") \
+        and why.endswith("characters, at least the english base's 41M")
     assert start_from_base(int(text_chars) // 2, 1.0, {})[0]
     # a long timed run on a large text: an hour at 20k characters/s is 72M characters
-    assert not start_from_base(10_000_000, 1.0, {"max_time": 3600.0}, (20_000.0, True))[0]
-    assert start_from_base(10_000_000, 1.0, {"max_time": 600.0}, (20_000.0, True))[0]
+    assert not start_from_base(10_000_000, 1.0, {"max_time": 3600.0}, lambda: (20_000.0, True))[0]
+    assert start_from_base(10_000_000, 1.0, {"max_time": 600.0}, lambda: (20_000.0, True))[0]
     # a small text is read at most 20 times however long the run
-    assert start_from_base(95_650, 1.0, {"max_time": 3600.0}, (20_000.0, True))[0]
+    assert start_from_base(95_650, 1.0, {"max_time": 3600.0}, lambda: (20_000.0, True))[0]
     use, why = start_from_base(95_650, 1.0, {"epochs": 0})
-    assert not use and "it can train without a limit" in why
+    assert why == "from scratch: the run has no limit (the english base trained on 41M characters)"
 
 
 def test_a_timed_run_needs_the_base_speed():
@@ -155,8 +159,9 @@ def test_a_timed_run_that_declines_the_base_plans_its_new_model_from_the_speeds_
     assert r.exit_code == 0, r.output
     ck = checkpoint.load(tmp_path / "m.npz")
     assert ck.origin is None and ck.model.config.hidden_size == choice.WIDTHS[0]
-    # the base's shape was timed first; the new model's may be estimated from it
-    assert "GRU 1x12" in ck.chosen["measured"]["chars_per_s"]
+    # the coverage declined the base before its shape was timed: the new model's is first
+    assert list(ck.chosen["measured"]["chars_per_s"])[0] == "GRU 2x256"
+    assert "GRU 1x12" not in ck.chosen["measured"]["chars_per_s"]
     assert "from scratch: 17% of its characters" in ck.chosen["reason"]
 
 
@@ -203,5 +208,27 @@ def test_a_corrupted_built_in_base_is_refused_in_one_line_and_from_scratch_still
     assert r.exit_code != 0 and "Traceback" not in r.output
     message = [line for line in r.output.splitlines() if line.strip()]
     assert len(message) == 1 and "english.npz" in message[0], r.output
+    assert message[0].endswith("(the built-in english base; --from-scratch trains without it)")
     assert not (tmp_path / "m.npz").exists()
     assert run(["train", sonnets, "-o", "m.npz", "--from-scratch", *SMALL]).exit_code == 0
+
+
+def test_from_scratch_with_resume_is_refused_and_the_resume_hint_drops_it(base, sonnets):
+    r = run(["train", sonnets, "-o", "m.npz", "--from-scratch", "--resume"])
+    assert r.exit_code == 2
+    assert "--from-scratch trains a new model and --resume continues the one in -o/--output" \
+        in r.output
+    from charrnn.cli.train import _resume_command
+    assert _resume_command(["x.txt", "--from-scratch", "--max-time", "2m"]) == \
+        "x.txt --max-time 2m --resume"
+
+
+def test_the_library_trains_a_new_model_unless_asked_to_consider_the_base(base, sonnets,
+                                                                       tmp_path):
+    from charrnn import read_corpus, train
+    corpus = read_corpus([sonnets])
+    options = {"batch_size": 4, "seq_len": 16, "max_steps": 2}
+    list(train(corpus, tmp_path / "a.npz", train_options=options))
+    list(train(corpus, tmp_path / "b.npz", train_options=options, from_scratch=False))
+    assert checkpoint.load(tmp_path / "a.npz").origin is None
+    assert checkpoint.load(tmp_path / "b.npz").origin["name"] == "english.npz"

@@ -36,11 +36,18 @@ def test_the_probe_times_steps_of_each_shape_once_and_records_them():
     assert 0 < record["seconds"] < 60.0
 
 
-def test_the_probe_keeps_the_fastest_thread_count():
-    speeds = iter([1000.0, 3000.0])
+def test_the_probe_keeps_the_fastest_thread_count_and_times_later_shapes_at_it():
+    timed = []
+
+    def measure(cell, width, layers, count, must):
+        timed.append((width, count, must))
+        return {1: 1000.0, 2: 3000.0}[count] / width
+
     p = probe(60.0, counts=(1, 2))
-    p._measure = lambda cell, width, layers, count, must: next(speeds)
-    assert p.speed("gru", 8, 1) == (3000.0, True)
+    p._measure = measure
+    assert p.speed("gru", 8, 1) == (375.0, True)
+    assert p.speed("gru", 16, 1) == (187.5, True)
+    assert timed == [(8, 1, True), (8, 2, True), (16, 2, False)]
 
 
 def test_the_first_shape_always_gets_a_speed_and_the_allowance_bounds_the_rest():
@@ -93,8 +100,8 @@ def test_a_count_takes_at_most_half_the_allowance_left_beyond_its_first_timed_st
     clock = iter(range(0, 1000, 10))  # every reading 10 s after the one before
     monkeypatch.setattr(speed.time, "perf_counter", lambda: float(next(clock)))
     taken.clear()
-    p = probe(70.0)  # a step "takes" 10 s: half of the 70 s left holds the untimed step,
-    assert p.speed("gru", 8, 1)[1]  # one timed step, and not another
+    p = probe(100.0)  # every clock reading 10 s on: half of the 100 s holds the untimed step
+    assert p.speed("gru", 8, 1)[1]  # and one timed step; the whole 100 s would hold two
     assert len(taken) == 2
 
 

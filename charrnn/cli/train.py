@@ -186,8 +186,9 @@ def train(ctx, corpus, output, resume, force, init_from, from_scratch, encoding,
     --max-steps and --max-time stop it earlier. The saved weights are those with the best
     validation loss. A new model's cell, width, layers, dropout and --epochs, unless given, are
     chosen for the text and the time (--max-time), at this machine's speed, timed at the start
-    (at most 2% of the time); the start line says what was chosen. A small English-like text
-    fine-tunes the built-in english base instead, unless --from-scratch or the network's shape
+    (at most 2% of the time); the start line says what was chosen. A text mostly in the
+    characters of the built-in english base (most European texts), in a run shorter than the
+    base's training, fine-tunes the base instead, unless --from-scratch or the network's shape
     is given.
     """
     from pathlib import Path
@@ -203,13 +204,17 @@ def train(ctx, corpus, output, resume, force, init_from, from_scratch, encoding,
                                         if f in ctx.params])
     console = display.make_console(no_color=no_color)
     stop = _StopFlag(console)
-    if from_scratch and init_from is not None:
-        raise click.UsageError(f"{flag('from_scratch')} trains a new model and "
-                               f"{flag('init_from')} fine-tunes one; give one of them")
+    if from_scratch and (init_from is not None or resume):
+        other = f"{flag('init_from')} fine-tunes one" if init_from is not None else \
+            f"{flag('resume')} continues the one in {flag('output')}"
+        raise click.UsageError(f"{flag('from_scratch')} trains a new model and {other}; give "
+                               "one of them")
     with interrupt_message("interrupted; files are as they were at the last save"):
         # a base or an output that cannot serve is refused before the corpus is read
         base = None if init_from is None else training.finetune_base(
             init_from, model_options, resume=resume, output=output)
+        if not resume and base is None and training.considers_base(model_options, from_scratch):
+            training.builtin_base()  # the default base too, if it is broken
         check_output(Path(output), resume=resume, force=force, sources=corpus_files(corpus))
         text = read_corpus(corpus, encoding=encoding, stdin=sys.stdin.buffer)
         run = training.train(text, output, model_options=model_options,
@@ -235,11 +240,12 @@ def train(ctx, corpus, output, resume, force, init_from, from_scratch, encoding,
 
 
 def _resume_command(args: list[str]) -> str:
-    """The arguments of the command that resumes this one: without --force and --init-from
-    (the file now holds the run), with --resume."""
+    """The arguments of the command that resumes this one: without --force, --init-from and
+    --from-scratch (the file now holds the run), with --resume."""
     kept, skip = [], False
     for a in args:
-        if skip or a in ("--resume", "--force") or a.startswith("--init-from="):
+        if skip or a in ("--resume", "--force", "--from-scratch") \
+                or a.startswith("--init-from="):
             skip = False
             continue
         if a == "--init-from":

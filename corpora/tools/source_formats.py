@@ -3,7 +3,7 @@ markup of SWORD modules), the KJV data file, SWORD's compressed commentary, dict
 and the Jargon File.
 
 Used by build_base.py; standard library only. Each reader returns text or parts of text, and
-build_base.normalise makes them a corpus's text.
+``normalise`` (here) makes them a corpus's text.
 """
 
 import itertools
