@@ -137,7 +137,7 @@ def new_run(corpus: Corpus, model_options: dict[str, Any], train_options: dict[s
     file's ``chosen`` record keeps what was measured."""
     probe = None
     if train_options.get("max_time") and left_to_choose(model_options, train_options):
-        t = TrainConfig(**train_options)
+        t, _ = fit_to_corpus(TrainConfig(**train_options), len(corpus))  # as the run steps
         probe = SpeedProbe(len(corpus.vocab), t.batch_size, t.seq_len, thread_counts,
                            SHARE * t.max_time)
     declined = ""

@@ -183,3 +183,20 @@ def test_a_malformed_measurement_is_refused(measured):
                                   "measured": measured})
     model_meta._check_chosen({"options": {"dropout": 0.1}, "reason": "r",
                               "measured": {"chars_per_s": {"GRU 2x256": 1000}, "seconds": 1}})
+
+
+def test_a_small_corpus_is_timed_at_the_batch_and_window_it_trains_with(tmp_path,
+                                                                       monkeypatch):
+    built = []
+
+    class Recorded(SpeedProbe):
+        def __init__(self, vocab_size, batch_size, seq_len, counts, seconds):
+            built.append((batch_size, seq_len))
+            super().__init__(vocab_size, batch_size, seq_len, counts, seconds)
+
+    monkeypatch.setattr(runs, "SpeedProbe", Recorded)
+    path = tmp_path / "small.txt"
+    path.write_text("a small text, " * 30)  # 420 characters: 378 train
+    from charrnn.data import read_corpus
+    state, cfg, notes = runs.new_run(read_corpus([path]), {}, {"max_time": 5.0})
+    assert built == [(cfg.batch_size, cfg.seq_len)] == [(5, 64)]
