@@ -282,8 +282,10 @@ def test_pieces_cut_at_blank_lines_and_join_back_to_the_text():
     text = "\n\n".join(f"paragraph {i} " + "x" * (i % 7) for i in range(50)) + "\n"
     parts = bb.pieces(text, size=60)
     assert "\n\n".join(parts) + "\n" == text
-    assert all(len(p) >= 60 for p in parts[:-1]) and all(p and not p.startswith("\n")
-                                                         for p in parts)
+    # each paragraph counts its blank line, the first's too: 2 more than the piece's length
+    assert all(len(p) + 2 >= 60 for p in parts[:-1]) and all(p and not p.startswith("\n")
+                                                             for p in parts)
+    assert all(len(p) + 2 - len(p.rsplit("\n\n", 1)[-1]) - 2 < 60 for p in parts[:-1])
 
 
 def test_capped_keeps_evenly_spaced_pieces_in_order_within_the_cap():

@@ -221,14 +221,15 @@ def unpack(deb: Path, root: Path) -> Path:
 
 
 def pieces(text: str, size: int = PIECE_CHARS) -> list[str]:
-    """A text cut at blank lines into pieces of at least `size` characters (the last may be
-    shorter; a paragraph longer than `size` stays whole); joined by blank lines they give the
-    text back."""
+    """A text cut at blank lines into pieces of at least `size` characters, counting a blank
+    line before each paragraph, the first's too (the last piece may be shorter; a paragraph
+    longer than `size` stays whole); joined by blank lines they give the text back. The count
+    is the one the shipped base's corpus was cut with: another changes base.txt's sha256."""
     out: list[str] = []
     current: list[str] = []
     length = 0
     for paragraph in text.strip("\n").split("\n\n"):
-        length += len(paragraph) + (2 if current else 0)  # the blank line before it
+        length += len(paragraph) + 2
         current.append(paragraph)
         if length >= size:
             out.append("\n\n".join(current))
