@@ -137,8 +137,8 @@ def start_from_base(corpus_chars: int, coverage: float, train_options: dict[str,
     holds) is at least MIN_BASE_COVERAGE and the fine-tuning run's budget is below
     BASE_TRAINED_CHARS. A timed run's budget is ``max_time`` at ``base_speed()``, asked for
     only once the coverage holds. A text in another script gains nothing from an English base,
-    and a run that can train on as much text as the base did learns its own text better with a
-    model chosen for it."""
+    and a run that can train as long as the base did has time for a model chosen for its own
+    text (docs/training.md, "The English base by default")."""
     if coverage < MIN_BASE_COVERAGE:
         return False, f"from scratch: {coverage:.0%} of its characters are in the {BASE} base"
     train_chars = _train_chars(corpus_chars, train_options)
