@@ -28,6 +28,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import BinaryIO
 
@@ -57,6 +58,8 @@ _CR, _LF, _BOM = 0x0D, 0x0A, 0xFEFF
 # codecs in which a byte below 0x80 is always that ASCII character: such chunks skip decoding
 _ASCII_COMPATIBLE = frozenset({"utf-8", "ascii", "iso8859-1", "cp1252"})
 
+
+COUNT_CHUNK = 1 << 22  # characters counted at a time (bounds memory on large corpora)
 
 class CorpusNotFound(DataError):
     """A corpus path does not exist or names a directory without text files (a usage error)."""
@@ -89,6 +92,16 @@ class Corpus:
     def text(self) -> str:
         """The normalised text, decoded on demand (1, 2 or 4 bytes per character)."""
         return self.vocab.decode(self.ids)
+
+    @cached_property
+    def char_counts(self) -> np.ndarray:
+        """(V,) int64, read-only: how often each character of the vocabulary occurs, counted
+        once."""
+        counts = np.zeros(len(self.vocab), np.int64)
+        for start in range(0, len(self.ids), COUNT_CHUNK):  # bincount widens ids to int64
+            counts += np.bincount(self.ids[start:start + COUNT_CHUNK], minlength=len(counts))
+        counts.flags.writeable = False
+        return counts
 
     def notes(self) -> list[str]:
         """What the reading of the files left out or repeated, worth a word to the user."""

@@ -263,8 +263,7 @@ PROVENANCE = ("sources", "steps", "seed", "trained_by")
 
 def char_counts(corpus) -> dict[str, int]:
     """Occurrences of each character of a data.Corpus."""
-    counts = np.bincount(corpus.ids, minlength=len(corpus.vocab))
-    return {c: int(k) for c, k in zip(corpus.vocab.chars, counts, strict=True)}
+    return {c: int(k) for c, k in zip(corpus.vocab.chars, corpus.char_counts, strict=True)}
 
 
 def unknown_chars(vocab, counts: dict[str, int]) -> list[dict[str, Any]]:

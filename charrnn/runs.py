@@ -28,12 +28,11 @@ from .optim import make_optimizer
 from .speed import SHARE, SpeedProbe
 from .transfer import grown
 
-__all__ = ["Base", "RunState", "builtin_base", "char_counts", "check_option_names",
+__all__ = ["Base", "RunState", "builtin_base", "check_option_names",
            "considers_base", "corpus_facts", "coverage", "finetune_base", "finetuned_run",
            "fit_to_corpus", "new_run", "resumed_run"]
 
 MIN_VAL_CHARS = 2  # fewer validation characters than this: no validation at all
-COUNT_CHUNK = 1 << 22  # characters counted at a time (bounds memory on large corpora)
 SHAPE_OPTIONS = ("cell", "hidden_size", "num_layers")  # a fine-tuned model has its base's
 
 
@@ -73,7 +72,7 @@ def corpus_facts(corpus: Corpus, vocab: Vocab | None = None) -> dict[str, Any]:
     """What the model file records of its corpus: name, size, sha256, characters, and the count
     of each character of ``vocab`` (the model's, which may hold characters the corpus lacks:
     counted 0; by default the corpus's own)."""
-    counts = char_counts(corpus)
+    counts = corpus.char_counts
     if vocab is not None and vocab != corpus.vocab:
         counts, ours = np.zeros(len(vocab), np.int64), counts
         counts[vocab.ids_of(corpus.vocab.chars)] = ours
@@ -81,17 +80,9 @@ def corpus_facts(corpus: Corpus, vocab: Vocab | None = None) -> dict[str, Any]:
             "chars": len(corpus), "char_counts": [int(k) for k in counts]}  # in vocab order
 
 
-def char_counts(corpus: Corpus) -> np.ndarray:
-    """How often each character of the corpus's vocabulary occurs in it (int64, vocab order)."""
-    counts = np.zeros(len(corpus.vocab), np.int64)
-    for start in range(0, len(corpus.ids), COUNT_CHUNK):  # bincount widens ids to int64
-        counts += np.bincount(corpus.ids[start:start + COUNT_CHUNK], minlength=len(counts))
-    return counts
-
-
 def coverage(corpus: Corpus, vocab: Vocab) -> float:
     """The share of the corpus's characters (each occurrence) that ``vocab`` holds."""
-    counts = char_counts(corpus)
+    counts = corpus.char_counts
     known = np.isin(np.array(corpus.vocab.chars), np.array(vocab.chars))
     return float(counts[known].sum() / max(1, counts.sum()))
 
@@ -143,8 +134,8 @@ def new_run(corpus: Corpus, model_options: dict[str, Any], train_options: dict[s
     declined = ""
     if considers_base(model_options, from_scratch):
         base = builtin_base()
-        shape = base.model.config.cell, base.model.config.hidden_size, \
-            base.model.config.num_layers
+        net = base.model.config
+        shape = net.cell, net.hidden_size, net.num_layers
         use, why = start_from_base(len(corpus), coverage(corpus, base.model.vocab),
                                    train_options, (lambda: probe.speed(*shape)) if probe else None)
         if use:
