@@ -3,7 +3,7 @@
 The rule, in three sentences (its measurements: docs/loss.md, "How the defaults are chosen"):
 
 1. The model is the first row of MODELS whose budget the run reaches: the characters it can
-   train on at the GRU 2x256's speed (a GRU 2x256, 3x256, 2x384 or 2x512).
+   train on at the GRU 2x256's speed (a GRU 2x256, 3x256 or 2x512).
 2. It reads its text at most MAX_PASSES times (``epochs``), so that a small text is not
    memorised before the learning rate has decayed, and at most MAX_CHARS characters in a run
    with neither ``max_time`` nor ``max_steps``.
@@ -22,8 +22,10 @@ TrainConfig's defaults, so that the library's defaults are what a new run trains
 
 Before a new model is chosen, ``charrnn train`` asks ``start_from_base`` whether to fine-tune
 the built-in English base (BASE) instead: it does where the base's vocabulary holds at least
-MIN_BASE_COVERAGE of the text's characters and the run can train on fewer characters than the
-base was trained on (BASE_TRAINED_CHARS), at the base's own speed and fine-tuning's limits.
+MIN_BASE_COVERAGE of the text's characters, the run can train on fewer characters than the
+base was trained on (BASE_TRAINED_CHARS), at the base's own speed and fine-tuning's limits,
+and the base already predicts the text: it scores at most MAX_BASE_LOSS nats a character on
+the text's first BASE_FIT_CHARS characters.
 """
 
 from __future__ import annotations
@@ -40,22 +42,27 @@ __all__ = ["BASE", "CHOSEN", "Choice", "budget_chars", "choose", "left_to_choose
 
 _MD, _TD = ModelConfig(), TrainConfig()
 CELL = _MD.cell  # the cell of every chosen model
-WIDTHS = (_MD.hidden_size, 384, 512)  # the narrow, the wide and the widest model
+WIDTHS = (_MD.hidden_size, 512)  # the narrow and the wide model
 DEEP_BUDGET = 1_000_000  # characters a run must be able to train on for a third layer
-BIG_BUDGET = 10_000_000  # characters a run must be able to train on for the wide model
-BIGGEST_BUDGET = 14_000_000  # ... for the widest: 14+ passes over 1 MB, a fast machine's
+# ... for the wide model: 14+ passes over 1 MB, a fast machine's 10 minutes (below it, the
+# 3x256 beats a 2x384: 1.437 against 1.448 on tinyshakespeare, 12M characters, docs/loss.md)
+BIG_BUDGET = 14_000_000
 MAX_PASSES = _TD.epochs  # passes over the training text at most
 MAX_CHARS = 50_000_000  # characters a run without a time or step limit trains on at most
 DROPOUT_PER_PASS, MAX_DROPOUT = 0.02, 0.3
 DROPOUT_FROM = 3  # passes a run must be able to make for any dropout
 # (the budget from which, width, layers): the first whose budget the run reaches
-MODELS = ((BIGGEST_BUDGET, WIDTHS[2], 2), (BIG_BUDGET, WIDTHS[1], 2),
-          (DEEP_BUDGET, WIDTHS[0], 3), (0, WIDTHS[0], _MD.num_layers))
+MODELS = ((BIG_BUDGET, WIDTHS[1], 2), (DEEP_BUDGET, WIDTHS[0], 3),
+          (0, WIDTHS[0], _MD.num_layers))
 CHOSEN = ("cell", "hidden_size", "num_layers", "dropout", "epochs")  # unless given
 BASE = "english"  # the built-in model a new run may fine-tune (charrnn.builtin)
 MIN_BASE_COVERAGE = 0.9  # of the text's characters, in the base's vocabulary
 # the characters the base trained on: corpora/tools/build_base.py's steps x batch x window
 BASE_TRAINED_CHARS = 10_000 * 32 * 128
+# nats a character the base may score on a text it fine-tunes on: English texts score 1.1-2.1,
+# German and Polish 3.2-3.7, and fine-tuning makes Polish worse (docs/training.md)
+MAX_BASE_LOSS = 2.5
+BASE_FIT_CHARS = 20_000  # characters of the text's start that the base scores
 
 # Characters per second of a training step of a shape (cell, width, layers) on this machine,
 # and whether it was measured (else estimated from the shapes that were: charrnn.speed).
@@ -130,15 +137,17 @@ def choose(corpus_chars: int, model_options: dict[str, Any], train_options: dict
 
 
 def start_from_base(corpus_chars: int, coverage: float, train_options: dict[str, Any],
-                    base_speed: Callable[[], tuple[float, bool]] | None = None
-                    ) -> tuple[bool, str]:
+                    base_speed: Callable[[], tuple[float, bool]] | None = None, *,
+                    base_loss: Callable[[], float]) -> tuple[bool, str]:
     """Whether a new run fine-tunes the built-in base rather than train a new model, and why:
     yes where ``coverage`` (the share of the text's characters that the base's vocabulary
-    holds) is at least MIN_BASE_COVERAGE and the fine-tuning run's budget is below
-    BASE_TRAINED_CHARS. A timed run's budget is ``max_time`` at ``base_speed()``, asked for
-    only once the coverage holds. A text in another script gains nothing from an English base,
-    and a run that can train as long as the base did has time for a model chosen for its own
-    text (docs/training.md, "The English base by default")."""
+    holds) is at least MIN_BASE_COVERAGE, the fine-tuning run's budget is below
+    BASE_TRAINED_CHARS and ``base_loss()`` (the base's nats a character on the text's start)
+    is at most MAX_BASE_LOSS. A timed run's budget is ``max_time`` at ``base_speed()``; each
+    measure is asked for only once the ones before it hold. A text in another script or
+    another language gains nothing from an English base, and a run that can train as long as
+    the base did has time for a model chosen for its own text (docs/training.md, "The English
+    base by default")."""
     if coverage < MIN_BASE_COVERAGE:
         return False, f"from scratch: {coverage:.0%} of its characters are in the {BASE} base"
     train_chars = _train_chars(corpus_chars, train_options)
@@ -151,9 +160,14 @@ def start_from_base(corpus_chars: int, coverage: float, train_options: dict[str,
                            f"{_size(BASE_TRAINED_CHARS)} characters)")
         return False, (f"from scratch: the run can train on {_size(round(budget))} characters, "
                        f"at least the {BASE} base's {_size(BASE_TRAINED_CHARS)}")
+    loss = base_loss()
+    if not loss <= MAX_BASE_LOSS:  # NaN too: nothing of the text scored
+        return False, (f"from scratch: the {BASE} base scores {loss:.2f} nats a character on "
+                       f"it (it fine-tunes on {MAX_BASE_LOSS:g} or less)")
     speed_note = _speed_note(*speed) if speed else ""
     return True, (_reason(corpus_chars, train_options, budget / train_chars, speed_note)
-                  + f", {coverage:.0%} of its characters in the {BASE} base")
+                  + f", {coverage:.0%} of its characters in the {BASE} base, which scores "
+                  f"{loss:.2f} nats a character on it")
 
 
 def _train_chars(corpus_chars: int, train_options: dict[str, Any]) -> int:

@@ -162,6 +162,7 @@ class TrainConfig(_Config):
     lr_decay: float = 1.0  # multiply the learning rate by this ...
     lr_decay_every: int = 0  # ... every this many steps (0: never)
     grad_clip: float = 5.0  # clip the global gradient norm to this (0: no clipping)
+    weight_decay: float = 0.1  # decoupled (AdamW): a step first scales matrices by 1 - lr x this
     epochs: float = 15.0  # stop after this many passes over the training text (0: no limit)
     max_steps: int = 0  # stop after this many steps in the whole run (0: no limit)
     max_time: float = 0.0  # stop after this many seconds of training in this run (0: no limit)
@@ -197,6 +198,9 @@ class TrainConfig(_Config):
         check(is_number(self.grad_clip) and self.grad_clip >= 0,
               f"{option('grad_clip')} must be a finite number >= 0 (0: no clipping), not "
               f"{self.grad_clip!r}")
+        check(is_number(self.weight_decay) and self.weight_decay >= 0,
+              f"{option('weight_decay')} must be a finite number >= 0 (0: no decay), not "
+              f"{self.weight_decay!r}")
         for name in ("epochs", "max_time"):
             value = getattr(self, name)
             check(is_number(value) and value >= 0,
@@ -218,5 +222,6 @@ class TrainConfig(_Config):
 #: needs a gentler rate than a new one and reaches its best on a small text within a few hundred
 #: steps, then overfits: the rate measured on the built-in english base with the Sonnets, the
 #: poems and a technical text, the interval and the passes on an earlier base trained on eight
-#: plays (docs/training.md, "The fine-tuning defaults").
-FINETUNE_DEFAULTS = {"lr": 1e-3, "eval_every": 50, "epochs": 20.0}
+#: plays (docs/training.md, "The fine-tuning defaults"). It keeps its weights undecayed: decay
+#: pulls them towards zero, away from what the base knows.
+FINETUNE_DEFAULTS = {"lr": 1e-3, "eval_every": 50, "epochs": 20.0, "weight_decay": 0.0}

@@ -114,13 +114,15 @@ class Corpus:
             notes.append("read more than once (named twice?): " + ", ".join(twice[:5]))
         return notes
 
-    def encode(self, vocab: Vocab, skip_unknown: bool = False) -> np.ndarray:
-        """The text's ids over another vocabulary (a model's); unknowns as in Vocab.encode."""
+    def encode(self, vocab: Vocab, skip_unknown: bool = False,
+               stop: int | None = None) -> np.ndarray:
+        """The ids of the text's first ``stop`` characters (all by default) over another
+        vocabulary (a model's); the whole text's unknowns as in Vocab.encode."""
+        ids = self.ids if stop is None else self.ids[:stop]
         if vocab == self.vocab:
-            return self.ids
+            return ids
         mapped, known = vocab._lookup(self.vocab._cps)  # per character of our vocabulary
         table = mapped.astype(vocab.id_dtype)
-        ids = self.ids
         if not known.all():  # every character of our vocabulary occurs in the text
             if not skip_unknown:
                 raise unknown_error([self.vocab.chars[i] for i in np.flatnonzero(~known)])

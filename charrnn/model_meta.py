@@ -19,8 +19,8 @@ __all__ = ["ADDED", "FLOATS", "FORMAT_VERSION", "KEYS", "MAGIC", "MAX_HISTORY_RO
            "MAX_META_VALUES", "MAX_TEXT", "check_meta_text", "package_version", "parse_meta",
            "version_keys"]
 
-FORMAT_VERSION = 5  # 2 adds the validation record, the origin and the resume time split; 3
-# chosen; 4 the references; 5 the speeds measured for chosen
+FORMAT_VERSION = 6  # 2 adds the validation record, the origin and the resume time split; 3
+# chosen; 4 the references; 5 the speeds measured for chosen; 6 the weight decay
 MAGIC = "charrnn-model"
 # The metadata's limits: what a real run writes, with room to spare (a row per evaluation, and
 # every save rewrites them all), and no more, so that no file's metadata makes a command use
@@ -103,7 +103,9 @@ KEYS = {"format", "format_version", "charrnn_version", "dtype", "model_config", 
          "history", "corpus", "resume"}
 _RESUME = {"train_config", "optimizer", "step", "elapsed", "window", "epoch", "rng_state"}
 ADDED = {2: ({"validation", "origin"}, {"spent"}),  # keys a version adds: (top, resume)
-          3: ({"chosen"}, set()), 4: ({"references"}, set()), 5: (set(), set())}
+          3: ({"chosen"}, set()), 4: ({"references"}, set()), 5: (set(), set()),
+          6: (set(), set())}
+WEIGHT_DECAY_FROM = 6  # the format whose train config has weight_decay: earlier runs had none
 _VALIDATION = {"chars": _int, "of": _int}  # and, for a sample of pieces, pieces, piece_chars
 _PHASES = ("steps", "validation", "saving", "samples", "other")
 
@@ -214,6 +216,8 @@ def parse_meta(meta: Any) -> dict:
                and s["has_uint32"] in (0, 1) and is_int(s["uinteger"])
                and 0 <= s["uinteger"] < 2**32, "resume rng_state is not a PCG64 state")
         np.random.PCG64().state = s  # and the generator's own checks
-        out["resume"] = dict(r, train_config=_config(TrainConfig, r["train_config"],
-                                                     "resume train config"))
+        stored = r["train_config"]
+        if version < WEIGHT_DECAY_FROM and isinstance(stored, dict):
+            stored = {"weight_decay": 0.0, **stored}
+        out["resume"] = dict(r, train_config=_config(TrainConfig, stored, "resume train config"))
     return out

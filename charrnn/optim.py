@@ -20,10 +20,16 @@ Arrays = Mapping[str, np.ndarray]
 
 
 class Optimizer:
-    """Base: per-parameter state slots (`slot/name`, zeros at first) and the step count `t`."""
+    """Base: per-parameter state slots (`slot/name`, zeros at first) and the step count `t`.
+
+    With ``weight_decay`` wd > 0, a step first shrinks every weight matrix (each parameter of
+    two or more dimensions; not the biases), decoupled from the gradient as in AdamW
+    (Loshchilov & Hutter 2019):   p *= 1 - lr * wd,   then the update from the gradient.
+    """
 
     slots: tuple[str, ...] = ()  # names of the per-parameter state arrays
     nonnegative: tuple[str, ...] = ()  # slots that hold running sums of squares
+    weight_decay = 0.0  # decoupled decay of the weight matrices, per unit of learning rate
 
     def __init__(self, params: Arrays, **hyper: float) -> None:
         for k, v in hyper.items():  # override a class-level hyperparameter, e.g. Adam(p, b2=0.99)
@@ -31,6 +37,7 @@ class Optimizer:
                 raise TypeError(f"{type(self).__name__} has no hyperparameter {k!r}")
             setattr(self, k, float(v))
         self.t = 0  # steps taken so far
+        self._decayed = [n for n, p in params.items() if p.ndim >= 2]
         self.state = {f"{s}/{n}": np.zeros_like(p) for s in self.slots for n, p in params.items()}
         # one flat scratch buffer per dtype, as large as the largest parameter of that dtype
         sizes: dict[np.dtype, int] = {}
@@ -46,6 +53,10 @@ class Optimizer:
     def step(self, params: Arrays, grads: Arrays, lr: float) -> None:
         """Apply one update with learning rate `lr` to every parameter, in place."""
         self.t += 1
+        if self.weight_decay:
+            shrink = 1.0 - float(lr) * self.weight_decay
+            for n in self._decayed:
+                params[n] *= shrink
         k = self._scalars(float(lr))  # Python floats, which never upcast float32 arrays
         for n, tmp, *state in self._work:
             self._update(params[n], grads[n], k, tmp, *state)
@@ -190,9 +201,10 @@ def optimizer_class(name: str) -> type[Optimizer]:
     return OPTIMIZER_CLASSES[name]
 
 
-def make_optimizer(name: str, params: Arrays) -> Optimizer:
-    """A fresh optimizer of the named kind, default hyperparameters, for these parameters."""
-    return optimizer_class(name)(params)
+def make_optimizer(name: str, params: Arrays, weight_decay: float = 0.0) -> Optimizer:
+    """A fresh optimizer of the named kind for these parameters, its own hyperparameters, and
+    the given decoupled weight decay."""
+    return optimizer_class(name)(params, weight_decay=weight_decay)
 
 
 _CHUNK = 8192  # elements of float64 scratch for the norm: small enough to stay in cache

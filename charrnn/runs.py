@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,10 +20,11 @@ from typing import Any
 import numpy as np
 
 from . import builtin, checkpoint
-from .choice import BASE, choose, left_to_choose, start_from_base
+from .choice import BASE, BASE_FIT_CHARS, choose, left_to_choose, start_from_base
 from .config import FINETUNE_DEFAULTS, ModelConfig, TrainConfig
 from .data import Corpus, Vocab, min_chars, validation_chars
 from .errors import CheckpointError, ConfigError, DataError, UsageError, option
+from .evaluation import evaluate
 from .model import CharRNN
 from .optim import make_optimizer
 from .speed import SHARE, SpeedProbe
@@ -55,7 +57,7 @@ class RunState:
     origin: dict[str, Any] | None = None  # the base of a fine-tuned model (Base.origin + added)
     chosen: dict[str, Any] | None = None  # the options charrnn chose, and why (choice.Choice)
     references: dict[str, Any] | None = None  # the references' validation losses (Trainer)
-    measuring: float = 0.0  # seconds this invocation spent timing the machine before its run
+    measuring: float = 0.0  # seconds a timed run spent choosing (timing, the base's score)
 
 
 def check_option_names(what: str, options: dict[str, Any], config: type,
@@ -85,6 +87,22 @@ def coverage(corpus: Corpus, vocab: Vocab) -> float:
     counts = corpus.char_counts
     known = np.isin(np.array(corpus.vocab.chars), np.array(vocab.chars))
     return float(counts[known].sum() / max(1, counts.sum()))
+
+
+FIT_PIECE_CHARS = 625  # characters of each piece the base scores side by side (32 at most)
+
+
+def base_fit(corpus: Corpus, base: CharRNN, train_options: dict[str, Any]) -> float:
+    """Nats a character ``base`` scores on the first BASE_FIT_CHARS characters of the text's
+    training part, those it does not know left out (as ``charrnn eval --unknown skip``), read
+    as pieces of FIT_PIECE_CHARS side by side: one batched pass instead of a long thin one."""
+    val_frac = train_options.get("val_frac", TrainConfig().val_frac)
+    stop = min(BASE_FIT_CHARS, len(corpus) - validation_chars(len(corpus), val_frac))
+    ids = corpus.encode(base.vocab, skip_unknown=True, stop=stop)
+    pieces = len(ids) // FIT_PIECE_CHARS
+    if pieces > 1:
+        ids = ids[:pieces * FIT_PIECE_CHARS].reshape(pieces, FIT_PIECE_CHARS)
+    return evaluate(base, ids)
 
 
 def fit_to_corpus(cfg: TrainConfig, n_chars: int) -> tuple[TrainConfig, list[str]]:
@@ -125,7 +143,9 @@ def new_run(corpus: Corpus, model_options: dict[str, Any], train_options: dict[s
     The options not given are chosen for the corpus and the run's limits (``choice.choose``),
     then are ModelConfig's and TrainConfig's defaults. A run with ``max_time`` first times a
     few steps at the thread counts ``thread_counts()`` gives (``speed.SpeedProbe``), and the
-    file's ``chosen`` record keeps what was measured."""
+    file's ``chosen`` record keeps what was measured. The time this takes counts in a timed
+    run's time (``measuring``)."""
+    began = time.perf_counter()
     probe = None
     if train_options.get("max_time") and left_to_choose(model_options, train_options):
         t, _ = fit_to_corpus(TrainConfig(**train_options), len(corpus))  # as the run steps
@@ -137,11 +157,12 @@ def new_run(corpus: Corpus, model_options: dict[str, Any], train_options: dict[s
         net = base.model.config
         shape = net.cell, net.hidden_size, net.num_layers
         use, why = start_from_base(len(corpus), coverage(corpus, base.model.vocab),
-                                   train_options, (lambda: probe.speed(*shape)) if probe else None)
+                                   train_options, (lambda: probe.speed(*shape)) if probe else None,
+                                   base_loss=lambda: base_fit(corpus, base.model, train_options))
         if use:
             state, tcfg, notes = finetuned_run(base, corpus, model_options, train_options)
             state.chosen = _record({"options": {"init_from": BASE}, "reason": why}, probe)
-            state.measuring = probe.spent if probe else 0.0
+            state.measuring = time.perf_counter() - began if probe else 0.0
             return state, tcfg, notes
         declined = f"; {why}"
     chosen = choose(corpus_chars=len(corpus), model_options=model_options,
@@ -155,9 +176,9 @@ def new_run(corpus: Corpus, model_options: dict[str, Any], train_options: dict[s
     record = chosen.record()
     if record is not None:
         record = _record({**record, "reason": record["reason"] + declined}, probe)
-    state = RunState(model, make_optimizer(cfg.optimizer, model.params), rng,
+    state = RunState(model, make_optimizer(cfg.optimizer, model.params, cfg.weight_decay), rng,
                      model.initial_state(cfg.batch_size), chosen=record,
-                     measuring=probe.spent if probe else 0.0)
+                     measuring=time.perf_counter() - began if probe else 0.0)
     return state, cfg, notes
 
 
@@ -217,7 +238,7 @@ def resumed_run(ck: checkpoint.Checkpoint, corpus: Corpus, model_options: dict[s
     if differs:
         raise UsageError("cannot resume with different options: " + "; ".join(differs))
     model = CharRNN(cfg, rs.params, vocab=ck.model.vocab, dtype=ck.model.dtype)
-    optimizer = make_optimizer(rs.train_config.optimizer, model.params)
+    optimizer = make_optimizer(rs.train_config.optimizer, model.params, tcfg.weight_decay)
     optimizer.load_state_dict(rs.optimizer_state)
     if tcfg.optimizer != rs.train_config.optimizer:
         raise UsageError(f"cannot resume with {option('optimizer', tcfg.optimizer)}: the run "
@@ -329,6 +350,6 @@ def finetuned_run(base: Base, corpus: Corpus, model_options: dict[str, Any],
                         vocab=model.vocab, dtype=model.dtype)
     known = set(base.model.vocab.chars)
     added = "".join(c for c in model.vocab.chars if c not in known)
-    state = RunState(model, make_optimizer(cfg.optimizer, model.params), rng,
+    state = RunState(model, make_optimizer(cfg.optimizer, model.params, cfg.weight_decay), rng,
                      model.initial_state(cfg.batch_size), origin={**base.origin, "added": added})
     return state, cfg, notes

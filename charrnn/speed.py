@@ -128,7 +128,7 @@ class SpeedProbe:
         share = max(0.0, self.allowance - self.spent) / 2
         with threads(count):  # the initialisation's small products too: two threads wait
             model = CharRNN(config, seed=self.rng)  # on a busy core far longer than one
-            optimizer = make_optimizer("adam", model.params)
+            optimizer = make_optimizer("adam", model.params, TrainConfig().weight_decay)
             for _ in range(1 + TIMED_STEPS):
                 so_far = time.perf_counter() - began
                 if len(times) >= 2 and so_far + times[-1] > share:

@@ -172,7 +172,7 @@ def test_round_trip_is_exact(tmp_path, cell, optimizer, dtype):
     ck = load(path)
 
     assert isinstance(ck, Checkpoint) and ck.path == path
-    assert ck.format_version == ckpt.FORMAT_VERSION == 5 and ck.charrnn_version == "0.1.0"
+    assert ck.format_version == ckpt.FORMAT_VERSION == 6 and ck.charrnn_version == "0.1.0"
     assert ck.model.config == model.config and ck.model.dtype == dtype
     assert ck.model.vocab == model.vocab and "".join(ck.model.vocab.chars) == "".join(
         sorted(set(SPECIAL)))
@@ -281,7 +281,7 @@ def test_describe_reads_only_json_headers_and_vocab(tmp_path, monkeypatch):
     assert d["model_config"] == model.config.to_dict() and d["dtype"] == "float32"
     assert d["vocab"] == "".join(model.vocab.chars) and d["num_parameters"] == model.num_parameters
     assert d["history"] == HISTORY and d["corpus"] == CORPUS and d["best"] == BEST
-    assert d["format_version"] == 5 and d["charrnn_version"] == "0.1.0"
+    assert d["format_version"] == 6 and d["charrnn_version"] == "0.1.0"
     assert d["file_size"] == path.stat().st_size and d["path"] == str(path)
     assert d["arrays"]["params/head.W"] == {"shape": (8, model.config.vocab_size),
                                             "dtype": "float32"}
@@ -608,7 +608,7 @@ def _set(path, value):
     (["format"], "something-else", ["not a charrnn model file"]),
     (["format_version"], "1", ["format_version must be a non-negative integer"]),
     (["charrnn_version"], 7, ["charrnn_version must be a short string"]),
-    (["surprise"], 1, ["metadata keys differ from format 5: ['surprise']"]),
+    (["surprise"], 1, ["metadata keys differ from format 6: ['surprise']"]),
     (["validation"], {"chars": 5}, ["validation must be a JSON object of counts"]),
     (["validation"], {"chars": 5, "of": -1}, ["validation must be a JSON object of counts"]),
     (["validation"], {"chars": 5, "of": 9, "why": 1}, ["validation must be a JSON object"]),
@@ -820,13 +820,13 @@ def test_huge_configuration_is_refused_before_reading_arrays(tmp_path, good):
 
 def test_newer_format_says_which_version_wrote_it(tmp_path, good):
     def future(meta):
-        meta.update(format_version=6, charrnn_version="0.9", new_field={"x": 1})
+        meta.update(format_version=7, charrnn_version="0.9", new_field={"x": 1})
 
     items = with_meta(good, future)
     items["tensors/blob.bin"] = b"formats to come may hold anything"
     write_members(tmp_path / "model.npz", items)
-    rejected(tmp_path / "model.npz", "written by charrnn 0.9 (format 6); this charrnn 0.1.0 "
-             "reads format 5 — upgrade charrnn")
+    rejected(tmp_path / "model.npz", "written by charrnn 0.9 (format 7); this charrnn 0.1.0 "
+             "reads format 6 — upgrade charrnn")
 
 
 def test_a_format_1_file_loads_without_the_keys_format_2_added(tmp_path, good):
@@ -898,6 +898,18 @@ def test_the_measured_speed_round_trips_and_a_format_4_file_has_none(tmp_path, g
     write_members(tmp_path / "old.npz", with_meta(good, lambda meta: meta.update(
         format_version=4, chosen=chosen)))
     rejected(tmp_path / "old.npz", "chosen must be a JSON object of options, a reason")
+
+
+def test_the_weight_decay_round_trips_and_a_format_5_run_resumes_without_it(tmp_path, good):
+    assert load(tmp_path / "good.npz").resume.train_config.weight_decay == \
+        TrainConfig().weight_decay
+
+    def older(meta):
+        meta["format_version"] = 5
+        del meta["resume"]["train_config"]["weight_decay"]
+
+    write_members(tmp_path / "old.npz", with_meta(good, older))
+    assert load(tmp_path / "old.npz").resume.train_config.weight_decay == 0.0  # as it trained
 
 
 @pytest.mark.parametrize("change, message", [

@@ -437,6 +437,7 @@ def test_corpus_encode_onto_a_model_vocabulary():
     assert corpus.encode(corpus.vocab) is corpus.ids
     with pytest.raises(VocabularyError, match="^1 character not in the vocabulary: 'é'"):
         corpus.encode(model)
+    assert model.decode(corpus.encode(model, skip_unknown=True, stop=4)) == "cab"  # é left out
     ids = corpus.encode(model, skip_unknown=True)
     assert ids.tolist() == [2, 0, 1, 0] and ids.dtype == np.uint8
     wide = vocab_of_size(300)

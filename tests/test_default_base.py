@@ -1,6 +1,7 @@
 """`charrnn train` fine-tunes the built-in English base by default where the rule says it helps:
-the rule (coverage of the text's characters, the run's budget against the base's training), the
-start line and the file's record, --from-scratch, a given shape, another script, a resume."""
+the rule (coverage of the text's characters, the run's budget against the base's training, the
+base's loss on the text), the start line and the file's record, --from-scratch, a given shape,
+another script, another language, a resume."""
 
 import json
 from pathlib import Path
@@ -8,8 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from charrnn import builtin, checkpoint, choice
-from charrnn.choice import BASE_TRAINED_CHARS, MIN_BASE_COVERAGE, start_from_base
+from charrnn import builtin, checkpoint, choice, runs
+from charrnn.choice import BASE_TRAINED_CHARS, MAX_BASE_LOSS, MIN_BASE_COVERAGE
 from charrnn.cli import main
 from charrnn.config import FINETUNE_DEFAULTS, ModelConfig
 from charrnn.data import read_corpus
@@ -26,9 +27,17 @@ def run(args):
     return CliRunner().invoke(main, [str(a) for a in args])
 
 
+def start_from_base(*args, base_loss=lambda: 1.6, **kwargs):
+    """The rule, for a text the base predicts as well as the Sonnets unless told otherwise."""
+    return choice.start_from_base(*args, base_loss=base_loss, **kwargs)
+
+
 @pytest.fixture
 def base(tmp_path, monkeypatch) -> CharRNN:
-    """A small built-in `english` base (a GRU 1x12) in place of the shipped one."""
+    """A small built-in `english` base (a GRU 1x12) in place of the shipped one. Untrained, it
+    scores about ln 55 = 4.0 nats a character on any text: the rule's bound is raised above
+    that, but where a test lowers it."""
+    monkeypatch.setattr(choice, "MAX_BASE_LOSS", 5.0)
     models = tmp_path / "models"
     models.mkdir()
     model = CharRNN(ModelConfig(cell="gru", hidden_size=12, num_layers=1, dropout=0.1,
@@ -55,7 +64,8 @@ def test_the_base_is_used_for_a_small_text_in_its_characters_and_a_short_run():
                                base_speed=lambda: (10_000.0, True))
     # 2 minutes at 10k characters/s = 1.2M characters = 14 passes over 86k training characters
     assert use and why == ("95.7k characters of text and 2 minutes (14 passes at 10k "
-                           "characters/s, measured), 100% of its characters in the english base")
+                           "characters/s, measured), 100% of its characters in the english base, "
+                           "which scores 1.60 nats a character on it")
 
 
 def test_a_text_mostly_in_other_characters_trains_from_scratch_without_timing_the_base():
@@ -84,6 +94,40 @@ def test_a_run_that_can_train_as_much_as_the_base_did_trains_from_scratch():
     assert why == "from scratch: the run has no limit (the english base trained on 41M characters)"
 
 
+def test_a_text_the_base_predicts_badly_trains_from_scratch():
+    use, why = start_from_base(95_650, 1.0, {"max_steps": 10}, base_loss=lambda: 3.67)
+    assert not use and why == ("from scratch: the english base scores 3.67 nats a character "
+                               "on it (it fine-tunes on 2.5 or less)")
+    assert start_from_base(95_650, 1.0, {"max_steps": 10}, base_loss=lambda: MAX_BASE_LOSS)[0]
+    assert not start_from_base(95_650, 1.0, {"max_steps": 10},
+                               base_loss=lambda: float("nan"))[0]  # nothing of it scored
+
+
+def test_the_base_scores_the_text_only_once_coverage_and_budget_hold():
+    def refuse():
+        raise AssertionError("a text the rule has declined needs no score")
+
+    assert not start_from_base(95_650, 0.3, {"max_steps": 10}, base_loss=refuse)[0]
+    assert not start_from_base(95_650, 1.0, {"epochs": 0}, base_loss=refuse)[0]
+
+
+GERMAN = ("Die Sonne schien noch, als wir am Abend über die Brücke gingen. Der Fluss war breit "
+          "und ruhig, und auf dem Wasser lagen die Lichter der Stadt. Meine Schwester erzählte "
+          "von ihrer Arbeit in der Schule, von den Kindern, die jeden Morgen zu spät kommen, und "
+          "von dem alten Lehrer, der seit dreißig Jahren dieselben Geschichten erzählt. Später "
+          "saßen wir in einem kleinen Gasthaus am Markt, tranken Wein und sprachen über die "
+          "Zeit, als wir noch jung waren und glaubten, dass die Welt uns gehört.\n")
+
+
+def test_the_shipped_base_scores_english_under_the_bound_and_german_over_it(tmp_path):
+    english, german = tmp_path / "en.txt", tmp_path / "de.txt"
+    english.write_text((ROOT / "corpora" / "sonnets.txt").read_text()[:4000])
+    german.write_text(GERMAN * 6)
+    model = runs.builtin_base().model
+    assert runs.base_fit(read_corpus([english]), model, {}) < MAX_BASE_LOSS - 0.5
+    assert runs.base_fit(read_corpus([german]), model, {}) > MAX_BASE_LOSS + 0.3
+
+
 def test_a_timed_run_needs_the_base_speed():
     with pytest.raises(ValueError, match="speed"):
         start_from_base(95_650, 1.0, {"max_time": 120.0})
@@ -103,10 +147,11 @@ def test_train_fine_tunes_the_base_by_default_and_says_so(base, sonnets, tmp_pat
     ck = checkpoint.load(tmp_path / "m.npz")
     assert ck.origin["name"] == "english.npz" and ck.origin["val_loss"] == 2.4
     assert ck.chosen["options"] == {"init_from": "english"}
-    assert ck.chosen["reason"].endswith("100% of its characters in the english base")
+    assert "100% of its characters in the english base, which scores 4." in ck.chosen["reason"]
     assert (ck.model.config.hidden_size, ck.model.config.num_layers) == (12, 1)
     assert ck.model.config.dropout == 0.1  # the base's
     assert ck.resume.train_config.lr == FINETUNE_DEFAULTS["lr"]
+    assert ck.resume.train_config.weight_decay == FINETUNE_DEFAULTS["weight_decay"] == 0
     assert set(BASE_CHARS) <= set(ck.model.vocab.chars)
     assert "fine-tuned from english.npz" in r.output
     assert f"(chosen for {ck.chosen['reason']}; --from-scratch for a new model)" in r.output
@@ -127,6 +172,18 @@ def test_from_scratch_trains_a_new_model(base, sonnets, tmp_path):
     assert ck.origin is None and "init_from" not in ck.chosen["options"]
     assert ck.model.config.hidden_size == choice.WIDTHS[0]
     assert "from scratch:" not in ck.chosen["reason"] and "fine-tuned" not in r.output
+    assert ck.resume.train_config.weight_decay == 0.1  # a new model's decay
+
+
+def test_a_text_the_base_predicts_badly_trains_from_scratch_and_the_start_line_says_why(
+        base, sonnets, tmp_path, monkeypatch):
+    monkeypatch.setattr(choice, "MAX_BASE_LOSS", 1.0)  # under the untrained base's 4.0
+    r = run(["train", sonnets, "-o", "m.npz", *SMALL])
+    assert r.exit_code == 0, r.output
+    ck = checkpoint.load(tmp_path / "m.npz")
+    assert ck.origin is None and ck.model.config.hidden_size == choice.WIDTHS[0]
+    assert "; from scratch: the english base scores 4." in ck.chosen["reason"]
+    assert "nats a character on it (it fine-tunes on 1 or less)" in r.output
 
 
 def test_a_given_shape_trains_a_new_model_without_asking(base, sonnets, tmp_path):

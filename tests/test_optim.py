@@ -322,3 +322,30 @@ def test_non_finite_norm_is_returned_and_grads_untouched(bad):
     assert not math.isfinite(norm)
     assert math.isnan(norm) if math.isnan(bad) else norm == math.inf
     assert {k: v.tobytes() for k, v in g.items()} == orig
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_weight_decay_first_shrinks_the_matrices_by_lr_times_it_and_leaves_the_biases(name):
+    rng = np.random.default_rng(0)
+    p = {n: rng.standard_normal(s) for n, s in SHAPES.items()}
+    before = {n: a.copy() for n, a in p.items()}
+    zero = {n: np.zeros(s) for n, s in SHAPES.items()}  # no gradient: every update is 0
+    make_optimizer(name, p, weight_decay=0.5).step(p, zero, 0.1)
+    for n, a in p.items():
+        expected = before[n] * (1 - 0.1 * 0.5) if a.ndim == 2 else before[n]
+        np.testing.assert_array_equal(a, expected)
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_weight_decay_is_decoupled_from_the_gradient_update(name):
+    """p' = (1 - lr wd) p - update(g): the update is the one without decay, bit for bit."""
+    rng = np.random.default_rng(1)
+    p = {n: rng.standard_normal(s) for n, s in SHAPES.items()}
+    g = {n: rng.standard_normal(s) for n, s in SHAPES.items()}
+    plain, decayed = ({n: a.copy() for n, a in p.items()} for _ in range(2))
+    make_optimizer(name, plain).step(plain, g, 0.01)
+    make_optimizer(name, decayed, weight_decay=2.0).step(decayed, g, 0.01)
+    for n, a in p.items():
+        shrink = 1 - 0.01 * 2.0 if a.ndim == 2 else 1.0
+        np.testing.assert_allclose(decayed[n], plain[n] - a + a * shrink, rtol=1e-12,
+                                   atol=1e-15)

@@ -297,6 +297,8 @@ def test_reads_stdin_and_directories(corpus, tmp_path):
     (["-o", "no/such/folder/m.npz"], 2, "does not exist"),
     (["-o", "{corpus}/m.npz"], 2, "text.txt is not a folder"),
     (["--grad-clip", "inf"], 2, "a finite number >= 0 (0: no clipping), not inf"),
+    (["--weight-decay", "-0.1"], 2, "--weight-decay"),
+    (["--weight-decay", "nan"], 2, "--weight-decay must be a finite number >= 0 (0: no decay)"),
 ])
 def test_bad_input_is_one_clear_line(corpus, tmp_path, args, code, message):
     args = [a.format(corpus=corpus) for a in args]

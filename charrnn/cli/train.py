@@ -15,7 +15,6 @@ from ..choice import (
     BASE,
     BASE_TRAINED_CHARS,
     BIG_BUDGET,
-    BIGGEST_BUDGET,
     CELL,
     DEEP_BUDGET,
     DROPOUT_FROM,
@@ -55,7 +54,7 @@ from .common import (
 
 _TD = TrainConfig()
 # the widest, wide, deep and base models
-(_, WIDEST, _), (_, WIDE, _), (_, _, DEEP), (_, NARROW, LAYERS) = MODELS
+(_, WIDE, _), (_, _, DEEP), (_, NARROW, LAYERS) = MODELS
 
 
 def _millions(chars: int) -> str:
@@ -97,8 +96,7 @@ class _Threads(click.ParamType):
                 help="Recurrent cell.")
 @library_option("--hidden-size", type=option_range(click.IntRange, 1, MAX_HIDDEN_SIZE),
                 shown=f"chosen: {NARROW}, or {WIDE} where the run can train on "
-                      f"{_millions(BIG_BUDGET)} characters or more at the {NARROW}'s speed, "
-                      f"{WIDEST} from {_millions(BIGGEST_BUDGET)}",
+                      f"{_millions(BIG_BUDGET)} characters or more at the {NARROW}'s speed",
                 help="Units per layer.")
 @library_option("--num-layers", type=option_range(click.IntRange, 1, MAX_LAYERS),
                 shown=f"chosen: {LAYERS}, or {DEEP} where the run can train on "
@@ -128,6 +126,9 @@ class _Threads(click.ParamType):
                 help="Steps between learning-rate decays (0: never).")
 @library_option("--grad-clip", type=option_range(click.FloatRange, 0),
                 shown=_default("grad_clip"), help="Clip the global gradient norm to this (0: off).")
+@library_option("--weight-decay", type=option_range(click.FloatRange, 0),
+                shown=_default("weight_decay"),
+                help="Shrink the weight matrices by lr x this each step (decoupled, AdamW).")
 @library_option("--epochs", type=option_range(click.FloatRange, 0),
                 shown=f"chosen: {MAX_PASSES:g} (at most {_millions(MAX_CHARS)} characters "
                       f"without --max-time or --max-steps), {FINETUNE_DEFAULTS['epochs']:g} when "

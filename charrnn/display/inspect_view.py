@@ -119,7 +119,8 @@ def training_rows(rep: dict) -> list[tuple[str, str]]:
                          + (f" x{o['lr_decay']:g} every {o['lr_decay_every']}"
                             if o.get("lr_decay_every") else "")
                          + f", batch {o['batch_size']} x seq-len {o['seq_len']}, clip "
-                         f"{o['grad_clip']:g}, val-frac {o['val_frac']:g}, seed {o['seed']}"))
+                         f"{o['grad_clip']:g}, weight decay {o.get('weight_decay', 0):g}, val-frac "
+                         f"{o['val_frac']:g}, seed {o['seed']}"))
     if rep.get("chosen") is not None:
         options = ", ".join(f"{k.replace('_', ' ')} {v:g}" if isinstance(v, int | float) else
                             f"the {one_line(v)} base" if k == "init_from" else

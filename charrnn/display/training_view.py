@@ -146,7 +146,7 @@ def start_summary(r) -> Text:
         + (f", fine-tuned from {origin_text(origin)}" if origin else "")
         + (f" {chosen_text(info['chosen'])}" if info.get("chosen") else ""),
         f"training {t.optimizer} lr {t.lr:g}, batch {t.batch_size} x seq {t.seq_len}, "
-        f"clip {t.grad_clip:g}, {info['steps_per_epoch']:,} step"
+        f"clip {t.grad_clip:g}, weight decay {t.weight_decay:g}, {info['steps_per_epoch']:,} step"
         f"{'' if info['steps_per_epoch'] == 1 else 's'}/epoch, seed {t.seed}"
         + (f", time limit {clock(t.max_time)}" if t.max_time else "")
         + (f"; resuming at step {info['resumed_at']:,}" if info["resumed_at"] else ""),
