@@ -19,6 +19,7 @@ from ..choice import (
     DEEP_BUDGET,
     DROPOUT_FROM,
     DROPOUT_PER_PASS,
+    MAX_BASE_LOSS,
     MAX_CHARS,
     MAX_DROPOUT,
     MAX_PASSES,
@@ -164,8 +165,9 @@ class _Threads(click.ParamType):
 @click.option("--from-scratch", is_flag=True,
               help=f"Train a new model even where charrnn would fine-tune the built-in "
                    f"{BASE} base, which it does by default for a text at least "
-                   f"{MIN_BASE_COVERAGE:.0%} in the base's characters, in a run that can train "
-                   f"on fewer than {_millions(BASE_TRAINED_CHARS)} characters.")
+                   f"{MIN_BASE_COVERAGE:.0%} in the base's characters that the base already "
+                   f"predicts (at most {MAX_BASE_LOSS:g} nats a character), in a run that can "
+                   f"train on fewer than {_millions(BASE_TRAINED_CHARS)} characters.")
 @click.option("--force", is_flag=True, help="Overwrite an existing --output.")
 @click.option("--encoding", type=ENCODING, default="utf-8", show_default=True,
               help="Text encoding of the corpus files (e.g. latin-1, cp1252).")
