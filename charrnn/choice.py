@@ -38,7 +38,7 @@ from .config import FINETUNE_DEFAULTS, ModelConfig, TrainConfig
 from .data import validation_chars
 
 __all__ = ["BASE", "CHOSEN", "Choice", "budget_chars", "choose", "left_to_choose", "pass_limit",
-           "start_from_base"]
+           "start_from_base", "training_chars"]
 
 _MD, _TD = ModelConfig(), TrainConfig()
 CELL = _MD.cell  # the cell of every chosen model
@@ -112,7 +112,7 @@ def choose(corpus_chars: int, model_options: dict[str, Any], train_options: dict
     inputs."""
     if not left_to_choose(model_options, train_options):
         return Choice()
-    train_chars = _train_chars(corpus_chars, train_options)
+    train_chars = training_chars(corpus_chars, train_options)
     cell = model_options.get("cell", CELL)
     timed = _timed(train_options, speed)
 
@@ -150,7 +150,7 @@ def start_from_base(corpus_chars: int, coverage: float, train_options: dict[str,
     base by default")."""
     if coverage < MIN_BASE_COVERAGE:
         return False, f"from scratch: {coverage:.0%} of its characters are in the {BASE} base"
-    train_chars = _train_chars(corpus_chars, train_options)
+    train_chars = training_chars(corpus_chars, train_options)
     speed = base_speed() if _timed(train_options, base_speed) else None
     budget = budget_chars(train_chars, {**FINETUNE_DEFAULTS, **train_options},
                           speed[0] if speed else None)
@@ -170,7 +170,7 @@ def start_from_base(corpus_chars: int, coverage: float, train_options: dict[str,
                   f"{loss:.2f} nats a character on it")
 
 
-def _train_chars(corpus_chars: int, train_options: dict[str, Any]) -> int:
+def training_chars(corpus_chars: int, train_options: dict[str, Any]) -> int:
     """The characters a run trains on: the text less its validation tail."""
     return max(1, corpus_chars - validation_chars(
         corpus_chars, train_options.get("val_frac", _TD.val_frac)))

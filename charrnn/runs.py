@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from . import builtin, checkpoint
-from .choice import BASE, BASE_FIT_CHARS, choose, left_to_choose, start_from_base
+from .choice import BASE, BASE_FIT_CHARS, choose, left_to_choose, start_from_base, training_chars
 from .config import FINETUNE_DEFAULTS, ModelConfig, TrainConfig
 from .data import Corpus, Vocab, min_chars, validation_chars
 from .errors import CheckpointError, ConfigError, DataError, UsageError, option
@@ -96,8 +96,7 @@ def base_fit(corpus: Corpus, base: CharRNN, train_options: dict[str, Any]) -> fl
     """Nats a character ``base`` scores on the first BASE_FIT_CHARS characters of the text's
     training part, those it does not know left out (as ``charrnn eval --unknown skip``), read
     as pieces of FIT_PIECE_CHARS side by side: one batched pass instead of a long thin one."""
-    val_frac = train_options.get("val_frac", TrainConfig().val_frac)
-    stop = min(BASE_FIT_CHARS, len(corpus) - validation_chars(len(corpus), val_frac))
+    stop = min(BASE_FIT_CHARS, training_chars(len(corpus), train_options))
     ids = corpus.encode(base.vocab, skip_unknown=True, stop=stop)
     pieces = len(ids) // FIT_PIECE_CHARS
     if pieces > 1:
@@ -146,6 +145,10 @@ def new_run(corpus: Corpus, model_options: dict[str, Any], train_options: dict[s
     file's ``chosen`` record keeps what was measured. The time this takes counts in a timed
     run's time (``measuring``)."""
     began = time.perf_counter()
+
+    def measuring() -> float:  # the time so far, which a timed run counts
+        return time.perf_counter() - began if probe else 0.0
+
     probe = None
     if train_options.get("max_time") and left_to_choose(model_options, train_options):
         t, _ = fit_to_corpus(TrainConfig(**train_options), len(corpus))  # as the run steps
@@ -162,7 +165,7 @@ def new_run(corpus: Corpus, model_options: dict[str, Any], train_options: dict[s
         if use:
             state, tcfg, notes = finetuned_run(base, corpus, model_options, train_options)
             state.chosen = _record({"options": {"init_from": BASE}, "reason": why}, probe)
-            state.measuring = time.perf_counter() - began if probe else 0.0
+            state.measuring = measuring()
             return state, tcfg, notes
         declined = f"; {why}"
     chosen = choose(corpus_chars=len(corpus), model_options=model_options,
@@ -178,7 +181,7 @@ def new_run(corpus: Corpus, model_options: dict[str, Any], train_options: dict[s
         record = _record({**record, "reason": record["reason"] + declined}, probe)
     state = RunState(model, make_optimizer(cfg.optimizer, model.params, cfg.weight_decay), rng,
                      model.initial_state(cfg.batch_size), chosen=record,
-                     measuring=time.perf_counter() - began if probe else 0.0)
+                     measuring=measuring())
     return state, cfg, notes
 
 
