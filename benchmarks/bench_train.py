@@ -32,7 +32,7 @@ import time
 
 import numpy as np
 
-from charrnn import CharRNN, ModelConfig
+from charrnn import CharRNN, ModelConfig, TrainConfig
 from charrnn.config import GATES
 from charrnn.optim import clip_grad_norm, make_optimizer
 
@@ -87,7 +87,7 @@ class Trainer:
         self.cell, self.H, self.B, self.T = cell, H, B, args.seq
         cfg = ModelConfig(cell=cell, vocab_size=args.vocab, hidden_size=H, num_layers=args.layers)
         self.model = CharRNN(cfg, seed=0)
-        self.opt = make_optimizer("adam", self.model.params)
+        self.opt = make_optimizer("adam", self.model.params, TrainConfig().weight_decay)
         rng = np.random.default_rng(1)
         self.cols = 200 * self.T + 1
         self.data = rng.integers(0, args.vocab, (B, self.cols)).astype(np.uint8)
