@@ -4,8 +4,9 @@
 Downloads a manpages-LANG package (apt-get download: no install, no root needed beyond apt's
 cache), renders its pages with groff, section 1 first, in name order, and writes the first
 whole pages up to --chars characters, cut at a blank line, to OUT. The languages measured in
-docs/training.md ("The English base by default"): pl, de, ru (manpages-LANG 4.18.1-1) and ja
-(manpages-ja 0.5.0.0.20221215). Needs apt-get, dpkg-deb and groff.
+docs/training.md ("The English base by default"): pl, de, ru, es, it (manpages-LANG 4.18.1-1)
+and ja (manpages-ja 0.5.0.0.20221215); en is the English originals (manpages and manpages-dev
+6.03-2). Needs apt-get, dpkg-deb and groff.
 
     python benchmarks/man_pages.py pl /tmp/pl.txt
     python benchmarks/bench_quality.py --corpus /tmp/pl.txt --max-time 2m
@@ -33,15 +34,17 @@ def render(page: Path) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("lang", help="the package's language code: pl, de, ru, ja, ...")
+    ap.add_argument("lang", help="the package's language code: pl, de, ru, ja, ...; en")
     ap.add_argument("out", type=Path)
     ap.add_argument("--chars", type=int, default=250_000)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run(["apt-get", "download", f"manpages-{args.lang}"], cwd=tmp, check=True)
-        deb = next(Path(tmp).glob("*.deb"))
-        subprocess.run(["dpkg-deb", "-x", str(deb), str(Path(tmp) / "root")], check=True)
-        folder = Path(tmp) / "root" / "usr" / "share" / "man" / args.lang
+        english = args.lang == "en"  # the original pages, in Debian's manpages and -dev
+        packages = ["manpages", "manpages-dev"] if english else [f"manpages-{args.lang}"]
+        subprocess.run(["apt-get", "download", *packages], cwd=tmp, check=True)
+        for deb in Path(tmp).glob("*.deb"):
+            subprocess.run(["dpkg-deb", "-x", str(deb), str(Path(tmp) / "root")], check=True)
+        folder = Path(tmp) / "root" / "usr" / "share" / "man" / ("" if english else args.lang)
         pages = [p for s in SECTIONS for p in sorted((folder / s).glob("*.gz"))]
         text = ""
         for page in pages:

@@ -411,8 +411,11 @@ def test_ctrl_c_on_a_terminal_ends_the_text_line_before_the_message(model_path):
     import signal
 
     leader, follower = pty.openpty()
+    # Ctrl-C's default, as at a terminal: a job a shell put in the background (this suite's,
+    # say) starts with SIGINT ignored, which Python and its children then keep
     proc = subprocess.Popen([*CHARRNN, "sample", "-m", str(model_path), "-n", "100000000",
-                             "--seed", "1"], stdout=follower, stderr=follower)
+                             "--seed", "1"], stdout=follower, stderr=follower,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     os.close(follower)
     got = _read_terminal(leader, at_least=2000)
     proc.send_signal(signal.SIGINT)

@@ -18,7 +18,6 @@ from ..choice import (
     CELL,
     DEEP_BUDGET,
     DROPOUT_FROM,
-    DROPOUT_PER_PASS,
     MAX_BASE_LOSS,
     MAX_CHARS,
     MAX_DROPOUT,
@@ -104,8 +103,8 @@ class _Threads(click.ParamType):
                       f"{_millions(DEEP_BUDGET)} to {_millions(BIG_BUDGET)} characters",
                 help="Stacked recurrent layers.")
 @library_option("--dropout", type=option_range(click.FloatRange, 0, 1, hi_open=True),
-                shown=f"chosen: {DROPOUT_PER_PASS:g} per pass the run allows, at most "
-                      f"{MAX_DROPOUT:g}; 0 below {DROPOUT_FROM} passes",
+                shown=f"chosen: {MAX_DROPOUT:g} x the passes the run allows / {MAX_PASSES:g}, "
+                      f"at most {MAX_DROPOUT:g}; 0 below {DROPOUT_FROM} passes",
                 help="Dropout rate between layers and before the output (training only).")
 @library_option("--seq-len", type=option_range(click.IntRange, 1, MAX_SEQ_LEN),
                 shown=_default("seq_len"),

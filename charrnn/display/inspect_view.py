@@ -114,12 +114,11 @@ def training_rows(rep: dict) -> list[tuple[str, str]]:
         o = t["options"]
         if o is not None:
             rows.append(("options", f"{o['optimizer']} lr {o['lr']:g}"
-                         + (f" {o['lr_schedule']}" if o.get("lr_schedule", "constant")
-                            != "constant" else "")
+                         + (f" {o['lr_schedule']}" if o["lr_schedule"] != "constant" else "")
                          + (f" x{o['lr_decay']:g} every {o['lr_decay_every']}"
-                            if o.get("lr_decay_every") else "")
+                            if o["lr_decay_every"] else "")
                          + f", batch {o['batch_size']} x seq-len {o['seq_len']}, clip "
-                         f"{o['grad_clip']:g}, weight decay {o.get('weight_decay', 0):g}, val-frac "
+                         f"{o['grad_clip']:g}, weight decay {o['weight_decay']:g}, val-frac "
                          f"{o['val_frac']:g}, seed {o['seed']}"))
     if rep.get("chosen") is not None:
         options = ", ".join(f"{k.replace('_', ' ')} {v:g}" if isinstance(v, int | float) else
