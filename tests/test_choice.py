@@ -65,12 +65,12 @@ def test_the_rule_gives_the_documented_configurations(corpus_chars, limits, spee
         "epochs": epochs}
 
 
-def test_a_run_of_fewer_than_three_passes_has_no_dropout():
+def test_a_run_of_fewer_than_four_passes_has_no_dropout():
     def dropout(max_steps):  # 2,048 characters a step, 90,000 to train on
         return chosen_options(100_000, max_steps=max_steps)["dropout"]
 
-    assert dropout(131) == 0.0  # 2.98 passes
-    assert dropout(132) == 0.04  # 3.0
+    assert dropout(175) == 0.0  # 3.98 passes
+    assert dropout(176) == 0.05  # 4.0
     assert dropout(440) == 0.13  # 10
 
 
@@ -230,7 +230,7 @@ def test_help_shows_the_defaults_from_their_one_home():
     for text in (f"[default:chosen:{choice.CELL}]",
                  f"chosen:{choice.WIDTHS[0]},or{choice.WIDTHS[1]}wheretheruncantrainon20M"
                  f"charactersormoreatthe{choice.WIDTHS[0]}'sspeed",
-                 "chosen:0.2xthepassestherunallows/15,atmost0.2;0below3passes",
+                 "chosen:0.2xthepassestherunallows/15,atmost0.2;0below4passes",
                  f"chosen:{choice.MAX_PASSES:g}(atmost50Mcharacters",
                  f"{FINETUNE_DEFAULTS['epochs']:g}whenfine-tuning;x>=0]",
                  f"[default:{train.lr:g},{FINETUNE_DEFAULTS['lr']:g}whenfine-tuning;x>0]",
