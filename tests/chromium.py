@@ -11,6 +11,7 @@ import json
 import os
 import select
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -49,7 +50,8 @@ class Browser:
              "--remote-debugging-pipe", f"--user-data-dir={self._profile.name}",
              "about:blank"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            preexec_fn=pipes_as_3_and_4, close_fds=False)
+            preexec_fn=pipes_as_3_and_4, close_fds=False,
+            start_new_session=True)  # its own process group, which close() ends whole
         os.close(to_browser)
         os.close(from_browser)
         try:
@@ -171,5 +173,16 @@ class Browser:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        # the browser's helpers (renderer, crash handler) can outlive it and still be writing
+        # to the profile: end the group, then remove the profile once they have let it go
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.stderr.close()
-        self._profile.cleanup()
+        for attempt in range(50):
+            try:
+                self._profile.cleanup()
+                break
+            except OSError:
+                if attempt == 49:
+                    raise
+                time.sleep(0.1)
