@@ -230,7 +230,8 @@ def test_help_shows_the_defaults_from_their_one_home():
     for text in (f"[default:chosen:{choice.CELL}]",
                  f"chosen:{choice.WIDTHS[0]},or{choice.WIDTHS[1]}wheretheruncantrainon20M"
                  f"charactersormoreatthe{choice.WIDTHS[0]}'sspeed",
-                 "chosen:0.2xthepassestherunallows/15,atmost0.2;0below4passes",
+                 f"chosen:{choice.MAX_DROPOUT:g}xthepassestherunallows/{choice.MAX_PASSES:g},"
+                 f"atmost{choice.MAX_DROPOUT:g};0below{choice.DROPOUT_FROM}passes",
                  f"chosen:{choice.MAX_PASSES:g}(atmost50Mcharacters",
                  f"{FINETUNE_DEFAULTS['epochs']:g}whenfine-tuning;x>=0]",
                  f"[default:{train.lr:g},{FINETUNE_DEFAULTS['lr']:g}whenfine-tuning;x>0]",
