@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -225,6 +226,17 @@ def global_norm(grads: Arrays) -> float:
             np.copyto(c, f[i : i + _CHUNK], casting="unsafe")
             total += float(np.dot(c, c))
     return math.sqrt(total)
+
+
+def clipped_gradients(model, x: np.ndarray, y: np.ndarray, hidden, rng: np.random.Generator,
+                      max_norm: float) -> tuple[float, dict[str, np.ndarray], float, Any]:
+    """A training step's gradients, for ``model.loss_and_grad`` (a CharRNN): the window's mean
+    loss, the gradients clipped to ``max_norm`` (``clip_grad_norm``), their global norm before
+    clipping, and the hidden state to carry. A non-finite loss leaves the gradients unclipped,
+    with a NaN norm: its run has diverged and takes no update."""
+    loss, grads, hidden = model.loss_and_grad(x, y, hidden, rng)
+    norm = clip_grad_norm(grads, max_norm) if math.isfinite(loss) else math.nan
+    return loss, grads, norm, hidden
 
 
 def clip_grad_norm(grads: Arrays, max_norm: float) -> float:

@@ -20,7 +20,15 @@ from typing import Any
 import numpy as np
 
 from . import builtin, checkpoint
-from .choice import BASE, BASE_FIT_CHARS, choose, left_to_choose, start_from_base, training_chars
+from .choice import (
+    BASE,
+    BASE_FIT_CHARS,
+    choose,
+    finetune_lr,
+    left_to_choose,
+    start_from_base,
+    training_chars,
+)
 from .config import FINETUNE_DEFAULTS, ModelConfig, TrainConfig
 from .data import Corpus, Vocab, min_chars, validation_chars
 from .errors import CheckpointError, ConfigError, DataError, UsageError, option
@@ -160,8 +168,7 @@ def new_run(corpus: Corpus, model_options: dict[str, Any], train_options: dict[s
         net = base.model.config
         shape = net.cell, net.hidden_size, net.num_layers
         use, why = start_from_base(len(corpus), coverage(corpus, base.model.vocab),
-                                   train_options, (lambda: probe.speed(*shape)) if probe else None,
-                                   base_loss=lambda: base_fit(corpus, base.model, train_options))
+                                   train_options, (lambda: probe.speed(*shape)) if probe else None)
         if use:
             state, tcfg, notes = finetuned_run(base, corpus, model_options, train_options)
             state.chosen = _record({"options": {"init_from": BASE}, "reason": why}, probe)
@@ -342,10 +349,19 @@ def finetuned_run(base: Base, corpus: Corpus, model_options: dict[str, Any],
     """A new run whose model starts from the base's best weights, its vocabulary grown by the
     corpus's new characters (``charrnn.transfer``), its dropout the base's unless given.
 
-    The training options not given are FINETUNE_DEFAULTS, then TrainConfig's; the optimizer's
-    state, the schedule, the step count and the history start afresh."""
-    cfg, notes = fit_to_corpus(TrainConfig(**{**FINETUNE_DEFAULTS, **train_options}),
-                               len(corpus))
+    The training options not given are FINETUNE_DEFAULTS, then TrainConfig's, but for the rate:
+    ``choice.finetune_lr`` takes it from the base's score on the text (``base_fit``), which a
+    timed run counts in its time. The optimizer's state, the schedule, the step count and the
+    history start afresh."""
+    began = time.perf_counter()
+    notes = []
+    if "lr" not in train_options:
+        lr, why = finetune_lr(base_fit(corpus, base.model, train_options))
+        train_options = {**train_options, "lr": lr}
+        notes += [why] if why else []
+    cfg, fitted = fit_to_corpus(TrainConfig(**{**FINETUNE_DEFAULTS, **train_options}),
+                                len(corpus))
+    notes += fitted
     rng = np.random.default_rng(cfg.seed)
     model = grown(base.model, base.model.vocab.merged(corpus.vocab), rng)
     if "dropout" in model_options:
@@ -354,5 +370,6 @@ def finetuned_run(base: Base, corpus: Corpus, model_options: dict[str, Any],
     known = set(base.model.vocab.chars)
     added = "".join(c for c in model.vocab.chars if c not in known)
     state = RunState(model, make_optimizer(cfg.optimizer, model.params, cfg.weight_decay), rng,
-                     model.initial_state(cfg.batch_size), origin={**base.origin, "added": added})
+                     model.initial_state(cfg.batch_size), origin={**base.origin, "added": added},
+                     measuring=time.perf_counter() - began if cfg.max_time else 0.0)
     return state, cfg, notes

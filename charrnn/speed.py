@@ -28,7 +28,7 @@ import numpy as np
 from .blas import threads
 from .config import ModelConfig, TrainConfig, shape_name
 from .model import CharRNN
-from .optim import clip_grad_norm, make_optimizer
+from .optim import clipped_gradients, make_optimizer
 
 __all__ = ["COST_POWER", "SHARE", "SpeedProbe", "estimate"]
 
@@ -138,8 +138,8 @@ class SpeedProbe:
                         self.spent + so_far + times[0] > self.allowance:
                     return None
                 start = time.perf_counter()
-                _, grads, _ = model.loss_and_grad(x, y, None, self.rng)
-                clip_grad_norm(grads, TrainConfig().grad_clip)
+                _, grads, _, _ = clipped_gradients(model, x, y, None, self.rng,
+                                                   TrainConfig().grad_clip)
                 optimizer.step(model.params, grads, 1e-3)
                 times.append(time.perf_counter() - start)
         return self.batch_size * self.seq_len / statistics.median(times[1:])

@@ -25,7 +25,7 @@ from .data import Corpus, StreamBatches, split_train_val
 from .divergence import broken_loss, broken_weights, diverged, quiet
 from .errors import DivergenceError, option
 from .evaluation import evaluate, predictions, validation_sample
-from .optim import clip_grad_norm
+from .optim import clipped_gradients
 from .output_guard import check_output
 from .progress import Progress, SmoothedLoss
 from .references import reference_losses
@@ -153,8 +153,8 @@ class Trainer:
         s, cfg = self.state, self.cfg
         x, y = self.batches.window(s.window)
         with self.threads.timed(), self.time.phase("steps"), quiet():
-            loss, grads, hidden = s.model.loss_and_grad(x, y, s.hidden, s.rng)
-            norm = clip_grad_norm(grads, cfg.grad_clip) if math.isfinite(loss) else math.nan
+            loss, grads, norm, hidden = clipped_gradients(s.model, x, y, s.hidden, s.rng,
+                                                          cfg.grad_clip)
             if problem := broken_loss("loss", loss):
                 raise self._diverged(problem, s.step + 1)
             if not math.isfinite(norm):

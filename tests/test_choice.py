@@ -234,9 +234,13 @@ def test_help_shows_the_defaults_from_their_one_home():
                  f"atmost{choice.MAX_DROPOUT:g};0below{choice.DROPOUT_FROM}passes",
                  f"chosen:{choice.MAX_PASSES:g}(atmost50Mcharacters",
                  f"{FINETUNE_DEFAULTS['epochs']:g}whenfine-tuning;x>=0]",
-                 f"[default:{train.lr:g},{FINETUNE_DEFAULTS['lr']:g}whenfine-tuning;x>0]",
+                 f"[default:{train.lr:g},{FINETUNE_DEFAULTS['lr']:g}whenfine-tuning"
+                 f"({choice.BRISK_LR:g}onatextthebasescoresover{choice.UNLIKE_BASE_LOSS:g}nats"
+                 "acharacter);x>0]",
                  f"[default:{train.seq_len};", f"[default:{train.optimizer}]",
-                 "Unlessgiven,--lris0.001,--eval-everyis50,--epochsis20,--weight-decayis0.",
+                 "Unlessgiven,--lris0.001,--eval-everyis50,--epochsis20,--weight-decayis0"
+                 f"(--lr{choice.BRISK_LR:g}onatextthebasescoresover{choice.UNLIKE_BASE_LOSS:g}"
+                 "natsacharacter).",
                  "--from-scratchTrainanewmodelevenwherecharrnnwouldfine-tunethebuilt-in"
                  "englishbase"):
         assert text in shown, text

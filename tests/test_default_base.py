@@ -10,7 +10,13 @@ import pytest
 from click.testing import CliRunner
 
 from charrnn import builtin, checkpoint, choice, runs
-from charrnn.choice import BASE_TRAINED_CHARS, MAX_BASE_LOSS, MIN_BASE_COVERAGE
+from charrnn.choice import (
+    BASE_TRAINED_CHARS,
+    BRISK_LR,
+    MIN_BASE_COVERAGE,
+    UNLIKE_BASE_LOSS,
+    start_from_base,
+)
 from charrnn.cli import main
 from charrnn.config import FINETUNE_DEFAULTS, ModelConfig
 from charrnn.data import read_corpus
@@ -27,17 +33,12 @@ def run(args):
     return CliRunner().invoke(main, [str(a) for a in args])
 
 
-def start_from_base(*args, base_loss=lambda: 1.6, **kwargs):
-    """The rule, for a text the base predicts as well as the Sonnets unless told otherwise."""
-    return choice.start_from_base(*args, base_loss=base_loss, **kwargs)
-
-
 @pytest.fixture
 def base(tmp_path, monkeypatch) -> CharRNN:
     """A small built-in `english` base (a GRU 1x12) in place of the shipped one. Untrained, it
-    scores about ln 55 = 4.0 nats a character on any text: the rule's bound is raised above
-    that, but where a test lowers it."""
-    monkeypatch.setattr(choice, "MAX_BASE_LOSS", 5.0)
+    scores about ln 55 = 4.0 nats a character on any text: the bound of fine-tuning's brisker
+    rate is raised above that, but where a test lowers it."""
+    monkeypatch.setattr(choice, "UNLIKE_BASE_LOSS", 5.0)
     models = tmp_path / "models"
     models.mkdir()
     model = CharRNN(ModelConfig(cell="gru", hidden_size=12, num_layers=1, dropout=0.1,
@@ -64,8 +65,7 @@ def test_the_base_is_used_for_a_small_text_in_its_characters_and_a_short_run():
                                base_speed=lambda: (10_000.0, True))
     # 2 minutes at 10k characters/s = 1.2M characters = 14 passes over 86k training characters
     assert use and why == ("95.7k characters of text and 2 minutes (14 passes at 10k "
-                           "characters/s, measured), 100% of its characters in the english base, "
-                           "which scores 1.60 nats a character on it")
+                           "characters/s, measured), 100% of its characters in the english base")
 
 
 def test_a_text_mostly_in_other_characters_trains_from_scratch_without_timing_the_base():
@@ -94,23 +94,6 @@ def test_a_run_that_can_train_as_much_as_the_base_did_trains_from_scratch():
     assert why == "from scratch: the run has no limit (the english base trained on 41M characters)"
 
 
-def test_a_text_the_base_predicts_badly_trains_from_scratch():
-    use, why = start_from_base(95_650, 1.0, {"max_steps": 10}, base_loss=lambda: 3.67)
-    assert not use and why == ("from scratch: the english base scores 3.67 nats a character "
-                               "on it (it fine-tunes on 2.5 or less)")
-    assert start_from_base(95_650, 1.0, {"max_steps": 10}, base_loss=lambda: MAX_BASE_LOSS)[0]
-    assert not start_from_base(95_650, 1.0, {"max_steps": 10},
-                               base_loss=lambda: float("nan"))[0]  # nothing of it scored
-
-
-def test_the_base_scores_the_text_only_once_coverage_and_budget_hold():
-    def refuse():
-        raise AssertionError("a text the rule has declined needs no score")
-
-    assert not start_from_base(95_650, 0.3, {"max_steps": 10}, base_loss=refuse)[0]
-    assert not start_from_base(95_650, 1.0, {"epochs": 0}, base_loss=refuse)[0]
-
-
 GERMAN = ("Die Sonne schien noch, als wir am Abend über die Brücke gingen. Der Fluss war breit "
           "und ruhig, und auf dem Wasser lagen die Lichter der Stadt. Meine Schwester erzählte "
           "von ihrer Arbeit in der Schule, von den Kindern, die jeden Morgen zu spät kommen, und "
@@ -119,13 +102,25 @@ GERMAN = ("Die Sonne schien noch, als wir am Abend über die Brücke gingen. Der
           "Zeit, als wir noch jung waren und glaubten, dass die Welt uns gehört.\n")
 
 
-def test_the_shipped_base_scores_english_under_the_bound_and_german_over_it(tmp_path):
-    english, german = tmp_path / "en.txt", tmp_path / "de.txt"
-    english.write_text((ROOT / "corpora" / "sonnets.txt").read_text()[:4000])
+def test_the_shipped_base_scores_english_verse_as_its_own_and_german_as_unlike_it(tmp_path):
+    german = tmp_path / "de.txt"
     german.write_text(GERMAN * 6)
     model = runs.builtin_base().model
-    assert runs.base_fit(read_corpus([english]), model, {}) < MAX_BASE_LOSS - 0.5
-    assert runs.base_fit(read_corpus([german]), model, {}) > MAX_BASE_LOSS + 0.3
+    sonnets = read_corpus([ROOT / "corpora" / "sonnets.txt"])
+    assert runs.base_fit(sonnets, model, {}) < UNLIKE_BASE_LOSS - 0.2  # 1.65
+    assert runs.base_fit(read_corpus([german]), model, {}) > UNLIKE_BASE_LOSS + 1  # 3.2
+
+
+def test_fine_tuning_takes_the_brisker_rate_only_for_a_text_the_base_scores_over_the_bound():
+    gentle = FINETUNE_DEFAULTS["lr"]
+    assert choice.finetune_lr(1.2) == choice.finetune_lr(UNLIKE_BASE_LOSS) == (gentle, "")
+    assert choice.finetune_lr(2.16) == (BRISK_LR, (
+        f"fine-tuning at lr {BRISK_LR:g}, not {gentle:g}: the base scores 2.16 nats a character "
+        f"on it, over {UNLIKE_BASE_LOSS:g}, so it has further to go"))
+    assert choice.finetune_lr(float("nan")) == (BRISK_LR, (
+        f"fine-tuning at lr {BRISK_LR:g}, not {gentle:g}: the base scores nothing of it, so it "
+        "has further to go"))
+    assert gentle < BRISK_LR
 
 
 def test_a_timed_run_needs_the_base_speed():
@@ -147,7 +142,7 @@ def test_train_fine_tunes_the_base_by_default_and_says_so(base, sonnets, tmp_pat
     ck = checkpoint.load(tmp_path / "m.npz")
     assert ck.origin["name"] == "english.npz" and ck.origin["val_loss"] == 2.4
     assert ck.chosen["options"] == {"init_from": "english"}
-    assert "100% of its characters in the english base, which scores 4." in ck.chosen["reason"]
+    assert ck.chosen["reason"].endswith(", 100% of its characters in the english base")
     assert (ck.model.config.hidden_size, ck.model.config.num_layers) == (12, 1)
     assert ck.model.config.dropout == 0.1  # the base's
     assert ck.resume.train_config.lr == FINETUNE_DEFAULTS["lr"]
@@ -175,15 +170,18 @@ def test_from_scratch_trains_a_new_model(base, sonnets, tmp_path):
     assert ck.resume.train_config.weight_decay == 0.1  # a new model's decay
 
 
-def test_a_text_the_base_predicts_badly_trains_from_scratch_and_the_start_line_says_why(
+def test_a_run_from_the_base_on_a_text_unlike_its_own_fine_tunes_briskly_scoring_it_once(
         base, sonnets, tmp_path, monkeypatch):
-    monkeypatch.setattr(choice, "MAX_BASE_LOSS", 1.0)  # under the untrained base's 4.0
+    monkeypatch.setattr(choice, "UNLIKE_BASE_LOSS", 1.0)  # under the untrained base's 4.0
+    scored = []
+    fit = runs.base_fit
+    monkeypatch.setattr(runs, "base_fit", lambda *a: scored.append(fit(*a)) or scored[-1])
     r = run(["train", sonnets, "-o", "m.npz", *SMALL])
     assert r.exit_code == 0, r.output
     ck = checkpoint.load(tmp_path / "m.npz")
-    assert ck.origin is None and ck.model.config.hidden_size == choice.WIDTHS[0]
-    assert "; from scratch: the english base scores 4." in ck.chosen["reason"]
-    assert "nats a character on it (it fine-tunes on 1 or less)" in r.output
+    assert ck.origin["name"] == "english.npz" and ck.resume.train_config.lr == BRISK_LR
+    assert len(scored) == 1 and scored[0] > 1.0
+    assert f"note: {choice.finetune_lr(scored[0])[1]}" in " ".join(r.output.split())
 
 
 def test_a_given_shape_trains_a_new_model_without_asking(base, sonnets, tmp_path):
@@ -195,7 +193,11 @@ def test_a_given_shape_trains_a_new_model_without_asking(base, sonnets, tmp_path
 
 
 def test_a_text_in_another_script_trains_from_scratch_and_the_start_line_says_why(
-        base, tmp_path):
+        base, tmp_path, monkeypatch):
+    def refuse(*args):
+        raise AssertionError("a run the base does not start needs no score of it")
+
+    monkeypatch.setattr(runs, "base_fit", refuse)
     text = tmp_path / "cjk.txt"
     text.write_text("\u4e00\u4e01\u4e02\u4e03\u3002\n" * 400)
     r = run(["train", text, "-o", "m.npz", *SMALL])

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 import charrnn
-from charrnn import checkpoint, transfer
+from charrnn import checkpoint, choice, runs, transfer
 from charrnn.cli import main
 from charrnn.cli.train import _resume_command
 from charrnn.config import FINETUNE_DEFAULTS, ModelConfig
@@ -157,8 +157,12 @@ def test_finetuning_grows_the_vocabulary_says_so_and_records_the_base(base, new_
 
 
 def test_the_training_options_default_to_the_finetuning_ones_unless_given(base, new_text,
-                                                                        tmp_path):
-    assert finetune(new_text, tmp_path / "a.npz", base).exit_code == 0
+                                                                        tmp_path, monkeypatch):
+    # the tiny base predicts the new text badly (about 4 nats a character): a bound above that
+    # keeps fine-tuning's gentle rate, as for a text like the base's
+    monkeypatch.setattr(choice, "UNLIKE_BASE_LOSS", 10.0)
+    r = finetune(new_text, tmp_path / "a.npz", base)
+    assert r.exit_code == 0 and "fine-tuning at lr" not in r.output, r.output
     cfg = checkpoint.load(tmp_path / "a.npz").resume.train_config
     assert {k: getattr(cfg, k) for k in FINETUNE_DEFAULTS} == FINETUNE_DEFAULTS
     r = finetune(new_text, tmp_path / "b.npz", base, "--lr", "0.01", "--eval-every", "3",
@@ -167,6 +171,21 @@ def test_the_training_options_default_to_the_finetuning_ones_unless_given(base, 
     ck = checkpoint.load(tmp_path / "b.npz")
     assert ck.resume.train_config.lr == 0.01 and ck.resume.train_config.eval_every == 3
     assert ck.model.config.dropout == 0.25
+
+
+def test_a_text_unlike_the_base_s_fine_tunes_at_the_brisker_rate_and_says_why(base, new_text,
+                                                                              tmp_path):
+    corpus = read_corpus([new_text])
+    fit = runs.base_fit(corpus, checkpoint.load(base).model, {})
+    assert fit > choice.UNLIKE_BASE_LOSS  # accents, an emoji and French: not the Sonnets
+    r = finetune(new_text, tmp_path / "a.npz", base)
+    assert r.exit_code == 0, r.output
+    assert choice.finetune_lr(fit)[1] in " ".join(r.output.split())
+    cfg = checkpoint.load(tmp_path / "a.npz").resume.train_config
+    assert cfg.lr == choice.BRISK_LR and cfg.eval_every == FINETUNE_DEFAULTS["eval_every"]
+    r = finetune(new_text, tmp_path / "b.npz", base, "--lr", "0.0007")  # a given rate wins
+    assert r.exit_code == 0 and "fine-tuning at lr" not in r.output, r.output
+    assert checkpoint.load(tmp_path / "b.npz").resume.train_config.lr == 0.0007
 
 
 @pytest.mark.parametrize("option", [["--cell", "gru"], ["--hidden-size", "16"],

@@ -16,6 +16,7 @@ from charrnn.optim import (
     Optimizer,
     RMSprop,
     clip_grad_norm,
+    clipped_gradients,
     global_norm,
     make_optimizer,
     optimizer_class,
@@ -321,6 +322,36 @@ def test_non_finite_norm_is_returned_and_grads_untouched(bad):
     norm = clip_grad_norm(g, 1.0)
     assert not math.isfinite(norm)
     assert math.isnan(norm) if math.isnan(bad) else norm == math.inf
+    assert {k: v.tobytes() for k, v in g.items()} == orig
+
+
+class _Window:
+    """loss_and_grad's contract: (loss, gradients, hidden) for a window; records its inputs."""
+
+    def __init__(self, loss: float, grads: dict[str, np.ndarray]) -> None:
+        self.loss, self.grads, self.seen = loss, grads, None
+
+    def loss_and_grad(self, x, y, hidden, rng):
+        self.seen = (x, y, hidden, rng)
+        return self.loss, self.grads, "next hidden"
+
+
+def test_clipped_gradients_clips_the_windows_gradients_and_passes_the_state_on():
+    g = _grads(scale=10.0)
+    before = global_norm(g)
+    model, rng = _Window(1.25, g), np.random.default_rng(0)
+    loss, grads, norm, hidden = clipped_gradients(model, "x", "y", "hidden", rng, 2.0)
+    assert model.seen == ("x", "y", "hidden", rng)
+    assert (loss, hidden, norm) == (1.25, "next hidden", before) and before > 2.0
+    assert grads is g and global_norm(g) == pytest.approx(2.0, rel=1e-12)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_clipped_gradients_of_a_non_finite_loss_are_untouched_with_a_nan_norm(bad):
+    g = _grads(scale=10.0)
+    orig = {k: v.tobytes() for k, v in g.items()}
+    loss, _, norm, _ = clipped_gradients(_Window(bad, g), None, None, None, None, 1.0)
+    assert not math.isfinite(loss) and math.isnan(norm)
     assert {k: v.tobytes() for k, v in g.items()} == orig
 
 

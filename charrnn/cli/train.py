@@ -15,15 +15,16 @@ from ..choice import (
     BASE,
     BASE_TRAINED_CHARS,
     BIG_BUDGET,
+    BRISK_LR,
     CELL,
     DEEP_BUDGET,
     DROPOUT_FROM,
-    MAX_BASE_LOSS,
     MAX_CHARS,
     MAX_DROPOUT,
     MAX_PASSES,
     MIN_BASE_COVERAGE,
     MODELS,
+    UNLIKE_BASE_LOSS,
 )
 from ..config import (
     CELLS,
@@ -69,6 +70,9 @@ def _default(name: str) -> str:
     shown = text(getattr(_TD, name))
     if name in FINETUNE_DEFAULTS:
         shown += f", {text(FINETUNE_DEFAULTS[name])} when fine-tuning"
+    if name == "lr":
+        shown += (f" ({BRISK_LR:g} on a text the base scores over {UNLIKE_BASE_LOSS:g} nats a "
+                  "character)")
     return shown
 
 
@@ -160,12 +164,12 @@ class _Threads(click.ParamType):
               help="Fine-tune: start from this trained model's best weights, its shape and its "
                    "vocabulary, grown by the corpus's new characters. Unless given, "
                    + ", ".join(f"{flag(k)} is {v:g}" for k, v in FINETUNE_DEFAULTS.items())
-                   + ".")
+                   + f" ({flag('lr')} {BRISK_LR:g} on a text the base scores over "
+                   f"{UNLIKE_BASE_LOSS:g} nats a character).")
 @click.option("--from-scratch", is_flag=True,
               help=f"Train a new model even where charrnn would fine-tune the built-in "
                    f"{BASE} base, which it does by default for a text at least "
-                   f"{MIN_BASE_COVERAGE:.0%} in the base's characters that the base already "
-                   f"predicts (at most {MAX_BASE_LOSS:g} nats a character), in a run that can "
+                   f"{MIN_BASE_COVERAGE:.0%} in the base's characters, in a run that can "
                    f"train on fewer than {_millions(BASE_TRAINED_CHARS)} characters.")
 @click.option("--force", is_flag=True, help="Overwrite an existing --output.")
 @click.option("--encoding", type=ENCODING, default="utf-8", show_default=True,
