@@ -180,8 +180,8 @@ def finetune_lr(base_loss: float) -> tuple[float, str]:
     its weights must move further than a few hundred gentle steps take them."""
     if base_loss <= UNLIKE_BASE_LOSS:
         return FINETUNE_DEFAULTS["lr"], ""
-    scored = "scores nothing of it" if base_loss != base_loss else \
-        f"scores {base_loss:.2f} nats a character on it, over {UNLIKE_BASE_LOSS:g}"
+    scored = "scores nothing of this text" if base_loss != base_loss else \
+        f"scores {base_loss:.2f} nats a character on this text (over {UNLIKE_BASE_LOSS:g})"
     return BRISK_LR, (f"fine-tuning at lr {BRISK_LR:g}, not {FINETUNE_DEFAULTS['lr']:g}: the base "
                       f"{scored}, so it has further to go")
 

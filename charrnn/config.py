@@ -222,6 +222,7 @@ class TrainConfig(_Config):
 #: needs a gentler rate than a new one and reaches its best on a small text within a few hundred
 #: steps, then overfits: the rate measured on the built-in english base with the Sonnets, the
 #: poems and a technical text, the interval and the passes on an earlier base trained on eight
-#: plays (docs/training.md, "The fine-tuning defaults"). It keeps its weights undecayed: decay
-#: pulls them towards zero, away from what the base knows.
+#: plays (docs/training.md, "The fine-tuning defaults"); a text unlike the base's takes a
+#: brisker rate (choice.finetune_lr). It keeps its weights undecayed: decay pulls them towards
+#: zero, away from what the base knows.
 FINETUNE_DEFAULTS = {"lr": 1e-3, "eval_every": 50, "epochs": 20.0, "weight_decay": 0.0}

@@ -321,8 +321,9 @@ def train(corpus: Corpus, output: str | Path, *, model_options: dict[str, Any] |
     ``init_from``: a model file's path, a ``Checkpoint`` or a ``CharRNN`` to fine-tune on the
     corpus (``charrnn.runs.finetuned_run``): the shape and the dtype are the base's, so
     ``model_options`` may only set dropout, and the training options not given are
-    ``config.FINETUNE_DEFAULTS``. ``from_scratch=False`` (``charrnn train``'s default): a new run
-    without ``init_from`` fine-tunes the built-in English base where the rule says it helps
+    ``config.FINETUNE_DEFAULTS``, but for the rate, ``choice.finetune_lr``'s.
+    ``from_scratch=False`` (``charrnn train``'s default): a new run without ``init_from``
+    fine-tunes the built-in English base where the rule says it helps
     (``charrnn.choice.start_from_base``), and the start line says why either way.
 
     ``threads``: BLAS threads for the run (process-wide while it runs, restored after). None

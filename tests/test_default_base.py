@@ -116,10 +116,10 @@ def test_fine_tuning_takes_the_brisker_rate_only_for_a_text_the_base_scores_over
     assert choice.finetune_lr(1.2) == choice.finetune_lr(UNLIKE_BASE_LOSS) == (gentle, "")
     assert choice.finetune_lr(2.16) == (BRISK_LR, (
         f"fine-tuning at lr {BRISK_LR:g}, not {gentle:g}: the base scores 2.16 nats a character "
-        f"on it, over {UNLIKE_BASE_LOSS:g}, so it has further to go"))
+        f"on this text (over {UNLIKE_BASE_LOSS:g}), so it has further to go"))
     assert choice.finetune_lr(float("nan")) == (BRISK_LR, (
-        f"fine-tuning at lr {BRISK_LR:g}, not {gentle:g}: the base scores nothing of it, so it "
-        "has further to go"))
+        f"fine-tuning at lr {BRISK_LR:g}, not {gentle:g}: the base scores nothing of this text, "
+        "so it has further to go"))
     assert gentle < BRISK_LR
 
 
