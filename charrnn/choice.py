@@ -174,16 +174,16 @@ def start_from_base(corpus_chars: int, coverage: float, train_options: dict[str,
 
 
 def finetune_lr(base_loss: float) -> tuple[float, str]:
-    """Fine-tuning's peak rate where the user gives none, for a text the base scores at
-    ``base_loss`` nats a character, and why where it is not FINETUNE_DEFAULTS' gentle one: a
-    text unlike the base's (scored above UNLIKE_BASE_LOSS, or not at all) takes BRISK_LR, since
-    its weights must move further than a few hundred gentle steps take them."""
+    """Fine-tuning's peak rate where the user gives none, for a text that the model it starts
+    from (the base, grown by the text's new characters) scores at ``base_loss`` nats a
+    character, and why where it is not FINETUNE_DEFAULTS' gentle one: a text unlike the base's,
+    in its words or its characters (scored over UNLIKE_BASE_LOSS), takes BRISK_LR, since its
+    weights must move further than a few hundred gentle steps take them."""
     if base_loss <= UNLIKE_BASE_LOSS:
         return FINETUNE_DEFAULTS["lr"], ""
-    scored = "scores nothing of this text" if base_loss != base_loss else \
-        f"scores {base_loss:.2f} nats a character on this text (over {UNLIKE_BASE_LOSS:g})"
     return BRISK_LR, (f"fine-tuning at lr {BRISK_LR:g}, not {FINETUNE_DEFAULTS['lr']:g}: the base "
-                      f"{scored}, so it has further to go")
+                      f"scores {base_loss:.2f} nats a character on this text (over "
+                      f"{UNLIKE_BASE_LOSS:g}), so it has further to go")
 
 
 def training_chars(corpus_chars: int, train_options: dict[str, Any]) -> int:

@@ -97,19 +97,21 @@ def coverage(corpus: Corpus, vocab: Vocab) -> float:
     return float(counts[known].sum() / max(1, counts.sum()))
 
 
-FIT_PIECE_CHARS = 625  # characters of each piece the base scores side by side (32 at most)
+FIT_PIECE_CHARS = 625  # characters of each piece the model scores side by side (32 at most)
 
 
-def base_fit(corpus: Corpus, base: CharRNN, train_options: dict[str, Any]) -> float:
-    """Nats a character ``base`` scores on the first BASE_FIT_CHARS characters of the text's
-    training part, those it does not know left out (as ``charrnn eval --unknown skip``), read
-    as pieces of FIT_PIECE_CHARS side by side: one batched pass instead of a long thin one."""
+def base_fit(corpus: Corpus, model: CharRNN, train_options: dict[str, Any]) -> float:
+    """Nats a character ``model`` scores on the first BASE_FIT_CHARS characters of the text's
+    training part, whose characters its vocabulary holds, read as pieces of FIT_PIECE_CHARS
+    side by side: one batched pass instead of a long thin one. For fine-tuning's rate,
+    ``model`` is the base grown by the text's new characters (``transfer.grown``), so that
+    each new character counts at the small probability it starts from."""
     stop = min(BASE_FIT_CHARS, training_chars(len(corpus), train_options))
-    ids = corpus.encode(base.vocab, skip_unknown=True, stop=stop)
+    ids = corpus.encode(model.vocab, stop=stop)
     pieces = len(ids) // FIT_PIECE_CHARS
     if pieces > 1:
         ids = ids[:pieces * FIT_PIECE_CHARS].reshape(pieces, FIT_PIECE_CHARS)
-    return evaluate(base, ids)
+    return evaluate(model, ids)
 
 
 def fit_to_corpus(cfg: TrainConfig, n_chars: int) -> tuple[TrainConfig, list[str]]:
@@ -350,23 +352,21 @@ def finetuned_run(base: Base, corpus: Corpus, model_options: dict[str, Any],
     corpus's new characters (``charrnn.transfer``), its dropout the base's unless given.
 
     The training options not given are FINETUNE_DEFAULTS, then TrainConfig's, but for the rate:
-    ``choice.finetune_lr`` takes it from the base's score on the text (``base_fit``), which a
-    timed run counts in its time. The optimizer's state, the schedule, the step count and the
-    history start afresh."""
+    ``choice.finetune_lr`` takes it from the grown model's score on the text (``base_fit``),
+    which a timed run counts in its time. The optimizer's state, the schedule, the step count
+    and the history start afresh."""
     began = time.perf_counter()
-    notes = []
-    if "lr" not in train_options:
-        lr, why = finetune_lr(base_fit(corpus, base.model, train_options))
-        train_options = {**train_options, "lr": lr}
-        notes += [why] if why else []
-    cfg, fitted = fit_to_corpus(TrainConfig(**{**FINETUNE_DEFAULTS, **train_options}),
-                                len(corpus))
-    notes += fitted
+    cfg, notes = fit_to_corpus(TrainConfig(**{**FINETUNE_DEFAULTS, **train_options}),
+                               len(corpus))
     rng = np.random.default_rng(cfg.seed)
     model = grown(base.model, base.model.vocab.merged(corpus.vocab), rng)
     if "dropout" in model_options:
         model = CharRNN(model.config.replace(dropout=model_options["dropout"]), model.params,
                         vocab=model.vocab, dtype=model.dtype)
+    if "lr" not in train_options:
+        lr, why = finetune_lr(base_fit(corpus, model, train_options))
+        cfg = cfg.replace(lr=lr)
+        notes += [why] if why else []
     known = set(base.model.vocab.chars)
     added = "".join(c for c in model.vocab.chars if c not in known)
     state = RunState(model, make_optimizer(cfg.optimizer, model.params, cfg.weight_decay), rng,

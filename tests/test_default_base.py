@@ -6,10 +6,11 @@ another script, another language, a resume."""
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from charrnn import builtin, checkpoint, choice, runs
+from charrnn import builtin, checkpoint, choice, runs, transfer
 from charrnn.choice import (
     BASE_TRAINED_CHARS,
     BRISK_LR,
@@ -20,6 +21,7 @@ from charrnn.choice import (
 from charrnn.cli import main
 from charrnn.config import FINETUNE_DEFAULTS, ModelConfig
 from charrnn.data import read_corpus
+from charrnn.evaluation import evaluate
 from charrnn.model import CharRNN
 from charrnn.runs import coverage
 from charrnn.vocab import Vocab
@@ -117,10 +119,23 @@ def test_fine_tuning_takes_the_brisker_rate_only_for_a_text_the_base_scores_over
     assert choice.finetune_lr(2.16) == (BRISK_LR, (
         f"fine-tuning at lr {BRISK_LR:g}, not {gentle:g}: the base scores 2.16 nats a character "
         f"on this text (over {UNLIKE_BASE_LOSS:g}), so it has further to go"))
-    assert choice.finetune_lr(float("nan")) == (BRISK_LR, (
-        f"fine-tuning at lr {BRISK_LR:g}, not {gentle:g}: the base scores nothing of this text, "
-        "so it has further to go"))
     assert gentle < BRISK_LR
+
+
+RUSSIAN = "Он читает файлы и выводит их содержимое на стандартный вывод. "
+
+
+def test_the_score_counts_the_text_s_new_characters_at_the_probability_they_start_from(tmp_path):
+    # English the base knows well, and Russian, whose letters it has never seen
+    path = tmp_path / "en-ru.txt"
+    path.write_text(("It reads the files and writes them to the standard output. " + RUSSIAN
+                     + "\n") * 60)
+    corpus, base = read_corpus([path]), runs.builtin_base().model
+    grown = transfer.grown(base, base.vocab.merged(corpus.vocab), np.random.default_rng(0))
+    assert 0.3 < coverage(corpus, base.vocab) < 0.7
+    known = corpus.encode(base.vocab, skip_unknown=True, stop=choice.BASE_FIT_CHARS)
+    assert evaluate(base, known) < UNLIKE_BASE_LOSS  # the characters it knows, alone
+    assert runs.base_fit(corpus, grown, {}) > UNLIKE_BASE_LOSS + 1
 
 
 def test_a_timed_run_needs_the_base_speed():

@@ -175,8 +175,11 @@ def test_the_training_options_default_to_the_finetuning_ones_unless_given(base, 
 
 def test_a_text_unlike_the_base_s_fine_tunes_at_the_brisker_rate_and_says_why(base, new_text,
                                                                               tmp_path):
-    corpus = read_corpus([new_text])
-    fit = runs.base_fit(corpus, checkpoint.load(base).model, {})
+    corpus, model = read_corpus([new_text]), checkpoint.load(base).model
+    # the model fine-tuning starts from: the base grown by the text's new characters, with the
+    # run's generator (seed 0)
+    start = transfer.grown(model, model.vocab.merged(corpus.vocab), np.random.default_rng(0))
+    fit = runs.base_fit(corpus, start, {})
     assert fit > choice.UNLIKE_BASE_LOSS  # accents, an emoji and French: not the Sonnets
     r = finetune(new_text, tmp_path / "a.npz", base)
     assert r.exit_code == 0, r.output
