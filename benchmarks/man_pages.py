@@ -5,8 +5,8 @@ Downloads a manpages-LANG package (apt-get download: no install, no root needed 
 cache), renders its pages with groff, section 1 first, in name order, and writes the first
 whole pages up to --chars characters, cut at a blank line, to OUT. The languages measured in
 docs/training.md ("The English base by default"): pl, de, ru, es, it (manpages-LANG 4.18.1-1)
-and ja (manpages-ja 0.5.0.0.20221215); en is the English originals (manpages and manpages-dev
-6.03-2). Needs apt-get, dpkg-deb and groff.
+ja (manpages-ja 0.5.0.0.20221215) and zh_CN (manpages-zh 1.6.4.0-1); en is the English
+originals (manpages and manpages-dev 6.03-2). Needs apt-get, dpkg-deb and groff.
 
     python benchmarks/man_pages.py pl /tmp/pl.txt
     python benchmarks/bench_quality.py --corpus /tmp/pl.txt --max-time 2m
@@ -34,13 +34,15 @@ def render(page: Path) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("lang", help="the package's language code: pl, de, ru, ja, ...; en")
+    ap.add_argument("lang", help="the pages' language code: pl, de, ru, ja, zh_CN, ...; en")
     ap.add_argument("out", type=Path)
     ap.add_argument("--chars", type=int, default=250_000)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         english = args.lang == "en"  # the original pages, in Debian's manpages and -dev
-        packages = ["manpages", "manpages-dev"] if english else [f"manpages-{args.lang}"]
+        # zh_CN: the package manpages-zh, the folder zh_CN
+        packages = ["manpages", "manpages-dev"] if english else \
+            [f"manpages-{args.lang.split('_')[0]}"]
         subprocess.run(["apt-get", "download", *packages], cwd=tmp, check=True)
         for deb in Path(tmp).glob("*.deb"):
             subprocess.run(["dpkg-deb", "-x", str(deb), str(Path(tmp) / "root")], check=True)

@@ -192,10 +192,9 @@ def train(ctx, corpus, output, resume, force, init_from, from_scratch, encoding,
     --max-steps and --max-time stop it earlier. The saved weights are those with the best
     validation loss. A new model's cell, width, layers, dropout and --epochs, unless given, are
     chosen for the text and the time (--max-time), at this machine's speed, timed at the start
-    (at most 2% of the time); the start line says what was chosen. A text mostly in the
-    characters of the built-in english base (most European texts), in a run shorter than the
-    base's training, fine-tunes the base instead, unless --from-scratch or the network's shape
-    is given.
+    (at most 2% of the time); the start line says what was chosen. A text at least half in
+    the characters of the built-in english base, in a run shorter than the base's training,
+    fine-tunes the base instead, unless --from-scratch or the network's shape is given.
     """
     from pathlib import Path
 
