@@ -58,7 +58,10 @@ def _joined(paths: list[Path], chars: int) -> str:
             continue
         if len(text) >= chars:
             break
-    return text[:text.rfind("\n\n", 0, chars) + 1] if len(text) > chars else text
+    if len(text) <= chars:
+        return text
+    cut = text.rfind("\n\n", 0, chars)
+    return text[:cut + 1] if cut >= 0 else text[:chars]
 
 
 def _interleaved(english: str, russian: str, chars: int) -> str:

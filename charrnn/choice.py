@@ -24,9 +24,10 @@ Before a new model is chosen, ``charrnn train`` asks ``start_from_base`` whether
 the built-in English base (BASE) instead: it does where the base's vocabulary holds at least
 MIN_BASE_COVERAGE of the text's characters and the run can train on fewer characters than the
 base was trained on (BASE_TRAINED_CHARS), at the base's own speed and fine-tuning's limits.
-Fine-tuning's rate comes from the base's score on the text's first BASE_FIT_CHARS characters
-(``finetune_lr``): FINETUNE_DEFAULTS' gentle one for a text like the base's, BRISK_LR for one
-it scores over UNLIKE_BASE_LOSS.
+Fine-tuning's rate comes from the score, on the text's first BASE_FIT_CHARS characters, of the
+model it starts from, the base grown by the text's new characters (``finetune_lr``):
+FINETUNE_DEFAULTS' gentle one for a text like the base's, BRISK_LR for one scored over
+UNLIKE_BASE_LOSS.
 """
 
 from __future__ import annotations
@@ -72,10 +73,12 @@ BASE_FIT_CHARS = 20_000  # characters of the text's start that the base scores
 # Fine-tuning's peak rate where the model it starts from (the base, grown by the text's new
 # characters) scores a text over UNLIKE_BASE_LOSS nats a character. At FINETUNE_DEFAULTS'
 # gentle rate, the english base loses to a model from scratch on C headers (scored 2.15),
-# Italian, German and Polish (2.77, 3.20, 3.77) and Japanese (4.27); at this one it beats it on
-# the headers, the German and the Japanese, and trails on the Italian and the Polish by 0.03
-# and 0.015. The gentle rate suits the Sonnets and the poems (1.65, 1.72) (docs/training.md,
-# "The English base by default")
+# Italian, German and Polish (2.77, 3.20, 3.77), English and Russian (3.41) and Japanese
+# (4.27); at this one it beats it on all but the Italian and the Polish, where it trails by
+# 0.03 and 0.015. The gentle rate suits the Sonnets and the poems (1.65, 1.72)
+# (docs/training.md, "The English base by default"). A new character starts at a probability
+# of at most 0.001 (transfer.NEW_CHAR_PROB), 7 nats or more: a text a tenth of whose
+# characters are new takes the brisk rate whatever the rest.
 BRISK_LR = 0.003
 UNLIKE_BASE_LOSS = 1.9
 
@@ -158,9 +161,9 @@ def start_from_base(corpus_chars: int, coverage: float, train_options: dict[str,
     yes where ``coverage`` (the share of the text's characters that the base's vocabulary
     holds) is at least MIN_BASE_COVERAGE and the fine-tuning run's budget is below
     BASE_TRAINED_CHARS. A timed run's budget is ``max_time`` at ``base_speed()``, asked for
-    only once the coverage holds. A text in another script gains nothing from an English base,
-    and a run that can train as long as the base did has time for a model chosen for its own
-    text (docs/training.md, "The English base by default")."""
+    only once the coverage holds. A text mostly in a script the base has never seen is not
+    measured, and a run that can train as long as the base did has time for a model chosen for
+    its own text (docs/training.md, "The English base by default")."""
     if coverage < MIN_BASE_COVERAGE:
         return False, f"from scratch: {coverage:.0%} of its characters are in the {BASE} base"
     train_chars = training_chars(corpus_chars, train_options)
@@ -184,7 +187,7 @@ def finetune_lr(base_loss: float) -> tuple[float, str]:
     character, and why where it is not FINETUNE_DEFAULTS' gentle one: a text unlike the base's,
     in its words or its characters (scored over UNLIKE_BASE_LOSS), takes BRISK_LR, since its
     weights must move further than a few hundred gentle steps take them."""
-    if base_loss <= UNLIKE_BASE_LOSS:
+    if not base_loss > UNLIKE_BASE_LOSS:  # NaN too: nothing is known of the text
         return FINETUNE_DEFAULTS["lr"], ""
     return BRISK_LR, (f"fine-tuning at lr {BRISK_LR:g}, not {FINETUNE_DEFAULTS['lr']:g}: the base "
                       f"scores {base_loss:.2f} nats a character on this text (over "

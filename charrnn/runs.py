@@ -102,12 +102,13 @@ FIT_PIECE_CHARS = 625  # characters of each piece the model scores side by side 
 
 def base_fit(corpus: Corpus, model: CharRNN, train_options: dict[str, Any]) -> float:
     """Nats a character ``model`` scores on the first BASE_FIT_CHARS characters of the text's
-    training part, whose characters its vocabulary holds, read as pieces of FIT_PIECE_CHARS
-    side by side: one batched pass instead of a long thin one. For fine-tuning's rate,
-    ``model`` is the base grown by the text's new characters (``transfer.grown``), so that
-    each new character counts at the small probability it starts from."""
+    training part (those it does not know left out, as ``charrnn eval --unknown skip``), read
+    as pieces of FIT_PIECE_CHARS side by side: one batched pass instead of a long thin one. For
+    fine-tuning's rate, ``model`` is the base grown by the text's new characters
+    (``transfer.grown``), so that none is left out: each counts at the small probability it
+    starts from."""
     stop = min(BASE_FIT_CHARS, training_chars(len(corpus), train_options))
-    ids = corpus.encode(model.vocab, stop=stop)
+    ids = corpus.encode(model.vocab, skip_unknown=True, stop=stop)
     pieces = len(ids) // FIT_PIECE_CHARS
     if pieces > 1:
         ids = ids[:pieces * FIT_PIECE_CHARS].reshape(pieces, FIT_PIECE_CHARS)

@@ -1,7 +1,7 @@
 """`charrnn train` fine-tunes the built-in English base by default where the rule says it helps:
-the rule (coverage of the text's characters, the run's budget against the base's training, the
-base's loss on the text), the start line and the file's record, --from-scratch, a given shape,
-another script, another language, a resume."""
+the rule (coverage of the text's characters, the run's budget against the base's training),
+fine-tuning's rate from the base's score on the text, the start line and the file's record,
+--from-scratch, a given shape, another script, a resume."""
 
 import json
 from pathlib import Path
@@ -21,7 +21,6 @@ from charrnn.choice import (
 from charrnn.cli import main
 from charrnn.config import FINETUNE_DEFAULTS, ModelConfig
 from charrnn.data import read_corpus
-from charrnn.evaluation import evaluate
 from charrnn.model import CharRNN
 from charrnn.runs import coverage
 from charrnn.vocab import Vocab
@@ -119,7 +118,7 @@ def test_fine_tuning_takes_the_brisker_rate_only_for_a_text_the_base_scores_over
     assert choice.finetune_lr(2.16) == (BRISK_LR, (
         f"fine-tuning at lr {BRISK_LR:g}, not {gentle:g}: the base scores 2.16 nats a character "
         f"on this text (over {UNLIKE_BASE_LOSS:g}), so it has further to go"))
-    assert gentle < BRISK_LR
+    assert choice.finetune_lr(float("nan")) == (gentle, "")  # nothing known of the text
 
 
 RUSSIAN = "Он читает файлы и выводит их содержимое на стандартный вывод. "
@@ -133,8 +132,7 @@ def test_the_score_counts_the_text_s_new_characters_at_the_probability_they_star
     corpus, base = read_corpus([path]), runs.builtin_base().model
     grown = transfer.grown(base, base.vocab.merged(corpus.vocab), np.random.default_rng(0))
     assert 0.3 < coverage(corpus, base.vocab) < 0.7
-    known = corpus.encode(base.vocab, skip_unknown=True, stop=choice.BASE_FIT_CHARS)
-    assert evaluate(base, known) < UNLIKE_BASE_LOSS  # the characters it knows, alone
+    assert runs.base_fit(corpus, base, {}) < UNLIKE_BASE_LOSS  # the characters it knows, alone
     assert runs.base_fit(corpus, grown, {}) > UNLIKE_BASE_LOSS + 1
 
 

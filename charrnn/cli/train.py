@@ -58,6 +58,9 @@ _TD = TrainConfig()
 (_, WIDE, _), (_, _, DEEP), (_, NARROW, LAYERS) = MODELS
 
 
+_BRISK_LR = f"{BRISK_LR:g} on a text the base scores over {UNLIKE_BASE_LOSS:g} nats a character"
+
+
 def _millions(chars: int) -> str:
     return f"{round(chars / 1_000_000)}M"
 
@@ -71,8 +74,7 @@ def _default(name: str) -> str:
     if name in FINETUNE_DEFAULTS:
         shown += f", {text(FINETUNE_DEFAULTS[name])} when fine-tuning"
     if name == "lr":
-        shown += (f" ({BRISK_LR:g} on a text the base scores over {UNLIKE_BASE_LOSS:g} nats a "
-                  "character)")
+        shown += f" ({_BRISK_LR})"
     return shown
 
 
@@ -164,8 +166,7 @@ class _Threads(click.ParamType):
               help="Fine-tune: start from this trained model's best weights, its shape and its "
                    "vocabulary, grown by the corpus's new characters. Unless given, "
                    + ", ".join(f"{flag(k)} is {v:g}" for k, v in FINETUNE_DEFAULTS.items())
-                   + f" ({flag('lr')} {BRISK_LR:g} on a text the base scores over "
-                   f"{UNLIKE_BASE_LOSS:g} nats a character).")
+                   + f" ({flag('lr')} {_BRISK_LR}).")
 @click.option("--from-scratch", is_flag=True,
               help=f"Train a new model even where charrnn would fine-tune the built-in "
                    f"{BASE} base, which it does by default for a text at least "
