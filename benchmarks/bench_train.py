@@ -2,7 +2,7 @@
 """Training throughput of charrnn's own model, against the machine's GEMM-bound limit.
 
 For each config ``cell:hidden:batch`` (2 layers, T=64, V=65, Adam, clip 5, float32) this
-trains through the library (``CharRNN.loss_and_grad``, ``clip_grad_norm``, ``Adam.step``) on
+trains through the library (``clipped_gradients``, as the trainer steps, then ``Adam.step``) on
 a synthetic token stream with the hidden state carried, and prints one JSON line:
 
     chars_per_s_median   B*T characters per step / step time, median of timed windows
@@ -34,7 +34,7 @@ import numpy as np
 
 from charrnn import CharRNN, ModelConfig, TrainConfig
 from charrnn.config import GATES
-from charrnn.optim import clip_grad_norm, make_optimizer
+from charrnn.optim import clipped_gradients, make_optimizer
 
 DEFAULT = ",".join(f"{c}:{h}:32" for c in ("lstm", "gru", "rnn") for h in (128, 256)) + \
     "," + ",".join(f"{c}:512:64" for c in ("lstm", "gru", "rnn"))
@@ -103,8 +103,7 @@ class Trainer:
             p, self.state = 0, self.model.initial_state(self.B)
         x, y = self.data[:, p:p + self.T], self.data[:, p + 1:p + self.T + 1]
         self.pos = p + self.T
-        loss, grads, self.state = self.model.loss_and_grad(x, y, self.state)
-        clip_grad_norm(grads, 5.0)
+        _, grads, _, self.state = clipped_gradients(self.model, x, y, self.state, None, 5.0)
         self.opt.step(self.model.params, grads, 2e-3)
 
     def warmup(self):
